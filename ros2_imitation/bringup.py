@@ -1,0 +1,125 @@
+"""Start a node graph as one process per node, supervise it, and stop it cleanly.
+
+What `ros2 launch` does on a ROS machine, for machines without the ROS launch system: each node
+runs with this interpreter in its own process group (so its children die with it), gets its
+parameters through a --params-file, and a node that dies takes the graph down with its name in the
+error, unless it is marked `required: false`.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from ros2_imitation.graph import Graph, params_folder
+
+STOP_TIMEOUT_S = 8.0
+
+
+@dataclass
+class Running:
+    name: str
+    process: subprocess.Popen
+    required: bool
+
+
+class Bringup:
+    def __init__(self, graph: Graph, log=print, env: dict | None = None):
+        self.graph = graph
+        self.log = log
+        self.env = dict(os.environ if env is None else env)
+        self.env.setdefault('PYTHONUNBUFFERED', '1')
+        self.running: list[Running] = []
+        self._folder = None
+
+    def start(self):
+        self._folder = params_folder()
+        try:
+            for spec in self.graph.nodes:
+                cmd = [sys.executable, '-m', spec.module,
+                       *spec.ros_arguments(spec.write_params_file(self._folder))]
+                process = subprocess.Popen(cmd, env=self.env, start_new_session=True)
+                self.running.append(Running(spec.name, process, spec.required))
+                self.log(f'[bringup] started {spec.name} ({spec.executable}, pid {process.pid})')
+        except Exception:
+            self.stop()
+            raise
+
+    def poll(self) -> tuple[str, int] | None:
+        """(name, exit code) of the first required node that has exited, else None."""
+        for node in self.running:
+            code = node.process.poll()
+            if code is not None and node.required:
+                return node.name, code
+        return None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until a required node exits or the timeout passes; return bringup's exit code."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
+            died = self.poll()
+            if died:
+                name, code = died
+                self.log(f'[bringup] node {name!r} exited with code {code}; stopping the graph')
+                return 1 if code == 0 else code if code > 0 else 128 - code
+            time.sleep(0.1)
+        return 0
+
+    def stop(self):
+        for node in self.running:
+            _signal_group(node.process, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for node in self.running:
+            try:
+                node.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log(f'[bringup] {node.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killing it')
+            # the group may still hold grandchildren even when the node itself has exited
+            _signal_group(node.process, signal.SIGKILL)
+            node.process.wait()
+        self.running = []
+        if self._folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _signal_group(process: subprocess.Popen, sig: int):
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run(graph: Graph, duration: float | None = None) -> int:
+    """Run until SIGINT/SIGTERM, a required node's death, or `duration` seconds."""
+    bringup = Bringup(graph)
+    stop_requested = []
+
+    def request_stop(signum, _frame):
+        stop_requested.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
+    try:
+        bringup.start()
+        code = bringup.wait(duration)
+    except KeyboardInterrupt:
+        bringup.log(f'[bringup] {signal.Signals(stop_requested[0]).name if stop_requested else "SIGINT"}'
+                    f' received; stopping {len(bringup.running)} nodes')
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
+        bringup.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code

@@ -1,0 +1,258 @@
+"""MuJoCo Panda simulation exposing what gz_ros2_control + ros_gz_bridge expose.
+
+Topics: /clock, /joint_states, camera Image + CameraInfo (realsense2_camera names), command inputs
+of an effort and a position forward_command_controller and of a joint_trajectory_controller, and a
+task-state topic. Services: ~/reset (with the `seed` parameter) and ~/success.
+
+Sim time is monotonic over the node's life; a reset starts a new episode but never moves /clock
+back, so subscribers never see a time jump.
+"""
+import json
+import threading
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from ros2_imitation.nodes.common import (CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, STATE_QOS, StartupError,
+                                         declare, run_node, to_sec, to_stamp)
+from ros2_imitation.nodes.conversions import trajectory_from_msg
+from ros2_imitation.trajectory import TrajectoryFollower, validate
+
+
+class SimNode(Node):
+    def __init__(self):
+        super().__init__('sim')
+        p = {name: declare(self, name, default) for name, default in dict(
+            task='push_cube', seed=0, physics_rate=500.0, real_time_factor=1.0,
+            joint_state_rate=250.0, camera_rate=10.0, camera_width=96, camera_height=96,
+            camera_frame='camera_color_optical_frame', task_state_rate=10.0,
+            image_topic='/camera/camera/color/image_raw',
+            camera_info_topic='/camera/camera/color/camera_info',
+            initial_mode='position', robot='panda').items()}
+        if p['physics_rate'] < 100.0:
+            raise StartupError(f'physics_rate must be >= 100 Hz, got {p["physics_rate"]}')
+        if p['initial_mode'] not in ('position', 'effort'):
+            raise StartupError(f'initial_mode must be position or effort, got {p["initial_mode"]!r}')
+        self.p = p
+        self._lock = threading.Lock()
+        self._pending = None          # ('position'|'effort'|'hold'|'gripper', array)
+        self._reset_request = None    # (seed, threading.Event, result list)
+        self._follower = None
+        self._running = True
+        self._ready = threading.Event()
+        self._startup_error = None
+        self.sim_time = 0.0
+
+        self.clock_pub = self.create_publisher(Clock, '/clock', CLOCK_QOS)
+        self.joint_pub = self.create_publisher(JointState, '/joint_states', STATE_QOS)
+        self.image_pub = self.create_publisher(Image, p['image_topic'], SENSOR_QOS)
+        self.info_pub = self.create_publisher(CameraInfo, p['camera_info_topic'], SENSOR_QOS)
+        self.state_pub = self.create_publisher(String, '~/task_state', STATE_QOS)
+
+        self._thread = threading.Thread(target=self._physics_loop, name='physics', daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error:
+            raise StartupError(self._startup_error)
+
+        self.create_subscription(Float64MultiArray, '/position_controller/commands',
+                                 lambda m: self._forward_command('position', m), COMMAND_QOS)
+        self.create_subscription(Float64MultiArray, '/effort_controller/commands',
+                                 lambda m: self._forward_command('effort', m), COMMAND_QOS)
+        self.create_subscription(Float64MultiArray, '/gripper_controller/commands',
+                                 self._gripper_command, COMMAND_QOS)
+        self.create_subscription(JointTrajectory, '/joint_trajectory_controller/joint_trajectory',
+                                 self._trajectory_command, COMMAND_QOS)
+        self.create_service(Trigger, '~/reset', self._reset)
+        self.create_service(Trigger, '~/success', self._success)
+        self.get_logger().info(
+            f'task {p["task"]}, physics {p["physics_rate"]:.0f} Hz, real-time factor '
+            f'{p["real_time_factor"]}, camera {p["camera_width"]}x{p["camera_height"]} at {p["camera_rate"]} Hz')
+
+    # ---- command inputs (ROS callback thread) ----
+    def _reject(self, what: str, reason: str):
+        self.get_logger().warn(f'rejected {what}: {reason}; holding', throttle_duration_sec=1.0)
+        with self._lock:
+            self._follower = None
+            self._pending = ('hold', None)
+
+    def _forward_command(self, mode: str, msg: Float64MultiArray):
+        values = np.asarray(msg.data, dtype=float)
+        n = len(self.sim.ARM_JOINTS)
+        if values.shape != (n,):
+            return self._reject(f'{mode} command', f'expected {n} values, got {values.size}')
+        if not np.all(np.isfinite(values)):
+            return self._reject(f'{mode} command', f'non-finite values {values.tolist()}')
+        with self._lock:
+            self._follower = None
+            self._pending = (mode, values)
+
+    def _gripper_command(self, msg: Float64MultiArray):
+        values = np.asarray(msg.data, dtype=float)
+        if values.shape != (1,) or not np.isfinite(values[0]):
+            self.get_logger().warn(f'rejected gripper command {list(msg.data)}: expected one finite width')
+            return
+        with self._lock:
+            self.sim.set_gripper(float(values[0]))
+
+    def _trajectory_command(self, msg: JointTrajectory):
+        now = self.sim_time
+        try:
+            traj = trajectory_from_msg(msg)
+        except ValueError as exc:
+            return self.get_logger().warn(f'rejected trajectory: {exc}')
+        reason = validate(traj, self.sim.ARM_JOINTS, now)
+        if reason:
+            # like JTC: a rejected goal leaves the running trajectory alone
+            return self.get_logger().warn(f'rejected trajectory: {reason}')
+        with self._lock:
+            q = self.sim.joint_positions()[:len(self.sim.ARM_JOINTS)]
+            qd = self.sim.joint_velocities()[:len(self.sim.ARM_JOINTS)]
+            if self._follower is None:
+                self._follower = TrajectoryFollower(self.sim.ARM_JOINTS, interpolation='cubic'
+                                                    if traj.velocities is not None else 'linear')
+            self._follower.replace(traj.reordered(self.sim.ARM_JOINTS), now, q, qd)
+            self._pending = None
+
+    # ---- services ----
+    def _reset(self, _request, response):
+        seed = int(self.get_parameter('seed').value)
+        done = threading.Event()
+        result = []
+        with self._lock:
+            self._reset_request = (seed, done, result)
+        if not done.wait(10.0):
+            response.success, response.message = False, 'physics thread did not answer in 10 s'
+            return response
+        response.success = True
+        response.message = json.dumps({'seed': seed, **result[0]})
+        self.get_logger().info(f'episode reset with seed {seed}')
+        return response
+
+    def _success(self, _request, response):
+        with self._lock:
+            state = self.sim.task_state()
+        response.success = bool(state['success'])
+        response.message = json.dumps(state)
+        return response
+
+    # ---- physics thread: owns the MuJoCo data and the renderer's GL context ----
+    def _physics_loop(self):
+        p = self.p
+        try:
+            from ros2_imitation.sim import PandaSim
+            self.sim = PandaSim(task=p['task'], physics_rate=p['physics_rate'],
+                                camera_width=p['camera_width'], camera_height=p['camera_height'])
+            self.sim.reset(int(p['seed']))
+            if p['initial_mode'] == 'effort':
+                self.sim.set_effort(np.zeros(len(self.sim.ARM_JOINTS)))
+            else:
+                self.sim.hold()
+        except Exception as exc:  # reported by __init__ as a start-up error
+            self._startup_error = f'{type(exc).__name__}: {exc}'
+            self._ready.set()
+            return
+        self._ready.set()
+        dt = self.sim.dt
+        every = {key: max(1, round(p['physics_rate'] / rate)) for key, rate in (
+            ('joints', p['joint_state_rate']), ('camera', p['camera_rate']),
+            ('state', p['task_state_rate']))}
+        info = self._camera_info()
+        rtf = float(p['real_time_factor'])
+        wall0, step = time.perf_counter(), 0
+        while self._running:
+            with self._lock:
+                self._apply_pending()
+                if self._follower is not None:
+                    self.sim.set_position(self._follower.sample(self.sim_time)[0])
+                self.sim.step(1)
+                self.sim_time += dt
+                step += 1
+                stamp = to_stamp(self.sim_time)
+                joints = self._joint_state(stamp) if step % every['joints'] == 0 else None
+                image = self.sim.render() if step % every['camera'] == 0 else None
+                state = self.sim.task_state() if step % every['state'] == 0 else None
+            self.clock_pub.publish(Clock(clock=stamp))
+            if joints is not None:
+                self.joint_pub.publish(joints)
+            if image is not None:
+                self._publish_image(image, info, stamp)
+            if state is not None:
+                self.state_pub.publish(String(data=json.dumps(state)))
+            if rtf > 0:
+                lag = wall0 + step * dt / rtf - time.perf_counter()
+                if lag > 0:
+                    time.sleep(lag)
+                elif lag < -0.5:  # far behind (a stall): re-anchor instead of sprinting to catch up
+                    wall0 = time.perf_counter() - step * dt / rtf
+
+    def _apply_pending(self):
+        if self._reset_request is not None:
+            seed, done, result = self._reset_request
+            self._reset_request = None
+            self._follower = None
+            self.sim.reset(seed)
+            self.sim.hold()
+            result.append({**self.sim.task_state(),
+                           'joint_positions': self.sim.joint_positions().tolist()})
+            done.set()
+        if self._pending is not None:
+            mode, values = self._pending
+            self._pending = None
+            if mode == 'position':
+                self.sim.set_position(values)
+            elif mode == 'effort':
+                self.sim.set_effort(values)
+            else:
+                self.sim.hold()
+
+    def _joint_state(self, stamp) -> JointState:
+        msg = JointState()
+        msg.header.stamp = stamp
+        msg.name = list(self.sim.joint_names)
+        msg.position = self.sim.joint_positions().tolist()
+        msg.velocity = self.sim.joint_velocities().tolist()
+        msg.effort = self.sim.joint_efforts().tolist()
+        return msg
+
+    def _camera_info(self) -> CameraInfo:
+        k = self.sim.camera_intrinsics()
+        info = CameraInfo()
+        info.header.frame_id = self.p['camera_frame']
+        info.width, info.height = int(k['width']), int(k['height'])
+        info.distortion_model = 'plumb_bob'
+        info.d = [0.0] * 5
+        info.k = [k['fx'], 0.0, k['cx'], 0.0, k['fy'], k['cy'], 0.0, 0.0, 1.0]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [k['fx'], 0.0, k['cx'], 0.0, 0.0, k['fy'], k['cy'], 0.0, 0.0, 0.0, 1.0, 0.0]
+        return info
+
+    def _publish_image(self, rgb: np.ndarray, info: CameraInfo, stamp):
+        msg = Image()
+        msg.header.stamp = stamp
+        msg.header.frame_id = self.p['camera_frame']
+        msg.height, msg.width = rgb.shape[:2]
+        msg.encoding = 'rgb8'
+        msg.step = msg.width * 3
+        msg.data = np.ascontiguousarray(rgb).tobytes()
+        info.header.stamp = stamp
+        self.image_pub.publish(msg)
+        self.info_pub.publish(info)
+
+    def close(self):
+        self._running = False
+        self._thread.join(timeout=2.0)
+
+
+def main(args=None):
+    return run_node(SimNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""Where the package's config/, launch/ and models/ live, whichever way it was installed."""
+import os
+import sys
+from pathlib import Path
+
+PACKAGE = 'ros2_imitation'
+
+
+def share_dir() -> Path:
+    """The folder holding config/, launch/ and models/.
+
+    A source checkout or editable install uses the repository root; a colcon or pip install
+    uses <prefix>/share/ros2_imitation.
+    """
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / 'config').is_dir() and (repo / 'package.xml').is_file():
+        return repo
+    candidates = [Path(sys.prefix) / 'share' / PACKAGE]
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        if prefix:
+            candidates.append(Path(prefix) / 'share' / PACKAGE)
+    for candidate in candidates:
+        if (candidate / 'config').is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f'cannot find the {PACKAGE} share folder (looked in {repo} and {[str(c) for c in candidates]})')
+
+
+def resolve(kind: str, name_or_path: str, suffix: str = '.yaml') -> Path:
+    """A config file given by name (config/<kind>/<name>.yaml) or by path."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix and path.is_file():
+        return path
+    candidate = share_dir() / 'config' / kind / f'{name_or_path}{suffix}'
+    if candidate.is_file():
+        return candidate
+    available = sorted(p.stem for p in (share_dir() / 'config' / kind).glob(f'*{suffix}'))
+    raise FileNotFoundError(
+        f'unknown {kind[:-1] if kind.endswith("s") else kind} {name_or_path!r}: '
+        f'not a file and not one of {available}')

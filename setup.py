@@ -1,0 +1,71 @@
+"""ament_python package; also installs with plain pip (see README)."""
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'ros2_imitation'
+
+
+def tree(folder):
+    """data_files entries that keep the folder structure under share/<pkg>/."""
+    entries = {}
+    for path in glob(os.path.join(folder, '**', '*'), recursive=True):
+        if os.path.isfile(path):
+            target = os.path.join('share', PACKAGE, os.path.dirname(path))
+            entries.setdefault(target, []).append(path)
+    return sorted(entries.items())
+
+
+# One executable per node module: ros2_imitation/nodes/<name>_node.py -> <name>_node.
+NODES = sorted(os.path.basename(p)[:-3] for p in glob(f'{PACKAGE}/nodes/*_node.py'))
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        (f'share/{PACKAGE}', ['package.xml']),
+        *tree('launch'),
+        *tree('config'),
+        *tree('models'),
+    ],
+    python_requires='>=3.10',
+    install_requires=[
+        'numpy>=1.24',
+        'pyyaml>=6',
+        'tqdm>=4.60',
+        'torch>=2.1',
+        'diffusers>=0.30',
+        'safetensors>=0.4',
+        'mujoco>=3.2',
+        'gymnasium-robotics>=1.2',
+        'opencv-python-headless>=4.8',
+        'rosbags>=0.10',
+        'matplotlib>=3.7',
+    ],
+    extras_require={
+        # ROS 2 Kilted client wheels from PyPI, for machines without a ROS install.
+        # Never install this extra on a ROS machine: it would shadow the system rclpy.
+        'ros': [
+            'ros-rclpy', 'ros-rmw-fastrtps-cpp', 'ros-sensor-msgs', 'ros-std-msgs',
+            'ros-std-srvs', 'ros-trajectory-msgs', 'ros-geometry-msgs',
+            'ros-rosgraph-msgs', 'ros-diagnostic-msgs',
+        ],
+        'realsense': ['pyrealsense2'],
+        'test': ['pytest>=7', 'hypothesis>=6', 'mcap>=1.1', 'mcap-ros2-support>=0.5'],
+    },
+    zip_safe=True,
+    maintainer='ros2_imitation developers',
+    maintainer_email='dev@ros2-imitation.org',
+    description='Diffusion action-chunk imitation policies on ROS 2 arms.',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'ros2-imitation = ros2_imitation.cli:main',
+            *[f'{n} = ros2_imitation.nodes.{n}:main' for n in NODES],
+        ],
+    },
+)

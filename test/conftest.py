@@ -1,0 +1,121 @@
+"""Shared fixtures: isolated ROS graphs (own domain id, localhost only) and a probe node."""
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+os.environ.setdefault('MUJOCO_GL', 'egl')
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+
+# Domain ids 1..101 are valid on every rmw; offset by pid so parallel test runs rarely share one.
+_domains = itertools.count()
+
+
+def next_domain_id() -> int:
+    return 1 + (os.getpid() * 7 + next(_domains)) % 100
+
+
+@pytest.fixture
+def ros_env():
+    env = dict(os.environ)
+    env['ROS_DOMAIN_ID'] = str(next_domain_id())
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['PYTHONUNBUFFERED'] = '1'
+    return env
+
+
+class Process:
+    """A child started in its own process group, stopped with SIGTERM to the group."""
+
+    def __init__(self, cmd, env, log_path):
+        self.log_path = log_path
+        self._log = open(log_path, 'w')
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def output(self) -> str:
+        self._log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self, timeout=15.0) -> int:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def spawn(tmp_path, ros_env):
+    """spawn('bringup', 'sim', '--arg', ...) runs `ros2-imitation ...` in the test's ROS domain."""
+    started = []
+
+    def _spawn(*cli_args, env=None):
+        log = tmp_path / f'proc{len(started)}.log'
+        proc = Process([sys.executable, '-m', 'ros2_imitation.cli', *cli_args],
+                       env or ros_env, str(log))
+        started.append(proc)
+        return proc
+
+    yield _spawn
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def probe(ros_env):
+    """An rclpy node in the test process, on the test's domain, spun in a background thread."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(ros_env['ROS_DOMAIN_ID']))
+    node = rclpy.create_node('test_probe', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield node
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+    thread.join(timeout=2)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = 'condition'):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+
+
+def call_service(node, srv_type, name: str, request=None, timeout: float = 20.0):
+    client = node.create_client(srv_type, name)
+    try:
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise AssertionError(f'service {name} not available after {timeout} s')
+        future = client.call_async(request or srv_type.Request())
+        wait_for(future.done, timeout, what=f'reply from {name}')
+        return future.result()
+    finally:
+        node.destroy_client(client)
