@@ -3,6 +3,7 @@
 ROS-free on purpose: the controller node, the MuJoCo JTC emulation and the policy node all use
 these functions, and the tests run without rclpy. Times are float seconds on the node's clock.
 """
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -10,6 +11,8 @@ import numpy as np
 
 # Jazzy's JTC compares last-point velocities against float epsilon, not zero.
 _FLOAT_EPS = float(np.finfo(np.float32).eps)
+# builtin_interfaces Time/Duration carry int32 seconds.
+_MAX_SEC = float(2 ** 31 - 1)
 
 
 def _as_rows(values):
@@ -80,13 +83,32 @@ class Trajectory:
         return Trajectory(target, self.stamp, self.times.copy(), pos, vel)
 
 
+def _field_problem(rows, n_pts: int, n_j: int, field: str, max_abs: float) -> Optional[str]:
+    if len(rows) != n_pts:
+        return f'{len(rows)} {field} rows for {n_pts} points'
+    if isinstance(rows, np.ndarray):
+        if rows.shape[1] != n_j:
+            return f'points have {rows.shape[1]} {field} for {n_j} joints'
+    else:
+        for i, row in enumerate(rows):
+            if len(row) != n_j:
+                return f'point {i} has {len(row)} {field} for {n_j} joints (give all or none)'
+        rows = np.asarray(rows)
+    if not np.all(np.isfinite(rows)):
+        return f'non-finite {field}'
+    if np.any(np.abs(rows) > max_abs):
+        return f'{field} beyond +-{max_abs:g}'
+    return None
+
+
 def validate(traj: Trajectory, controller_joints: Sequence[str], now: float, *,
              allow_partial: bool = False, allow_nonzero_end_velocity: bool = False,
-             max_points: int = 10000) -> Optional[str]:
+             max_points: int = 10000, max_abs_value: float = 1e6) -> Optional[str]:
     """Why a joint_trajectory_controller (Jazzy defaults) would reject `traj`, or None to accept.
 
-    Stricter than the JTC in a few sane ways: duplicate names, non-finite values, negative
-    times, more than `max_points`, and velocities given at some points but not others.
+    Stricter than the JTC in a few sane ways: duplicate names, non-finite values, values beyond
+    max_abs_value (keeps interpolation from overflowing), negative times, more than max_points,
+    and velocities given at some points but not others.
     """
     names, controller = list(traj.joint_names), set(controller_joints)
     if not names:
@@ -104,32 +126,21 @@ def validate(traj: Trajectory, controller_joints: Sequence[str], now: float, *,
         return 'trajectory has no points'
     if n_pts > max_points:
         return f'{n_pts} points exceed the limit of {max_points}'
-    if not np.isfinite(traj.stamp):
-        return f'header.stamp {traj.stamp} is not finite'
+    if not 0.0 <= traj.stamp < _MAX_SEC:
+        return f'header.stamp {traj.stamp} is not a valid ROS time'
     times = np.asarray(traj.times, dtype=float)
-    if not np.all(np.isfinite(times)) or times[0] < 0.0:
-        return f'time_from_start must be finite and >= 0, got {times[:3]}...'
+    if not np.all((times >= 0.0) & (times < _MAX_SEC)):   # NaN fails both
+        return f'time_from_start must be finite, >= 0 and < 2^31 s, got {times[0]} .. {times[-1]}'
     # Compared in whole nanoseconds, as rclcpp::Duration does: a float gap below 1 ns is no gap.
-    ns = np.round(times * 1e9)
-    bad = np.flatnonzero(np.diff(ns) <= 0)
+    bad = np.flatnonzero(np.diff(np.round(times * 1e9)) <= 0)
     if bad.size:
         i = int(bad[0])
         return f'time_from_start not strictly increasing at points {i}, {i + 1}: {times[i]} >= {times[i + 1]}'
-    if len(traj.positions) != n_pts:
-        return f'{len(traj.positions)} position rows for {n_pts} points'
-    for i, row in enumerate(traj.positions):
-        if len(row) != n_j:
-            return f'point {i} has {len(row)} positions for {n_j} joints'
-    if traj.velocities is not None:
-        if len(traj.velocities) != n_pts:
-            return f'{len(traj.velocities)} velocity rows for {n_pts} points'
-        for i, row in enumerate(traj.velocities):
-            if len(row) != n_j:
-                return f'point {i} has {len(row)} velocities for {n_j} joints (give all or none)'
     for field in ('positions', 'velocities'):
         rows = getattr(traj, field)
-        if rows is not None and not all(np.all(np.isfinite(r)) for r in rows):
-            return f'non-finite {field}'
+        problem = None if rows is None else _field_problem(rows, n_pts, n_j, field, max_abs_value)
+        if problem:
+            return problem
     if traj.stamp != 0.0 and traj.stamp + times[-1] < now:
         return f'trajectory ends in the past ({traj.stamp + times[-1]:.6f} < now {now:.6f})'
     if traj.velocities is not None and not allow_nonzero_end_velocity:
@@ -151,8 +162,9 @@ def finite_difference_velocities(times: np.ndarray, positions: np.ndarray) -> np
 class TrajectoryFollower:
     """Samples the active chunk at controller rate; replacing it never jumps the command.
 
-    Knots are absolute times. The first knot is always the command at the moment of replace(),
-    so position (and, for cubic, velocity) stays continuous across chunks.
+    The first knot is always the command at the moment of replace(), so position (and, for
+    cubic, velocity) stays continuous across chunks. Knots are kept relative to that moment:
+    at ROS epoch times (~1.7e9 s) a float only resolves ~0.2 us.
     """
 
     def __init__(self, joint_names: Sequence[str], interpolation: str = 'linear',
@@ -162,25 +174,28 @@ class TrajectoryFollower:
         self.joint_names = tuple(joint_names)
         self.interpolation = interpolation
         # Points closer than this to `now` are dropped: a near-zero first segment is a jump.
-        self.min_segment = float(min_segment)
+        self.min_segment = max(float(min_segment), 1e-6)
         self.clear()
 
     def clear(self) -> None:
-        self._t = None      # (K,) knot times
-        self._coef = None   # (K-1, 4, J) polynomial in (t - t_k) per segment
-        self._end = None    # final position
+        # (origin, knot times relative to origin, (K-1, 4, J) polynomial per segment, final
+        # position), swapped in one assignment so a sampling thread never sees a half update.
+        self._plan = None
 
     @property
     def idle(self) -> bool:
-        return self._t is None
+        return self._plan is None
 
     @property
     def end_time(self) -> Optional[float]:
-        return None if self.idle else float(self._t[-1])
+        return None if self._plan is None else self._plan[0] + float(self._plan[1][-1])
 
     def hold(self, position, now: float) -> None:
         """Stay at `position` (zero velocity) from `now` on, e.g. when the chunk stream stops."""
-        self._set(np.array([now], dtype=float), np.asarray(position, dtype=float)[None, :], None)
+        q = np.asarray(position, dtype=float)
+        if q.shape != (len(self.joint_names),) or not np.all(np.isfinite(q)):
+            raise ValueError(f'hold position must be {len(self.joint_names)} finite values')
+        self._set(now, np.zeros(1), q[None, :], None)
 
     def replace(self, traj: Trajectory, now: float, current_position=None, current_velocity=None) -> None:
         """Switch to a validated trajectory; current_* are used only when the follower is idle."""
@@ -191,25 +206,29 @@ class TrajectoryFollower:
             v0 = np.zeros_like(q0) if current_velocity is None else np.asarray(current_velocity, float)
         else:
             q0, v0 = self.sample(now)
-        if q0.shape != (len(self.joint_names),) or not (np.all(np.isfinite(q0)) and np.all(np.isfinite(v0))):
+        if q0.shape != (len(self.joint_names),) or v0.shape != q0.shape or \
+                not (np.all(np.isfinite(q0)) and np.all(np.isfinite(v0))):
             raise ValueError(f'start state must be {len(self.joint_names)} finite values')
         traj = traj.reordered(self.joint_names, fill=q0)
         if not (np.all(np.isfinite(traj.positions)) and np.all(np.isfinite(traj.times))):
             raise ValueError('replace() needs a trajectory that validate() accepted')
-        abs_t = traj.absolute_times(now)
-        keep = abs_t > now + self.min_segment
-        if not keep.any():   # all at or before now: still reach the final point, over min_segment
-            keep[-1] = True
-            abs_t = abs_t.copy()
-            abs_t[-1] = now + max(self.min_segment, 1e-6)
+        rel = (traj.start_time(now) - now) + traj.times
         vel = None
         if self.interpolation == 'cubic':
             vel = traj.velocities if traj.velocities is not None else \
-                finite_difference_velocities(abs_t, traj.positions)
-            vel = np.vstack([v0, vel[keep]])
-        self._set(np.concatenate([[now], abs_t[keep]]), np.vstack([q0, traj.positions[keep]]), vel)
+                finite_difference_velocities(rel, traj.positions)
+        keep = rel > self.min_segment
+        if not keep.any():   # all at or before now: still reach the final point, over min_segment
+            keep[-1] = True
+            rel = rel.copy()
+            rel[-1] = self.min_segment
+        t = np.concatenate([[0.0], rel[keep]])
+        p = np.vstack([q0, traj.positions[keep]])
+        v = None if vel is None else np.vstack([v0, vel[keep]])
+        distinct = np.concatenate([[True], np.diff(t) > 0])   # float ties at huge times
+        self._set(now, t[distinct], p[distinct], None if v is None else v[distinct])
 
-    def _set(self, t, p, v) -> None:
+    def _set(self, origin, t, p, v) -> None:
         h = np.diff(t)[:, None]
         coef = np.zeros((len(t) - 1, 4, p.shape[1]))
         coef[:, 0] = p[:-1]
@@ -220,26 +239,32 @@ class TrajectoryFollower:
             coef[:, 1] = v[:-1]
             coef[:, 2] = (3 * dp - h * (2 * v[:-1] + v[1:])) / h ** 2
             coef[:, 3] = (h * (v[:-1] + v[1:]) - 2 * dp) / h ** 3
-        self._t, self._coef, self._end = t, coef, p[-1].copy()
+        self._plan = (float(origin), t, coef, p[-1].copy())
 
     def sample(self, t: float):
         """(q_d, qd_d) at time t, or None when idle. Before the first knot it reads the first."""
-        if self._t is None:
+        plan = self._plan
+        if plan is None:
             return None
-        if t >= self._t[-1] or len(self._t) == 1:
-            return self._end.copy(), np.zeros_like(self._end)
-        k = max(int(np.searchsorted(self._t, t, side='right')) - 1, 0)
-        tau = max(t - self._t[k], 0.0)
-        c = self._coef[k]
+        origin, knots, coef, end = plan
+        s = t - origin
+        if not math.isfinite(s):
+            raise ValueError(f'cannot sample at t={t}')
+        if s >= knots[-1]:
+            return end.copy(), np.zeros_like(end)
+        k = max(int(np.searchsorted(knots, s, side='right')) - 1, 0)
+        tau = max(s - knots[k], 0.0)
+        c = coef[k]
         q = c[0] + tau * (c[1] + tau * (c[2] + tau * c[3]))
         qd = c[1] + tau * (2 * c[2] + tau * 3 * c[3])
         return q, qd
 
     def active(self, t: float) -> bool:
-        return self._t is not None and t < self._t[-1]
+        return self.time_remaining(t) > 0.0
 
     def time_remaining(self, t: float) -> float:
-        return 0.0 if self._t is None else max(float(self._t[-1]) - t, 0.0)
+        end = self.end_time
+        return 0.0 if end is None else max(end - t, 0.0)
 
 
 def retime_for_jtc(traj: Trajectory, now: float, min_lead: float = 0.05,
@@ -247,15 +272,17 @@ def retime_for_jtc(traj: Trajectory, now: float, min_lead: float = 0.05,
     """A copy a Jazzy JTC accepts on arrival: stamp = now + min_lead, only points after it.
 
     min_lead covers transport delay: a JTC that receives points already behind its clock
-    starts mid-trajectory and jumps. The last velocity is zeroed because
-    allow_nonzero_velocity_at_trajectory_end is false by default. With estimate_velocities the
-    JTC gets finite-difference velocities and so interpolates cubically.
+    starts mid-trajectory and jumps. Times are rounded to the nanoseconds a message carries.
+    The last velocity is zeroed because allow_nonzero_velocity_at_trajectory_end is false by
+    default. With estimate_velocities the JTC gets finite-difference velocities, hence cubic
+    interpolation.
     """
     stamp = now + min_lead
-    abs_t = traj.absolute_times(now)
-    keep = abs_t > stamp + 1e-6
+    ns = np.round(((traj.start_time(now) - stamp) + traj.times) * 1e9)
+    # ahead of the stamp, and still strictly increasing once rounded to whole nanoseconds
+    keep = (ns > 0) & (ns > np.maximum.accumulate(np.concatenate([[0.0], ns[:-1]])))
     if keep.any():
-        times, pos = abs_t[keep] - stamp, traj.positions[keep]
+        times, pos = ns[keep] * 1e-9, traj.positions[keep]
     else:   # everything is overdue: go to the final pose
         times, pos = np.array([max(min_lead, 1e-3)]), traj.positions[-1:]
     vel = None

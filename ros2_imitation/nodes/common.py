@@ -1,5 +1,6 @@
 """What every node shares: start-up and shutdown, QoS profiles, time and parameter helpers."""
 import sys
+import time
 
 import numpy as np
 import rclpy
@@ -45,6 +46,23 @@ def now_sec(node: Node) -> float:
 def declare(node: Node, name: str, default):
     """Declare a parameter and return its value."""
     return node.declare_parameter(name, default).value
+
+
+class ReasonLog:
+    """Warns once per `period` for each distinct reason: a flood of one fault cannot hide another."""
+
+    def __init__(self, node: Node, period: float = 1.0, max_reasons: int = 256):
+        self.node, self.period, self.max_reasons = node, period, max_reasons
+        self._last = {}
+
+    def warn(self, what: str, reason: str):
+        key = (what, reason[:80])
+        t = time.monotonic()
+        if t - self._last.get(key, -1e9) >= self.period:
+            if len(self._last) >= self.max_reasons:
+                self._last.clear()
+            self._last[key] = t
+            self.node.get_logger().warn(f'{what}: {reason}')
 
 
 def run_node(node_factory, args=None, threads: int = 1) -> int:

@@ -19,8 +19,8 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ros2_imitation.nodes.common import (CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, STATE_QOS, StartupError,
-                                         declare, run_node, to_sec, to_stamp)
+from ros2_imitation.nodes.common import (CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, STATE_QOS, ReasonLog,
+                                         StartupError, declare, run_node, to_stamp)
 from ros2_imitation.nodes.conversions import trajectory_from_msg
 from ros2_imitation.trajectory import TrajectoryFollower, validate
 
@@ -40,6 +40,7 @@ class SimNode(Node):
         if p['initial_mode'] not in ('position', 'effort'):
             raise StartupError(f'initial_mode must be position or effort, got {p["initial_mode"]!r}')
         self.p = p
+        self.log = ReasonLog(self)
         self._lock = threading.Lock()
         self._pending = None          # ('position'|'effort'|'hold'|'gripper', array)
         self._reset_request = None    # (seed, threading.Event, result list)
@@ -77,7 +78,7 @@ class SimNode(Node):
 
     # ---- command inputs (ROS callback thread) ----
     def _reject(self, what: str, reason: str):
-        self.get_logger().warn(f'rejected {what}: {reason}; holding', throttle_duration_sec=1.0)
+        self.log.warn(f'rejected {what}', f'{reason}; holding')
         with self._lock:
             self._follower = None
             self._pending = ('hold', None)
@@ -96,27 +97,24 @@ class SimNode(Node):
     def _gripper_command(self, msg: Float64MultiArray):
         values = np.asarray(msg.data, dtype=float)
         if values.shape != (1,) or not np.isfinite(values[0]):
-            self.get_logger().warn(f'rejected gripper command {list(msg.data)}: expected one finite width')
-            return
+            return self.log.warn('rejected gripper command', f'expected one finite width, got {list(msg.data)}')
         with self._lock:
             self.sim.set_gripper(float(values[0]))
 
     def _trajectory_command(self, msg: JointTrajectory):
         now = self.sim_time
-        try:
-            traj = trajectory_from_msg(msg)
-        except ValueError as exc:
-            return self.get_logger().warn(f'rejected trajectory: {exc}')
+        traj = trajectory_from_msg(msg)
         reason = validate(traj, self.sim.ARM_JOINTS, now)
         if reason:
             # like JTC: a rejected goal leaves the running trajectory alone
-            return self.get_logger().warn(f'rejected trajectory: {reason}')
+            return self.log.warn('rejected trajectory', reason)
         with self._lock:
             q = self.sim.joint_positions()[:len(self.sim.ARM_JOINTS)]
             qd = self.sim.joint_velocities()[:len(self.sim.ARM_JOINTS)]
             if self._follower is None:
-                self._follower = TrajectoryFollower(self.sim.ARM_JOINTS, interpolation='cubic'
-                                                    if traj.velocities is not None else 'linear')
+                self._follower = TrajectoryFollower(self.sim.ARM_JOINTS)
+            # as JTC: positions alone interpolate linearly, with velocities cubically
+            self._follower.interpolation = 'cubic' if traj.velocities is not None else 'linear'
             self._follower.replace(traj.reordered(self.sim.ARM_JOINTS), now, q, qd)
             self._pending = None
 

@@ -5,6 +5,7 @@ The kinematic chain is written here rather than taken from that package's chain.
 link7 frames are rotated against the Franka (DH) frames, so its joint values would not mean what
 they mean on a real arm. The meshes themselves are franka_description's, in the standard frames.
 """
+import importlib.util
 import os
 
 import numpy as np
@@ -18,7 +19,7 @@ ARM_UPPER = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973)
 EFFORT_LIMIT = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)
 FINGER_MAX = 0.04              # per finger; the gripper opens to 0.08 m
 TCP_OFFSET = 0.1034            # flange -> fingertip centre, franka_description's panda_hand_tcp
-CAMERA = dict(name='external', pos=(1.25, 0.42, 0.62), lookat=(0.5, 0.0, 0.0), fovy=42.0)
+CAMERA = dict(name='external', pos=(0.98, -0.03, 0.70), lookat=(0.44, -0.03, 0.0), fovy=42.0)
 
 # Link masses from the gymnasium-robotics chain; inertia follows from the collision hulls.
 _MASS = dict(link0=2.91, link1=2.71, link2=2.73, link3=2.04, link4=2.08, link5=3.00,
@@ -37,8 +38,12 @@ _LINKS = (
 
 
 def franka_mesh_dir() -> str:
-    import gymnasium_robotics
-    path = os.path.join(os.path.dirname(gymnasium_robotics.__file__),
+    # find_spec locates the package without importing it (its import prints warnings and
+    # registers gym environments we do not need).
+    spec = importlib.util.find_spec('gymnasium_robotics')
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError('gymnasium-robotics is not installed; it provides the Panda meshes')
+    path = os.path.join(list(spec.submodule_search_locations)[0],
                         'envs', 'assets', 'kitchen_franka', 'franka_assets', 'meshes')
     if not os.path.isdir(path):
         raise FileNotFoundError(f'Franka meshes not found at {path}; is gymnasium-robotics installed?')
@@ -131,7 +136,8 @@ def build_xml(physics_rate: float = 500.0, task_xml: str = '', width: int = 96, 
   </visual>
   <default>
     <default class="panda">
-      <joint axis="0 0 1"/>
+      <!-- Stiffer than the default soft limit: a fast joint should stop at its stop, not 0.1 rad past it. -->
+      <joint axis="0 0 1" solreflimit="0.005 1" solimplimit="0.95 0.99 0.001"/>
       <default class="visual">
         <geom type="mesh" contype="0" conaffinity="0" group="2" mass="0" material="white"/>
       </default>
@@ -163,8 +169,8 @@ def build_xml(physics_rate: float = 500.0, task_xml: str = '', width: int = 96, 
           friction="0.5 0.005 0.0001"/>
     <geom name="table_leg" type="box" size="0.5 0.55 0.365" pos="0.35 0 -0.405" rgba="0.35 0.3 0.25 1"
           contype="0" conaffinity="0"/>
-    <camera name="{cam['name']}" pos="{_v(cam['pos'])}" xyaxes="{_v(camera_xyaxes(cam['pos'], cam['lookat']))}"
-            fovy="{cam['fovy']}"/>
+    <camera name="{cam['name']}" pos="{_v(cam['pos'])}"
+            xyaxes="{_v(camera_xyaxes(cam['pos'], cam['lookat']))}" fovy="{cam['fovy']}"/>
     {_arm()}
     {task_xml}
   </worldbody>

@@ -76,7 +76,8 @@ class PushCube(Task):
 
     def place_cube(self, data, xy, yaw: float = 0.0) -> None:
         """Put the cube at rest at (x, y) on the table (tests and scripted set-ups)."""
-        data.qpos[self._qpos:self._qpos + 7] = [xy[0], xy[1], self.HALF, np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+        pose = [xy[0], xy[1], self.HALF, np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+        data.qpos[self._qpos:self._qpos + 7] = pose
         data.qvel[self._qvel:self._qvel + 6] = 0.0
 
     def cube_pose(self, data) -> np.ndarray:
@@ -101,8 +102,8 @@ class PushCube(Task):
 class Reach(Task):
     """Bring the fingertip centre to a yellow sphere floating over the table."""
     name = 'reach'
-    TARGET_LOW = (0.35, -0.2, 0.08)
-    TARGET_HIGH = (0.60, 0.2, 0.35)
+    TARGET_LOW = (0.38, -0.18, 0.05)            # all inside the camera view
+    TARGET_HIGH = (0.62, 0.18, 0.22)
     SUCCESS_RADIUS = 0.02
 
     def xml(self) -> str:

@@ -1,0 +1,553 @@
+"""Camera capture backends and image geometry, without ROS.
+
+Backends (`open_source`):
+
+* ``realsense``: an Intel RealSense through pyrealsense2; colour as rgb8, optional depth (aligned to
+  colour or not) converted to 16-bit millimetres, intrinsics from the device, device timestamps
+  mapped to host time.
+* ``opencv``: ``cv2.VideoCapture`` on a device index ('0') or a path/URL (USB/V4L2 cameras).
+* ``file``: a video file replayed at its own frame rate or a configured one, optionally looping.
+
+Every backend yields `Frame`s whose ``capture_time`` is host wall-clock time (``time.time()``
+domain) at which the image was taken, as well as it is known. Errors come in two kinds:
+`SourceConfigError` (the parameters are wrong: retrying cannot help) and `SourceUnavailable`
+(no device, device busy or lost: worth retrying).
+
+`ImageGeometry` crops then resizes images and keeps the intrinsics consistent with that.
+"""
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
+
+import numpy as np
+
+BACKENDS = ('realsense', 'opencv', 'file')
+DEFAULT_REALSENSE_COLOR = (640, 480, 30)
+DEFAULT_REALSENSE_DEPTH = (640, 480, 30)
+
+
+class SourceError(RuntimeError):
+    """Base class of capture errors."""
+
+
+class SourceConfigError(SourceError):
+    """The source cannot work with these parameters; retrying will not help."""
+
+
+class SourceUnavailable(SourceError):
+    """No device, device busy, or device lost: may work later."""
+
+
+# ---------------------------------------------------------------- geometry and intrinsics
+
+@dataclass(frozen=True)
+class Intrinsics:
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    distortion_model: str = 'plumb_bob'
+    d: tuple = (0.0, 0.0, 0.0, 0.0, 0.0)
+
+    @classmethod
+    def from_fov(cls, width: int, height: int, horizontal_fov_deg: float) -> 'Intrinsics':
+        """Pinhole with square pixels and the principal point at the image centre."""
+        if not 0.0 < horizontal_fov_deg < 180.0:
+            raise SourceConfigError(f'horizontal_fov must be in (0, 180) degrees, got {horizontal_fov_deg}')
+        f = (width / 2.0) / math.tan(math.radians(horizontal_fov_deg) / 2.0)
+        return cls(int(width), int(height), f, f, width / 2.0, height / 2.0)
+
+    def with_overrides(self, fx=0.0, fy=0.0, cx=0.0, cy=0.0) -> 'Intrinsics':
+        """Replace the values given as > 0 (0 keeps the current one)."""
+        return replace(self, fx=fx if fx > 0 else self.fx, fy=fy if fy > 0 else self.fy,
+                       cx=cx if cx > 0 else self.cx, cy=cy if cy > 0 else self.cy)
+
+    def cropped(self, x: int, y: int, width: int, height: int) -> 'Intrinsics':
+        return replace(self, width=int(width), height=int(height), cx=self.cx - x, cy=self.cy - y)
+
+    def resized(self, width: int, height: int) -> 'Intrinsics':
+        sx, sy = width / self.width, height / self.height
+        return replace(self, width=int(width), height=int(height), fx=self.fx * sx, fy=self.fy * sy,
+                       cx=self.cx * sx, cy=self.cy * sy)
+
+    @property
+    def k(self) -> list:
+        return [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
+
+    @property
+    def p(self) -> list:
+        return [self.fx, 0.0, self.cx, 0.0, 0.0, self.fy, self.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Crop (x, y, width, height; in source pixels) then resize to (width, height).
+
+    Zero width/height means "no crop" / "no resize"; a resize with only one of width and height
+    keeps the aspect ratio.
+    """
+    crop_x: int = 0
+    crop_y: int = 0
+    crop_width: int = 0
+    crop_height: int = 0
+    width: int = 0
+    height: int = 0
+
+    def check(self, src_width: int, src_height: int) -> tuple:
+        """Validate against the source size; returns the output (width, height)."""
+        for name in ('crop_x', 'crop_y', 'crop_width', 'crop_height', 'width', 'height'):
+            if getattr(self, name) < 0:
+                raise SourceConfigError(f'{name} must be >= 0, got {getattr(self, name)}')
+        w, h = self._crop_size(src_width, src_height)
+        if self.crop_x + w > src_width or self.crop_y + h > src_height or w == 0 or h == 0:
+            raise SourceConfigError(
+                f'crop x={self.crop_x} y={self.crop_y} {w}x{h} does not fit in the '
+                f'{src_width}x{src_height} source image')
+        return self._out_size(w, h)
+
+    def _crop_size(self, src_width, src_height):
+        w = self.crop_width or (src_width - self.crop_x)
+        h = self.crop_height or (src_height - self.crop_y)
+        return w, h
+
+    def _out_size(self, w, h):
+        if self.width and self.height:
+            return self.width, self.height
+        if self.width:
+            return self.width, max(1, round(h * self.width / w))
+        if self.height:
+            return max(1, round(w * self.height / h)), self.height
+        return w, h
+
+    def apply(self, image: np.ndarray, nearest: bool = False) -> np.ndarray:
+        """Crop then resize one image (nearest neighbour for depth, area/linear for colour)."""
+        import cv2
+        src_h, src_w = image.shape[:2]
+        w, h = self._crop_size(src_w, src_h)
+        out = image[self.crop_y:self.crop_y + h, self.crop_x:self.crop_x + w]
+        ow, oh = self._out_size(w, h)
+        if (ow, oh) != (w, h):
+            interp = cv2.INTER_NEAREST if nearest else (
+                cv2.INTER_AREA if ow < w and oh < h else cv2.INTER_LINEAR)
+            out = cv2.resize(out, (ow, oh), interpolation=interp)
+        return np.ascontiguousarray(out)
+
+    def intrinsics(self, k: Intrinsics) -> Intrinsics:
+        w, h = self._crop_size(k.width, k.height)
+        out = k.cropped(self.crop_x, self.crop_y, w, h) if (w, h) != (k.width, k.height) or \
+            self.crop_x or self.crop_y else k
+        ow, oh = self._out_size(w, h)
+        return out.resized(ow, oh) if (ow, oh) != (w, h) else out
+
+
+def parse_profile(text: str, what: str) -> Optional[tuple]:
+    """'640,480,30' or '640x480x30' -> (640, 480, 30); '' or '0,0,0' -> None (backend default)."""
+    text = str(text).strip()
+    if not text:
+        return None
+    parts = text.replace('x', ',').replace('X', ',').split(',')
+    try:
+        values = tuple(int(p.strip()) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or any(v < 0 for v in values):
+        raise SourceConfigError(f'{what} must be "WIDTH,HEIGHT,FPS" such as "640,480,30", got {text!r}')
+    if values == (0, 0, 0):
+        return None
+    if 0 in values:
+        raise SourceConfigError(f'{what}: width, height and fps must all be > 0 (or all 0), got {text!r}')
+    return values
+
+
+# ---------------------------------------------------------------- timing
+
+class ClockMapper:
+    """Maps a device clock to host time: host = device + offset.
+
+    The offset is the smallest (host receive time - device time) seen, i.e. the sample with the
+    least transport delay; it may creep up by `max_drift` (s/s) to follow a device clock running
+    slower than the host, and is re-learned when the device clock jumps (a reset or wrap).
+    """
+
+    def __init__(self, max_drift: float = 1e-4, jump: float = 1.0):
+        self.max_drift = max_drift
+        self.jump = jump
+        self.offset = None
+        self._last_host = None
+        self._last_device = None
+
+    def __call__(self, device_time: float, host_time: float) -> float:
+        d = host_time - device_time
+        if self.offset is None or device_time < self._last_device or \
+                abs((device_time - self._last_device) - (host_time - self._last_host)) > self.jump:
+            self.offset = d
+        else:
+            self.offset = min(d, self.offset + self.max_drift * (host_time - self._last_host))
+        self._last_host, self._last_device = host_time, device_time
+        return device_time + self.offset
+
+
+class Backoff:
+    """Exponential back-off delays: initial, 2x initial, ... capped at maximum."""
+
+    def __init__(self, initial: float = 0.5, maximum: float = 10.0, factor: float = 2.0):
+        if not (initial > 0 and maximum >= initial and factor >= 1):
+            raise SourceConfigError(f'retry delays must satisfy 0 < initial <= maximum, got {initial}, {maximum}')
+        self.initial, self.maximum, self.factor = initial, maximum, factor
+        self.attempts = 0
+
+    def next(self) -> float:
+        delay = min(self.maximum, self.initial * self.factor ** self.attempts)
+        self.attempts += 1
+        return delay
+
+    def reset(self):
+        self.attempts = 0
+
+
+# ---------------------------------------------------------------- sources
+
+@dataclass
+class Frame:
+    rgb: np.ndarray                      # (H, W, 3) uint8, RGB order
+    capture_time: float                  # host wall-clock seconds (time.time() domain)
+    depth: Optional[np.ndarray] = None   # (H, W) uint16 millimetres
+    index: int = 0
+
+
+class Source:
+    """A capture backend. `open()` may raise SourceError; `read()` blocks until the next frame
+    and returns it, returns None at the end of a finite stream, or raises SourceUnavailable when
+    the device is lost."""
+    name = 'source'
+    period: Optional[float] = None       # seconds between frames when the caller must pace reads
+    has_depth = False
+    depth_aligned = False
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def read(self) -> Optional[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def size(self) -> tuple:
+        raise NotImplementedError
+
+    def intrinsics(self) -> Optional[Intrinsics]:
+        """Colour intrinsics when the device knows them, else None."""
+        return None
+
+    def depth_intrinsics(self) -> Optional[Intrinsics]:
+        return None
+
+    def describe(self) -> str:
+        return self.name
+
+
+def _cv2():
+    import cv2
+    return cv2
+
+
+class FileSource(Source):
+    """A video file replayed at `frame_rate` (0: the file's own rate), looping if asked."""
+    name = 'file'
+
+    def __init__(self, path: str, frame_rate: float = 0.0, loop: bool = True,
+                 clock: Callable[[], float] = time.time):
+        self.path = str(path)
+        self.frame_rate = float(frame_rate)
+        self.loop = bool(loop)
+        self.clock = clock
+        self._cap = None
+        self._size = None
+        self.file_fps = 0.0
+        self.index = 0
+
+    def open(self):
+        cv2 = _cv2()
+        if not self.path:
+            raise SourceConfigError('backend "file" needs the video_file parameter (a video path)')
+        if not os.path.isfile(self.path):
+            raise SourceConfigError(f'video file {self.path!r} does not exist')
+        if self.frame_rate < 0 or not math.isfinite(self.frame_rate):
+            raise SourceConfigError(f'frame_rate must be >= 0 (0: the file\'s rate), got {self.frame_rate}')
+        cap = cv2.VideoCapture(self.path)
+        ok, first = cap.read() if cap.isOpened() else (False, None)
+        if not ok:
+            cap.release()
+            raise SourceConfigError(f'cannot decode video file {self.path!r} with OpenCV')
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        self.file_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        rate = self.frame_rate or self.file_fps
+        if not (rate > 0 and math.isfinite(rate)):
+            cap.release()
+            raise SourceConfigError(f'video file {self.path!r} does not say its frame rate: set frame_rate')
+        self.period = 1.0 / rate
+        self._size = (first.shape[1], first.shape[0])
+        self._cap = cap
+        self.index = 0
+
+    @property
+    def size(self):
+        return self._size
+
+    def read(self) -> Optional[Frame]:
+        cv2 = _cv2()
+        ok, bgr = self._cap.read()
+        if not ok:
+            if not self.loop:
+                return None
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, bgr = self._cap.read()
+            if not ok:
+                raise SourceUnavailable(f'video file {self.path!r} cannot be rewound')
+        t = self.clock()
+        self.index += 1
+        return Frame(rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), capture_time=t, index=self.index - 1)
+
+    def close(self):
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def describe(self):
+        return (f'file {self.path} ({self._size[0]}x{self._size[1]}, {1.0 / self.period:g} fps'
+                f'{", looping" if self.loop else ""})')
+
+
+class OpenCVSource(Source):
+    """cv2.VideoCapture on a device index ('0') or a device path / URL."""
+    name = 'opencv'
+
+    def __init__(self, device: str = '0', profile: Optional[tuple] = None,
+                 clock: Callable[[], float] = time.time):
+        self.device = str(device).strip()
+        self.profile = profile
+        self.clock = clock
+        self._cap = None
+        self._size = None
+        self.index = 0
+
+    def open(self):
+        cv2 = _cv2()
+        if not self.device:
+            raise SourceConfigError('backend "opencv" needs the device parameter (an index like "0" or a path)')
+        target = int(self.device) if self.device.isdigit() else self.device
+        cap = cv2.VideoCapture(target)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceUnavailable(f'cannot open camera {self.device!r} with OpenCV '
+                                    f'(no such device, no permission, or it is busy)')
+        if self.profile:
+            w, h, fps = self.profile
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, w)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, h)
+            cap.set(cv2.CAP_PROP_FPS, fps)
+        ok, first = cap.read()
+        if not ok:
+            cap.release()
+            raise SourceUnavailable(f'camera {self.device!r} opened but gives no frames')
+        self._size = (first.shape[1], first.shape[0])
+        if self.profile and self._size != tuple(self.profile[:2]):
+            cap.release()
+            raise SourceConfigError(f'camera {self.device!r} does not support {self.profile[0]}x{self.profile[1]}'
+                                    f' (it gives {self._size[0]}x{self._size[1]})')
+        self._cap = cap
+        self.index = 0
+
+    @property
+    def size(self):
+        return self._size
+
+    def read(self) -> Optional[Frame]:
+        cv2 = _cv2()
+        ok, bgr = self._cap.read()
+        t = self.clock()
+        if not ok:
+            raise SourceUnavailable(f'camera {self.device!r} stopped giving frames (unplugged?)')
+        self.index += 1
+        return Frame(rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), capture_time=t, index=self.index - 1)
+
+    def close(self):
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def describe(self):
+        return f'OpenCV camera {self.device} ({self._size[0]}x{self._size[1]})'
+
+
+_RS_DISTORTION = {'brown_conrady': 'plumb_bob', 'inverse_brown_conrady': 'plumb_bob',
+                  'modified_brown_conrady': 'plumb_bob', 'none': 'plumb_bob',
+                  'kannala_brandt4': 'equidistant', 'ftheta': 'equidistant'}
+
+
+def import_realsense():
+    try:
+        import pyrealsense2 as rs
+    except ImportError as exc:
+        hint = ' (apt-get install libusb-1.0-0)' if 'libusb' in str(exc) else \
+            ' (pip install pyrealsense2)'
+        raise SourceConfigError(f'backend "realsense" needs pyrealsense2, which cannot be loaded: {exc}{hint}')
+    return rs
+
+
+class RealSenseSource(Source):
+    """Colour (rgb8) and optional depth from an Intel RealSense through pyrealsense2."""
+    name = 'realsense'
+
+    def __init__(self, serial_no: str = '', color_profile: Optional[tuple] = None,
+                 depth_profile: Optional[tuple] = None, enable_depth: bool = False,
+                 align_depth: bool = False, timeout: float = 2.0, rs_module=None,
+                 clock: Callable[[], float] = time.time):
+        self.serial_no = str(serial_no).strip()
+        self.color_profile = color_profile or DEFAULT_REALSENSE_COLOR
+        self.depth_profile = depth_profile or DEFAULT_REALSENSE_DEPTH
+        self.has_depth = bool(enable_depth)
+        self.depth_aligned = bool(enable_depth and align_depth)
+        self.timeout_ms = int(timeout * 1000)
+        self.clock = clock
+        self._rs = rs_module
+        self._pipeline = None
+        self._align = None
+        self._depth_scale_mm = 1.0
+        self._intrinsics = None
+        self._depth_intrinsics = None
+        self._mapper = ClockMapper()
+        self._device_name = ''
+        self.index = 0
+
+    def open(self):
+        rs = self._rs or import_realsense()
+        self._rs = rs
+        devices = rs.context().query_devices()
+        found = []
+        for i in range(devices.size()):
+            dev = devices[i]
+            found.append((dev.get_info(rs.camera_info.serial_number), dev.get_info(rs.camera_info.name)))
+        if not found:
+            raise SourceUnavailable('no RealSense device connected (pyrealsense2 found 0 devices; '
+                                    'check the USB cable, a USB 3 port and udev rules)')
+        if self.serial_no and self.serial_no not in [s for s, _ in found]:
+            raise SourceUnavailable(f'no RealSense device with serial_no {self.serial_no!r} '
+                                    f'(connected: {", ".join(f"{n} {s}" for s, n in found)})')
+        serial = self.serial_no or found[0][0]
+        self._device_name = f'{dict(found)[serial]} {serial}'
+        config = rs.config()
+        config.enable_device(serial)
+        w, h, fps = self.color_profile
+        config.enable_stream(rs.stream.color, w, h, rs.format.rgb8, fps)
+        if self.has_depth:
+            dw, dh, dfps = self.depth_profile
+            config.enable_stream(rs.stream.depth, dw, dh, rs.format.z16, dfps)
+        pipeline = rs.pipeline()
+        try:
+            profile = pipeline.start(config)
+        except RuntimeError as exc:
+            text = str(exc)
+            if 'resolve' in text.lower():
+                raise SourceConfigError(
+                    f'RealSense {self._device_name} does not support colour {w}x{h}@{fps}'
+                    + (f' with depth {dw}x{dh}@{dfps}' if self.has_depth else '') + f': {text}')
+            raise SourceUnavailable(f'RealSense {self._device_name} cannot start streaming: {text}')
+        try:
+            self._intrinsics = self._read_intrinsics(profile.get_stream(rs.stream.color))
+            if self.has_depth:
+                scale = profile.get_device().first_depth_sensor().get_depth_scale()
+                self._depth_scale_mm = float(scale) * 1000.0
+                self._depth_intrinsics = self._intrinsics if self.depth_aligned else \
+                    self._read_intrinsics(profile.get_stream(rs.stream.depth))
+                self._align = rs.align(rs.stream.color) if self.depth_aligned else None
+        except Exception:
+            pipeline.stop()
+            raise
+        self._pipeline = pipeline
+        self._mapper = ClockMapper()
+        self.index = 0
+
+    @staticmethod
+    def _read_intrinsics(stream_profile) -> Intrinsics:
+        i = stream_profile.as_video_stream_profile().get_intrinsics()
+        model = str(i.model).split('.')[-1]
+        d = tuple(float(c) for c in i.coeffs)[:5]
+        return Intrinsics(int(i.width), int(i.height), float(i.fx), float(i.fy), float(i.ppx), float(i.ppy),
+                          _RS_DISTORTION.get(model, 'plumb_bob'), d + (0.0,) * (5 - len(d)))
+
+    @property
+    def size(self):
+        return (self._intrinsics.width, self._intrinsics.height)
+
+    def intrinsics(self):
+        return self._intrinsics
+
+    def depth_intrinsics(self):
+        return self._depth_intrinsics
+
+    def _capture_time(self, frame, received: float) -> float:
+        rs = self._rs
+        t = frame.get_timestamp() * 1e-3
+        domain = frame.get_frame_timestamp_domain()
+        if domain in (rs.timestamp_domain.global_time, rs.timestamp_domain.system_time):
+            return min(t, received)       # already host (epoch) time
+        return min(self._mapper(t, received), received)   # device hardware clock
+
+    def read(self) -> Optional[Frame]:
+        try:
+            frames = self._pipeline.wait_for_frames(self.timeout_ms)
+        except RuntimeError as exc:
+            raise SourceUnavailable(f'RealSense {self._device_name} lost: {exc}')
+        received = self.clock()
+        if self._align is not None:
+            frames = self._align.process(frames)
+        color = frames.get_color_frame()
+        if not color:
+            raise SourceUnavailable(f'RealSense {self._device_name} sent a frame set without colour')
+        rgb = np.asanyarray(color.get_data()).copy()
+        depth = None
+        if self.has_depth:
+            df = frames.get_depth_frame()
+            if df:
+                raw = np.asanyarray(df.get_data())
+                if abs(self._depth_scale_mm - 1.0) < 1e-9:
+                    depth = raw.copy()
+                else:
+                    depth = np.clip(np.rint(raw * self._depth_scale_mm), 0, 65535).astype(np.uint16)
+        self.index += 1
+        return Frame(rgb=rgb, depth=depth, capture_time=self._capture_time(color, received),
+                     index=self.index - 1)
+
+    def close(self):
+        if self._pipeline is not None:
+            try:
+                self._pipeline.stop()
+            except RuntimeError:
+                pass
+            self._pipeline = None
+
+    def describe(self):
+        w, h, fps = self.color_profile
+        depth = ''
+        if self.has_depth:
+            depth = f', depth {"aligned to colour" if self.depth_aligned else "%dx%d" % self.depth_profile[:2]}'
+        return f'RealSense {self._device_name} (colour {w}x{h}@{fps}{depth})'
+
+
+def open_source(backend: str, **kwargs) -> Source:
+    """A Source for `backend` (not yet opened). Unknown backend: SourceConfigError."""
+    if backend == 'realsense':
+        return RealSenseSource(**{k: v for k, v in kwargs.items() if k in (
+            'serial_no', 'color_profile', 'depth_profile', 'enable_depth', 'align_depth', 'rs_module')})
+    if backend == 'opencv':
+        return OpenCVSource(device=kwargs.get('device', '0'), profile=kwargs.get('color_profile'))
+    if backend == 'file':
+        return FileSource(kwargs.get('video_file', ''), kwargs.get('frame_rate', 0.0), kwargs.get('loop', True))
+    raise SourceConfigError(f'unknown backend {backend!r} (choose one of {", ".join(BACKENDS)})')

@@ -1,0 +1,178 @@
+"""The low-level chunk controller, ROS-free: chunks in, safe commands out at the control rate.
+
+States:
+  waiting   no joint state yet, or joint states went stale: nothing is commanded (effort mode sends
+            one zero torque first, so a forward controller does not keep applying an old torque)
+  tracking  following the latest accepted chunk
+  holding   the chunk stream stopped: hold the last commanded pose (with damping in effort mode)
+  resting   held for `hold_timeout`: effort mode brakes with damping only, other modes stop sending
+  stopped   the stop service was called: hold where the arm is, reject chunks until resume
+Every command goes through SafetyFilter, whatever the chunk contained.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ros2_imitation.robot import RobotProfile
+from ros2_imitation.safety import SafetyFilter, Watchdog
+from ros2_imitation.trajectory import Trajectory, TrajectoryFollower, retime_for_jtc, validate
+
+MODES = ('impedance', 'position', 'trajectory', 'impedance_target')
+
+
+@dataclass
+class Command:
+    kind: str                      # 'effort' | 'position' | 'target' | 'trajectory'
+    values: np.ndarray | None      # torques or positions (arm joint order)
+    velocity: np.ndarray | None = None
+    trajectory: Trajectory | None = None
+
+
+class ChunkController:
+    def __init__(self, robot: RobotProfile, mode: str = 'impedance', rate: float = 500.0,
+                 interpolation: str = 'cubic', chunk_timeout: float = 0.3, hold_timeout: float = 2.0,
+                 joint_state_timeout: float = 0.1, trajectory_lead: float = 0.05):
+        if mode not in MODES:
+            raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        if not rate > 0:
+            raise ValueError(f'control rate must be positive, got {rate}')
+        self.robot, self.mode = robot, mode
+        self.joints = robot.arm_joints
+        self.safety = SafetyFilter(robot.limits, 1.0 / rate, self.joints)
+        self.follower = TrajectoryFollower(self.joints, interpolation)
+        self.chunk_timeout, self.hold_timeout = chunk_timeout, hold_timeout
+        self.trajectory_lead = trajectory_lead
+        self.joint_watchdog = Watchdog(joint_state_timeout)
+        self.state = 'waiting'
+        self.reason = 'no joint state yet'
+        self.q = self.qd = None
+        self.q_cmd = None              # last commanded position (the safety filter's step reference)
+        self._pending_trajectory = None
+        self._zero_sent = False
+        self.stats = {'chunks_accepted': 0, 'chunks_rejected': 0, 'joint_states_rejected': 0}
+
+    # ---- inputs ----
+    def on_joint_state(self, names, position, velocity, t: float) -> str | None:
+        """Map a JointState by name; returns a rejection reason, or None when accepted."""
+        index = {n: i for i, n in enumerate(names)}
+        missing = [j for j in self.joints if j not in index]
+        reason = None
+        if missing:
+            reason = f'joint state lacks {missing}'
+        else:
+            take = [index[j] for j in self.joints]
+            pos = np.asarray(position, dtype=float)
+            vel = np.asarray(velocity, dtype=float)
+            if pos.size != len(names) or (vel.size and vel.size != len(names)):
+                reason = 'joint state arrays do not match its names'
+            else:
+                q = pos[take]
+                qd = vel[take] if vel.size else np.zeros(len(take))
+                if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
+                    reason = 'joint state has non-finite values'
+        if reason:
+            self.stats['joint_states_rejected'] += 1
+            return reason
+        self.q, self.qd = q, qd
+        self.joint_watchdog.feed(t)
+        return None
+
+    def on_chunk(self, traj: Trajectory, now: float) -> str | None:
+        """Validate and accept a chunk; returns a rejection reason, or None."""
+        reason = validate(traj, self.joints, now, allow_nonzero_end_velocity=True)
+        if reason is None and self.state == 'stopped':
+            reason = 'controller is stopped (call resume)'
+        if reason is None and self.state == 'waiting':
+            reason = f'no valid joint state ({self.reason})'
+        if reason:
+            self.stats['chunks_rejected'] += 1
+            return reason
+        if self.state == 'resting':  # the arm drifted under damping: restart from where it is
+            self.follower.clear()
+            self.q_cmd = self.q.copy()
+        self.follower.replace(traj, now, self.q_cmd, np.zeros_like(self.q))
+        if self.mode == 'trajectory':
+            self._pending_trajectory = self._safe_trajectory(traj, now)
+        self.state, self.reason = 'tracking', None
+        self.stats['chunks_accepted'] += 1
+        return None
+
+    def stop(self, now: float, why: str = 'stop requested'):
+        if self.q is not None:
+            self.q_cmd = self.q.copy()
+            self.follower.hold(self.q_cmd, now)
+            if self.mode == 'trajectory':
+                self._pending_trajectory = self._hold_trajectory()
+        self.state, self.reason = 'stopped', why
+
+    def resume(self, now: float):
+        if self.state == 'stopped':
+            self.state, self.reason = ('holding', 'resumed') if self.q is not None else ('waiting', 'no joint state yet')
+
+    # ---- the control cycle ----
+    def update(self, now: float) -> Command | None:
+        if self.joint_watchdog.expired(now):
+            return self._lost_joint_states(now)
+        self._zero_sent = False
+        if self.q_cmd is None or self.state == 'waiting':
+            self.q_cmd = self.q.copy()
+            self.follower.hold(self.q_cmd, now)
+            self.state, self.reason = 'holding', 'no chunk yet'
+        if self.state == 'tracking' and now > self.follower.end_time + self.chunk_timeout:
+            self.state, self.reason = 'holding', 'chunk stream stopped'
+        if self.state == 'holding' and self.follower.end_time is not None and \
+                now > self.follower.end_time + self.chunk_timeout + self.hold_timeout:
+            self.state, self.reason = 'resting', f'no chunk for {self.chunk_timeout + self.hold_timeout:.1f} s'
+        if self.mode == 'trajectory':
+            out, self._pending_trajectory = self._pending_trajectory, None
+            return None if out is None else Command('trajectory', None, trajectory=out)
+        if self.state == 'resting':
+            if self.mode == 'impedance':
+                return Command('effort', self.safety.damping_only(self.qd, self.robot.damping))
+            return None
+        q_d, qd_d = self.follower.sample(now)
+        self.q_cmd = self.safety.position(q_d, self.q_cmd)
+        qd_cmd = self.safety.velocity(qd_d)
+        if self.mode == 'position':
+            return Command('position', self.q_cmd.copy())
+        if self.mode == 'impedance_target':
+            return Command('target', self.q_cmd.copy(), velocity=qd_cmd)
+        return Command('effort', self.safety.impedance(self.q_cmd, qd_cmd, self.q, self.qd,
+                                                       self.robot.stiffness, self.robot.damping))
+
+    def _lost_joint_states(self, now: float) -> Command | None:
+        if self.q is not None and self.state != 'waiting':
+            self.reason = f'joint states stale ({self.joint_watchdog.age(now):.2f} s old)'
+        self.state = 'waiting'
+        self.follower.clear()
+        self.q_cmd = None
+        if self.mode == 'impedance' and not self._zero_sent and self.q is not None:
+            self._zero_sent = True
+            return Command('effort', np.zeros(len(self.joints)))
+        return None
+
+    def tracking_error(self) -> float:
+        if self.q is None or self.q_cmd is None:
+            return float('nan')
+        return float(np.max(np.abs(self.q_cmd - self.q)))
+
+    # ---- trajectory passthrough ----
+    def _safe_trajectory(self, traj: Trajectory, now: float) -> Trajectory:
+        """Re-timed for a Jazzy JTC, positions clamped, segments slowed to the velocity limits."""
+        out = retime_for_jtc(traj.reordered(self.joints), now, self.trajectory_lead)
+        lim = self.robot.limits
+        pos = np.clip(out.positions, lim.safe_lower, lim.safe_upper)
+        times = out.times.copy()
+        prev_q, prev_t = self.q, 0.0
+        for i in range(len(times)):
+            needed = float(np.max(np.abs(pos[i] - prev_q) / lim.velocity))
+            times[i] = max(times[i], prev_t + needed, prev_t + 1e-3)
+            prev_q, prev_t = pos[i], times[i]
+        velocities = None
+        if out.velocities is not None:
+            velocities = np.clip(out.velocities, -lim.velocity, lim.velocity)
+            velocities[-1] = 0.0
+        return Trajectory(self.joints, out.stamp, times, pos, velocities)
+
+    def _hold_trajectory(self) -> Trajectory:
+        return Trajectory(self.joints, 0.0, np.array([self.trajectory_lead]), self.q_cmd[None, :].copy())

@@ -1,0 +1,180 @@
+"""Executes timestamped action chunks on the arm at the control rate, through one safety layer.
+
+Input: JointTrajectory chunks on /ros2_imitation/action_chunk (header.stamp = when the first point
+applies) and /joint_states. Output, by `mode`: impedance torques to /effort_controller/commands,
+positions to /position_controller/commands, a re-timed trajectory to a joint_trajectory_controller,
+or a JointState target for an external impedance controller. With `dry_run` every command goes to
+~/dry_run/<kind> instead, so a new setup can be watched before it moves.
+"""
+import threading
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from ros2_imitation.controller import MODES, ChunkController
+from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, ReasonLog, StartupError, declare, now_sec,
+                                         run_node, to_stamp)
+from ros2_imitation.nodes.conversions import trajectory_from_msg, trajectory_to_msg
+from ros2_imitation.robot import RobotProfile
+
+LEVEL = {'tracking': DiagnosticStatus.OK, 'holding': DiagnosticStatus.OK,
+         'resting': DiagnosticStatus.WARN, 'stopped': DiagnosticStatus.WARN,
+         'waiting': DiagnosticStatus.ERROR}
+
+
+class ControllerNode(Node):
+    def __init__(self):
+        super().__init__('controller')
+        p = {name: declare(self, name, default) for name, default in dict(
+            robot='panda', mode='impedance', control_rate=500.0, interpolation='cubic',
+            chunk_timeout=0.3, hold_timeout=2.0, joint_state_timeout=0.1, dry_run=False,
+            diagnostics_rate=2.0, chunk_topic='/ros2_imitation/action_chunk',
+            joint_states_topic='/joint_states', effort_topic='/effort_controller/commands',
+            position_topic='/position_controller/commands',
+            trajectory_topic='/joint_trajectory_controller/joint_trajectory',
+            target_topic='/target_joint').items()}
+        if p['mode'] not in MODES:
+            raise StartupError(f'mode must be one of {MODES}, got {p["mode"]!r}')
+        try:
+            self.robot = RobotProfile.load(p['robot'])
+            self.core = ChunkController(
+                self.robot, p['mode'], p['control_rate'], p['interpolation'], p['chunk_timeout'],
+                p['hold_timeout'], p['joint_state_timeout'])
+        except (ValueError, FileNotFoundError) as exc:
+            raise StartupError(str(exc)) from exc
+        self.p = p
+        self.log = ReasonLog(self)
+        self._lock = threading.Lock()
+        self._periods = []
+        self._overruns = 0
+        self._last_reason = None
+        topic = {'effort': p['effort_topic'], 'position': p['position_topic'],
+                 'target': p['target_topic'], 'trajectory': p['trajectory_topic']}
+        if p['dry_run']:
+            topic = {kind: f'~/dry_run/{kind}' for kind in topic}
+        kind = {'impedance': 'effort', 'position': 'position', 'impedance_target': 'target',
+                'trajectory': 'trajectory'}[p['mode']]
+        msg_type = {'effort': Float64MultiArray, 'position': Float64MultiArray,
+                    'target': JointState, 'trajectory': JointTrajectory}[kind]
+        self.out_pub = self.create_publisher(msg_type, topic[kind], COMMAND_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
+        self.create_subscription(JointState, p['joint_states_topic'], self._on_joint_state, SENSOR_QOS)
+        self.create_subscription(JointTrajectory, p['chunk_topic'], self._on_chunk, COMMAND_QOS)
+        self.create_service(Trigger, '~/stop', self._stop)
+        self.create_service(Trigger, '~/resume', self._resume)
+        self.create_timer(1.0 / p['diagnostics_rate'], self._publish_diagnostics)
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name='control', daemon=True)
+        self._thread.start()
+        self.get_logger().info(
+            f'{p["mode"]} mode at {p["control_rate"]:.0f} Hz -> {self.out_pub.topic_name}'
+            f'{" (DRY RUN)" if p["dry_run"] else ""}, robot {self.robot.name}')
+
+    def _on_joint_state(self, msg: JointState):
+        with self._lock:
+            reason = self.core.on_joint_state(msg.name, msg.position, msg.velocity, now_sec(self))
+        if reason:
+            self.log.warn('ignored joint state', reason)
+
+    def _on_chunk(self, msg: JointTrajectory):
+        traj = trajectory_from_msg(msg)
+        with self._lock:
+            reason = self.core.on_chunk(traj, now_sec(self))
+        if reason:
+            self.log.warn('rejected chunk', reason)
+
+    def _stop(self, _request, response):
+        with self._lock:
+            self.core.stop(now_sec(self))
+        self.get_logger().warn('stopped by service call: holding, chunks rejected until ~/resume')
+        response.success, response.message = True, 'stopped'
+        return response
+
+    def _resume(self, _request, response):
+        with self._lock:
+            self.core.resume(now_sec(self))
+            response.success = self.core.state != 'stopped'
+            response.message = self.core.state
+        return response
+
+    def _loop(self):
+        """Wakes on the node's clock (sim time aware) every period and sends one command."""
+        clock = self.get_clock()
+        period_ns = int(1e9 / self.p['control_rate'])
+        while self._running and clock.now().nanoseconds == 0:
+            time.sleep(0.01)  # with use_sim_time: no /clock yet
+        next_ns = clock.now().nanoseconds
+        last_wall = None
+        while self._running:
+            next_ns += period_ns
+            now_ns = clock.now().nanoseconds
+            if now_ns > next_ns + period_ns:  # overran by a full period: skip, don't burst
+                self._overruns += 1
+                next_ns = now_ns + period_ns
+            if not clock.sleep_until(Time(nanoseconds=next_ns, clock_type=clock.clock_type)):
+                return  # context shut down
+            wall = time.perf_counter()
+            if last_wall is not None:
+                self._periods.append(wall - last_wall)
+            last_wall = wall
+            now = clock.now().nanoseconds * 1e-9
+            with self._lock:
+                command = self.core.update(now)
+                state, reason = self.core.state, self.core.reason
+            if reason != self._last_reason and reason:
+                self.get_logger().info(f'{state}: {reason}')
+            self._last_reason = reason
+            if command is not None:
+                self._publish(command, now)
+
+    def _publish(self, command, now: float):
+        if command.kind == 'trajectory':
+            self.out_pub.publish(trajectory_to_msg(command.trajectory))
+        elif command.kind == 'target':
+            msg = JointState(name=list(self.core.joints), position=command.values.tolist(),
+                             velocity=command.velocity.tolist())
+            msg.header.stamp = to_stamp(now)
+            self.out_pub.publish(msg)
+        else:
+            self.out_pub.publish(Float64MultiArray(data=command.values.tolist()))
+
+    def _publish_diagnostics(self):
+        with self._lock:
+            core = self.core
+            values = {'state': core.state, 'reason': core.reason or '',
+                      'tracking_error_rad': f'{core.tracking_error():.4f}',
+                      'clamped': ', '.join(f'{k}={v}' for k, v in core.safety.counts.items()),
+                      **{k: str(v) for k, v in core.stats.items()}}
+            level = LEVEL.get(core.state, DiagnosticStatus.WARN)
+        periods, self._periods = np.array(self._periods), []
+        if periods.size:
+            values['loop_period_p50_ms'] = f'{np.percentile(periods, 50) * 1e3:.3f}'
+            values['loop_period_p99_ms'] = f'{np.percentile(periods, 99) * 1e3:.3f}'
+            values['loop_rate_hz'] = f'{1.0 / periods.mean():.1f}'
+        values['overruns'] = str(self._overruns)
+        status = DiagnosticStatus(level=level, name=f'{self.get_name()}: chunk controller',
+                                  message=f'{values["state"]}{": " + values["reason"] if values["reason"] else ""}',
+                                  hardware_id=self.robot.name,
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+    def close(self):
+        self._running = False
+        self._thread.join(timeout=1.0)
+
+
+def main(args=None):
+    return run_node(ControllerNode, args, threads=2)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""PolicyConfig: everything needed to rebuild a policy, serialisable to a plain dict / JSON / YAML."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+NOISE_MODES = ('replica', 'train_only', 'off')
+SCHEDULERS = ('ddpm', 'ddim')
+PREDICTION_TYPES = ('epsilon', 'sample', 'v_prediction')
+
+
+@dataclass
+class PolicyConfig:
+    # Dataset keys (zarr `data/<key>`). An empty image_keys gives a state-only policy.
+    image_keys: tuple[str, ...] = ('image',)
+    state_key: str = 'state'
+    action_key: str = 'action'
+
+    # Horizons, Diffusion Policy's To / Tp / Ta. Chunk index n_obs_steps - 1 is aligned with the
+    # newest observation; the executed actions are chunk[n_obs_steps - 1 : n_obs_steps - 1 + n_action_steps].
+    n_obs_steps: int = 2
+    horizon: int = 16
+    n_action_steps: int = 8
+
+    # Data shapes; None means "take it from the dataset" (train() fills them in).
+    image_shape: tuple[int, int, int] | None = None   # (H, W, 3), shared by every camera
+    state_dim: int | None = None
+    action_dim: int | None = None
+
+    # Image encoder: ResNet-style, GroupNorm, spatial-softmax keypoints (bounded in [-1, 1]).
+    crop_shape: tuple[int, int] | None = None   # random crop in training, centre crop at inference
+    encoder_channels: tuple[int, ...] = (16, 32, 64)
+    encoder_blocks: int = 1                     # residual blocks per stage
+    num_keypoints: int = 32
+    encoder_weights: str | None = None          # local safetensors file loaded before training
+    freeze_encoder: bool = False
+
+    # Conditional 1-D U-Net.
+    down_dims: tuple[int, ...] = (64, 128, 256)
+    kernel_size: int = 5
+    n_groups: int = 8
+    diffusion_step_embed_dim: int = 64
+
+    # Diffusion.
+    num_train_timesteps: int = 100
+    beta_schedule: str = 'squaredcos_cap_v2'
+    prediction_type: str = 'epsilon'
+    clip_sample: bool = True
+    inference_scheduler: str = 'ddim'
+    num_inference_steps: int = 10
+
+    # Test-time noise injection on the normalized conditioning (state history + keypoints).
+    noise_sigma: float = 0.0
+    noise_mode: str = 'replica'
+
+    seed: int = 0
+
+    def __post_init__(self):
+        # JSON/YAML give lists; tuples keep equality and hashing predictable.
+        for name in ('image_keys', 'encoder_channels', 'down_dims', 'image_shape', 'crop_shape'):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, tuple(value))
+        self.validate()
+
+    def validate(self) -> None:
+        problems = []
+        if not 1 <= self.n_obs_steps <= self.horizon:
+            problems.append(f'n_obs_steps={self.n_obs_steps} must be in [1, horizon={self.horizon}]')
+        if not 1 <= self.n_action_steps <= self.horizon - self.n_obs_steps + 1:
+            problems.append(f'n_action_steps={self.n_action_steps} must be in '
+                            f'[1, horizon - n_obs_steps + 1 = {self.horizon - self.n_obs_steps + 1}]')
+        if self.horizon % (2 ** (len(self.down_dims) - 1)):
+            problems.append(f'horizon={self.horizon} must be divisible by 2**(len(down_dims)-1)')
+        if any(d % self.n_groups for d in self.down_dims):
+            problems.append(f'down_dims {self.down_dims} must be multiples of n_groups={self.n_groups}')
+        if any(c % 8 for c in self.encoder_channels):
+            problems.append(f'encoder_channels {self.encoder_channels} must be multiples of 8')
+        if self.noise_mode not in NOISE_MODES:
+            problems.append(f'noise_mode={self.noise_mode!r} not in {NOISE_MODES}')
+        if not self.noise_sigma >= 0:
+            problems.append(f'noise_sigma={self.noise_sigma} must be >= 0')
+        if self.inference_scheduler not in SCHEDULERS:
+            problems.append(f'inference_scheduler={self.inference_scheduler!r} not in {SCHEDULERS}')
+        if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
+            problems.append(f'num_inference_steps={self.num_inference_steps} must be in '
+                            f'[1, num_train_timesteps={self.num_train_timesteps}]')
+        if self.prediction_type not in PREDICTION_TYPES:
+            problems.append(f'prediction_type={self.prediction_type!r} not in {PREDICTION_TYPES}')
+        if self.image_shape is not None and (len(self.image_shape) != 3 or self.image_shape[2] != 3):
+            problems.append(f'image_shape={self.image_shape} must be (H, W, 3)')
+        if self.crop_shape is not None and self.image_shape is not None and (
+                self.crop_shape[0] > self.image_shape[0] or self.crop_shape[1] > self.image_shape[1]):
+            problems.append(f'crop_shape={self.crop_shape} larger than image_shape={self.image_shape}')
+        if len(set(self.image_keys)) != len(self.image_keys) or self.state_key in self.image_keys:
+            problems.append(f'image_keys {self.image_keys} and state_key {self.state_key!r} must be distinct')
+        if problems:
+            raise ValueError('invalid PolicyConfig: ' + '; '.join(problems))
+
+    @property
+    def noise_at_train(self) -> bool:
+        return self.noise_sigma > 0 and self.noise_mode in ('replica', 'train_only')
+
+    @property
+    def noise_at_test(self) -> bool:
+        return self.noise_sigma > 0 and self.noise_mode == 'replica'
+
+    def to_dict(self) -> dict[str, Any]:
+        # Lists, not tuples: the dict goes straight into JSON / yaml.safe_dump.
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> 'PolicyConfig':
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f'unknown PolicyConfig fields {unknown}; known: {sorted(known)}')
+        return cls(**data)
+
+    def replace(self, **changes) -> 'PolicyConfig':
+        return dataclasses.replace(self, **changes)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        if path.suffix in ('.yaml', '.yml'):
+            import yaml
+            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        else:
+            path.write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> 'PolicyConfig':
+        """From a .json or .yaml file; a YAML file may nest the fields under a `policy:` key."""
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix in ('.yaml', '.yml'):
+            import yaml
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        if isinstance(data, dict) and isinstance(data.get('policy'), dict):
+            data = data['policy']
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f'{path}: {exc}') from None
+
