@@ -82,12 +82,13 @@ class ChunkController:
         reason = validate(traj, self.joints, now, allow_nonzero_end_velocity=True)
         if reason is None and self.state == 'stopped':
             reason = 'controller is stopped (call resume)'
-        if reason is None and self.state == 'waiting':
+        if reason is None and (self.q is None or self.joint_watchdog.expired(now)):
             reason = f'no valid joint state ({self.reason})'
         if reason:
             self.stats['chunks_rejected'] += 1
             return reason
-        if self.state == 'resting':  # the arm drifted under damping: restart from where it is
+        if self.state in ('resting', 'waiting') or self.q_cmd is None:
+            # nothing commanded, or the arm drifted under damping: start from where it is
             self.follower.clear()
             self.q_cmd = self.q.copy()
         self.follower.replace(traj, now, self.q_cmd, np.zeros_like(self.q))

@@ -79,6 +79,64 @@ def spawn(tmp_path, ros_env):
         proc.stop()
 
 
+class Recorder:
+    """Keeps every message of a topic with its arrival time."""
+
+    def __init__(self, node, msg_type, topic, qos=None):
+        from ros2_imitation.nodes.common import SENSOR_QOS
+        self.messages, self.times = [], []
+        self._sub = node.create_subscription(msg_type, topic, self._on, qos or SENSOR_QOS)
+
+    def _on(self, msg):
+        self.messages.append(msg)
+        self.times.append(time.monotonic())
+
+    def rate(self, window: float) -> float:
+        t_end = self.times[-1]
+        return sum(1 for t in self.times if t > t_end - window) / window
+
+    def since(self, t: float) -> list:
+        return [m for m, tm in zip(self.messages, self.times) if tm >= t]
+
+
+class GraphRun:
+    """`ros2-imitation bringup GRAPH ...` in its own domain, plus a spinning probe node on it."""
+
+    def __init__(self, log_path, *cli_args):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        self.env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain_id()), PYTHONUNBUFFERED='1',
+                        ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+        self.proc = Process([sys.executable, '-m', 'ros2_imitation.cli', 'bringup', *cli_args],
+                            self.env, str(log_path))
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=int(self.env['ROS_DOMAIN_ID']))
+        self.node = rclpy.create_node('probe', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def record(self, msg_type, topic, qos=None) -> Recorder:
+        return Recorder(self.node, msg_type, topic, qos)
+
+    def output(self) -> str:
+        return self.proc.output()
+
+    def close(self):
+        import rclpy
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.proc.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 @pytest.fixture
 def probe(ros_env):
     """An rclpy node in the test process, on the test's domain, spun in a background thread."""

@@ -7,16 +7,14 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from conftest import Process, call_service, next_domain_id, wait_for
+from conftest import GraphRun, call_service, wait_for
 from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS
 from ros2_imitation.robot import RobotProfile
 
@@ -24,44 +22,15 @@ ARM = RobotProfile.load('panda').arm_joints
 CAMERA_RATE = 10.0
 
 
-class Recorder:
-    def __init__(self, node, msg_type, topic):
-        self.messages = []
-        self.times = []
-        node.create_subscription(msg_type, topic, self._on, SENSOR_QOS)
-
-    def _on(self, msg):
-        self.messages.append(msg)
-        self.times.append(time.monotonic())
-
-    def rate(self, window: float) -> float:
-        t_end = self.times[-1]
-        n = sum(1 for t in self.times if t > t_end - window)
-        return n / window
-
-
 @pytest.fixture(scope='module')
 def graph(tmp_path_factory):
-    env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain_id()), PYTHONUNBUFFERED='1')
-    log = tmp_path_factory.mktemp('sim') / 'bringup.log'
-    proc = Process([sys.executable, '-m', 'ros2_imitation.cli', 'bringup', 'sim',
-                    '--set', f'sim.camera_rate={CAMERA_RATE}'], env, str(log))
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=int(env['ROS_DOMAIN_ID']))
-    node = rclpy.create_node('probe', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    joints = Recorder(node, JointState, '/joint_states')
-    images = Recorder(node, Image, '/camera/camera/color/image_raw')
-    import threading
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
+    run = GraphRun(tmp_path_factory.mktemp('sim') / 'bringup.log', 'sim',
+                   '--set', f'sim.camera_rate={CAMERA_RATE}')
+    joints = run.record(JointState, '/joint_states')
+    images = run.record(Image, '/camera/camera/color/image_raw')
     wait_for(lambda: len(images.messages) > 3, 60, what='first camera images from the sim')
-    yield dict(proc=proc, node=node, joints=joints, images=images, env=env)
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown(context=context)
-    proc.stop()
+    yield dict(proc=run.proc, node=run.node, joints=joints, images=images)
+    run.close()
 
 
 def latest_arm(joints: Recorder) -> np.ndarray:
@@ -144,7 +113,8 @@ def test_joint_trajectory_accepted_and_rejected_like_jtc(graph):
     # JTC rejects: a missing joint, non-increasing times, and a stamp whose end is already past
     pub.publish(trajectory(ARM[:6], [1.0], [goal[:6]]))
     pub.publish(trajectory(ARM, [1.0, 0.5], [goal, start]))
-    pub.publish(trajectory(ARM, [0.5], [goal], stamp=(1, 0)))
+    past = joints.messages[-1].header.stamp.sec - 2  # its end is a second behind the sim clock
+    pub.publish(trajectory(ARM, [0.5], [goal], stamp=(past, 0)))
     time.sleep(0.8)
     assert np.max(np.abs(latest_arm(joints) - start)) < 0.02, 'a rejected trajectory moved the arm'
     out = graph['proc'].output()

@@ -12,6 +12,7 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -24,6 +25,9 @@ from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, ReasonLog, Sta
 from ros2_imitation.nodes.conversions import trajectory_from_msg, trajectory_to_msg
 from ros2_imitation.robot import RobotProfile
 
+# Receivers (forward_command_controller, the sim) act on the latest command only; a deep history lets
+# a slower reader that wants every command (rosbag2, a monitor) keep up without losing any.
+OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LEVEL = {'tracking': DiagnosticStatus.OK, 'holding': DiagnosticStatus.OK,
          'resting': DiagnosticStatus.WARN, 'stopped': DiagnosticStatus.WARN,
          'waiting': DiagnosticStatus.ERROR}
@@ -63,7 +67,7 @@ class ControllerNode(Node):
                 'trajectory': 'trajectory'}[p['mode']]
         msg_type = {'effort': Float64MultiArray, 'position': Float64MultiArray,
                     'target': JointState, 'trajectory': JointTrajectory}[kind]
-        self.out_pub = self.create_publisher(msg_type, topic[kind], COMMAND_QOS)
+        self.out_pub = self.create_publisher(msg_type, topic[kind], OUTPUT_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         self.create_subscription(JointState, p['joint_states_topic'], self._on_joint_state, SENSOR_QOS)
         self.create_subscription(JointTrajectory, p['chunk_topic'], self._on_chunk, COMMAND_QOS)

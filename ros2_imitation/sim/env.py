@@ -51,6 +51,8 @@ class PandaSim:
     # and near critically damped for the arm's inertia across the workspace.
     KP = np.array([3000.0, 3000.0, 3000.0, 3000.0, 600.0, 600.0, 300.0])
     KV = np.array([120.0, 120.0, 100.0, 100.0, 12.0, 12.0, 6.0])
+    # a command stream older than this no longer drives the velocity feedforward
+    FEEDFORWARD_HOLD = 0.02
     RESET_NOISE = 0.02          # rad, std of the seeded perturbation of the home pose
 
     def __init__(self, task: str = 'push_cube', physics_rate: float = 500.0,
@@ -77,6 +79,8 @@ class PandaSim:
         self._mode = None
         self._target = self.HOME.copy()    # commanded position
         self._ref = self.HOME.copy()       # velocity-limited reference the servo tracks
+        self._v_ff = np.zeros(7)           # velocity of the command stream, fed forward
+        self._target_time = None
         self.reset(0)
 
     # ---- time ----
@@ -111,12 +115,19 @@ class PandaSim:
         if n < 0:
             raise ValueError(f'step count must be >= 0, got {n}')
         m, d = self.model, self.data
-        while n > 0 and self._mode == 'position' and not np.array_equal(self._ref, self._target):
+        while n > 0 and self._mode == 'position' and (
+                not np.array_equal(self._ref, self._target) or self._v_ff.any()):
             # The reference moves toward the target at the joint velocity limits, so a large
             # position step gives a fast, bounded motion instead of a torque-saturated lunge.
             limit = self.VELOCITY_LIMIT * m.opt.timestep
-            self._ref = self._ref + np.clip(self._target - self._ref, -limit, limit)
-            d.ctrl[self._arm_act] = self._ref
+            step = np.clip(self._target - self._ref, -limit, limit)
+            self._ref = self._ref + step
+            if self._target_time is not None and self.time - self._target_time > self.FEEDFORWARD_HOLD:
+                self._v_ff[:] = 0.0   # the command stream stopped: hold, do not coast
+            # Velocity feedforward: the servo's damping then brakes only the tracking error, so a
+            # streamed trajectory is followed without the kv/kp lag (as gz_ros2_control's is).
+            v = np.where(np.abs(step) >= limit, step / m.opt.timestep, self._v_ff)
+            d.ctrl[self._arm_act] = self._ref + self.KV / self.KP * v
             mujoco.mj_step(m, d)
             n -= 1
         if n > 0:
@@ -183,13 +194,19 @@ class PandaSim:
         """Joint position target (rad), clipped to the joint limits; a stiff servo tracks it."""
         q = np.clip(_vector('position command', q, 7), self.LOWER, self.UPPER)
         self._switch('position')
-        self._target = q
+        gap = None if self._target_time is None else self.time - self._target_time
+        if gap is None or gap > self.FEEDFORWARD_HOLD:
+            self._v_ff = np.zeros(7)
+        elif gap > 0.0:  # two commands within one step keep the last estimate
+            self._v_ff = np.clip((q - self._target) / gap, -self.VELOCITY_LIMIT, self.VELOCITY_LIMIT)
+        self._target, self._target_time = q, self.time
 
     def hold(self) -> None:
         """Position servo at the current joint positions."""
         self._switch('position')
         self._ref = self.joint_positions()[:7]
         self._target = self._ref.copy()
+        self._v_ff, self._target_time = np.zeros(7), None
         self.data.ctrl[self._arm_act] = self._ref
 
     def set_gripper(self, width: float) -> None:

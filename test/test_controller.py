@@ -1,0 +1,183 @@
+"""ChunkController, ROS-free: whatever arrives, every command is finite and inside the limits."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ros2_imitation.controller import ChunkController
+from ros2_imitation.robot import RobotProfile
+from ros2_imitation.trajectory import Trajectory
+
+ROBOT = RobotProfile.load('panda')
+ARM = ROBOT.arm_joints
+LIM = ROBOT.limits
+RATE = 500.0
+DT = 1.0 / RATE
+
+
+def make(mode='position', **kw):
+    ctrl = ChunkController(ROBOT, mode, RATE, **kw)
+    ctrl.on_joint_state(ARM, ROBOT.home, np.zeros(7), 0.0)
+    return ctrl
+
+
+def run(ctrl, t0, t1, q_follow=True):
+    """Cycle from t0 to t1 feeding back the commanded position as the measured one."""
+    out = []
+    for t in np.arange(t0, t1, DT):
+        if q_follow and ctrl.q_cmd is not None:
+            ctrl.on_joint_state(ARM, ctrl.q_cmd, np.zeros(7), t)
+        else:
+            ctrl.on_joint_state(ARM, ROBOT.home, np.zeros(7), t)
+        cmd = ctrl.update(t)
+        if cmd is not None:
+            out.append((t, cmd))
+    return out
+
+
+def check_command(cmd, prev):
+    if cmd.kind in ('position', 'target'):
+        assert np.all(np.isfinite(cmd.values))
+        assert np.all(cmd.values >= LIM.lower) and np.all(cmd.values <= LIM.upper)
+        if prev is not None:
+            assert np.all(np.abs(cmd.values - prev) <= np.minimum(LIM.velocity * DT, LIM.max_step) + 1e-12)
+    elif cmd.kind == 'effort':
+        assert np.all(np.isfinite(cmd.values)) and np.all(np.abs(cmd.values) <= LIM.effort)
+    elif cmd.kind == 'trajectory':
+        tr = cmd.trajectory
+        assert np.all(np.isfinite(tr.positions))
+        assert np.all(tr.positions >= LIM.safe_lower - 1e-12) and np.all(tr.positions <= LIM.safe_upper + 1e-12)
+        assert np.all(np.diff(tr.times) > 0) and tr.times[0] > 0
+
+
+def sine(t, amp=0.3):
+    return ROBOT.home + amp * np.sin(2 * np.pi * 0.25 * np.asarray(t))[..., None] * np.ones(7)
+
+
+def sine_chunk(t_start, n=16, dt=0.1, names=ARM):
+    times = t_start + np.arange(n) * dt
+    return Trajectory.from_absolute(names, times, sine(times))
+
+
+def test_tracks_chunks_without_jumps():
+    """10 Hz chunks of 16 points, a new one every 0.8 s: the command follows the sine."""
+    ctrl = make('position')
+    prev, t, errors = None, 0.0, []
+    for k in range(10):
+        assert ctrl.on_chunk(sine_chunk(t + 0.05), t) is None
+        for tc, cmd in run(ctrl, t, t + 0.8):
+            check_command(cmd, prev)
+            prev = cmd.values
+            if tc > 0.2:
+                errors.append(np.max(np.abs(cmd.values - sine(tc))))
+        t += 0.8
+    assert ctrl.state == 'tracking'
+    assert max(errors) < 0.01, f'command strays {max(errors):.4f} rad from the chunks'
+
+
+@pytest.mark.parametrize('bad, reason', [
+    (lambda: Trajectory.from_arrays(ARM[:6], 0.0, [0.1], [ROBOT.home[:6]]), 'panda_joint7'),
+    (lambda: Trajectory.from_arrays(ARM, 0.0, [0.2, 0.1], [ROBOT.home, ROBOT.home]), 'increas'),
+    (lambda: Trajectory.from_arrays(ARM, 0.0, [], []), 'point'),
+    (lambda: Trajectory.from_arrays(ARM, 0.0, [0.1], [[np.nan] * 7]), 'finite'),
+    (lambda: Trajectory.from_arrays([*ARM[:6], 'elbow'], 0.0, [0.1], [ROBOT.home]), 'elbow'),
+])
+def test_malformed_chunks_rejected_with_reason(bad, reason):
+    ctrl = make()
+    ctrl.update(0.0)
+    why = ctrl.on_chunk(bad(), 0.0)
+    assert why is not None and reason in why
+    assert ctrl.stats['chunks_rejected'] == 1
+
+
+def test_chunk_stream_stops_hold_then_rest():
+    ctrl = make('impedance', chunk_timeout=0.2, hold_timeout=0.5)
+    ctrl.update(0.0)
+    ctrl.on_chunk(sine_chunk(0.05, n=4), 0.0)
+    run(ctrl, 0.0, 0.4)
+    assert ctrl.state == 'tracking'
+    run(ctrl, 0.4, 0.6)
+    assert ctrl.state == 'holding'
+    cmds = run(ctrl, 0.6, 1.5)
+    assert ctrl.state == 'resting'
+    ctrl.on_joint_state(ARM, ROBOT.home, np.full(7, 0.5), 1.5)
+    tau = ctrl.update(1.5).values
+    assert np.all(tau < 0), 'damping only: torque opposes the motion'
+    # a fresh chunk resumes tracking from where the arm is
+    assert ctrl.on_chunk(sine_chunk(1.6), 1.5) is None and ctrl.state == 'tracking'
+
+
+def test_stale_joint_states_stop_commanding():
+    for mode in ('position', 'impedance'):
+        ctrl = make(mode, joint_state_timeout=0.05)
+        assert ctrl.update(0.01) is not None
+        first = ctrl.update(0.2)   # stale: effort mode sends one zero torque, then nothing
+        if mode == 'impedance':
+            assert first.kind == 'effort' and np.all(first.values == 0)
+        else:
+            assert first is None
+        assert ctrl.update(0.3) is None and ctrl.state == 'waiting'
+        assert 'stale' in ctrl.reason
+        assert ctrl.on_chunk(sine_chunk(0.35), 0.3) is not None
+
+
+def test_stop_and_resume():
+    ctrl = make('position')
+    ctrl.update(0.0)
+    ctrl.on_chunk(sine_chunk(0.05), 0.0)
+    run(ctrl, 0.0, 0.3)
+    ctrl.stop(0.3)
+    assert 'stopped' in ctrl.on_chunk(sine_chunk(0.35), 0.3)
+    held = [c.values for _, c in run(ctrl, 0.3, 0.6, q_follow=False)]
+    assert np.allclose(held[-1], held[0])
+    ctrl.resume(0.6)
+    assert ctrl.on_chunk(sine_chunk(0.65), 0.6) is None
+
+
+def test_joint_states_mapped_by_name_and_bad_ones_ignored():
+    ctrl = make()
+    order = list(reversed(ARM)) + ['panda_finger_joint1']
+    q = np.arange(8) * 0.1
+    assert ctrl.on_joint_state(order, q, [], 0.0) is None
+    assert np.allclose(ctrl.q, q[:7][::-1])
+    assert 'lacks' in ctrl.on_joint_state(ARM[:6], q[:6], [], 0.0)
+    assert 'non-finite' in ctrl.on_joint_state(ARM, [np.nan] * 7, [], 0.0)
+    assert 'match' in ctrl.on_joint_state(ARM, [0.0] * 3, [], 0.0)
+    assert np.allclose(ctrl.q, q[:7][::-1])
+
+
+floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
+names = st.one_of(st.just(list(ARM)), st.permutations(list(ARM)),
+                  st.lists(st.sampled_from([*ARM, 'wrist', '']), max_size=9))
+
+
+@st.composite
+def chunks(draw):
+    joint_names = draw(names)
+    n = draw(st.integers(0, 6))
+    times = draw(st.lists(st.one_of(floats, st.floats(0, 2)), min_size=n, max_size=n))
+    rows = draw(st.lists(st.lists(st.one_of(floats, st.floats(-4, 4)), min_size=len(joint_names),
+                                  max_size=len(joint_names)), min_size=n, max_size=n))
+    stamp = draw(st.one_of(st.just(0.0), st.floats(0, 3)))
+    return Trajectory.from_arrays(joint_names, stamp, times, rows)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mode=st.sampled_from(['position', 'impedance', 'impedance_target', 'trajectory']),
+       sequence=st.lists(st.tuples(chunks(), st.floats(0.0, 0.2)), min_size=1, max_size=5),
+       measured=st.lists(st.floats(-4, 4), min_size=7, max_size=7))
+def test_any_input_gives_commands_inside_limits(mode, sequence, measured):
+    ctrl = ChunkController(ROBOT, mode, RATE)
+    t, prev = 0.0, None
+    ctrl.on_joint_state(ARM, np.clip(measured, LIM.lower, LIM.upper), np.zeros(7), t)
+    for chunk, wait in sequence:
+        reason = ctrl.on_chunk(chunk, t)
+        assert reason is None or isinstance(reason, str) and reason
+        for step in range(max(1, int(wait / DT))):
+            ctrl.on_joint_state(ARM, np.clip(measured, LIM.lower, LIM.upper), np.zeros(7), t)
+            cmd = ctrl.update(t)
+            if cmd is not None:
+                check_command(cmd, prev if cmd.kind == 'position' else None)
+                if cmd.kind == 'position':
+                    prev = cmd.values
+            t += DT

@@ -1,0 +1,156 @@
+"""The controller node against the simulated arm, separate processes over real DDS.
+
+Acceptance of the control issue: sine-sweep chunks tracked in impedance and position modes, no jump
+beyond the max step at chunk switches, the watchdogs, stop/resume and dry run.
+"""
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from conftest import GraphRun, call_service, wait_for
+from ros2_imitation.nodes.common import COMMAND_QOS
+from ros2_imitation.nodes.controller_node import OUTPUT_QOS
+from ros2_imitation.nodes.conversions import trajectory_to_msg
+from ros2_imitation.robot import RobotProfile
+from ros2_imitation.trajectory import Trajectory
+
+ROBOT = RobotProfile.load('panda')
+ARM = ROBOT.arm_joints
+AMP = np.array([0.2, 0.15, 0.2, 0.2, 0.2, 0.2, 0.2])
+CHUNK_DT, CHUNK_LEN, EXECUTE = 0.1, 16, 8
+
+
+def stamp(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def arm(msg) -> np.ndarray:
+    index = {n: i for i, n in enumerate(msg.name)}
+    return np.array([msg.position[index[j]] for j in ARM])
+
+
+class Sweep:
+    """A sine sweep (0.2 -> 0.4 Hz) around a start pose, cut into 16-point chunks at 10 Hz."""
+
+    def __init__(self, q0, t0):
+        self.q0, self.t0 = q0, t0
+
+    def __call__(self, t):
+        s = np.clip(np.asarray(t) - self.t0, 0, None)
+        phase = 2 * np.pi * (0.2 * s + 0.01 * s ** 2)
+        return self.q0 + np.sin(phase)[..., None] * AMP
+
+    def chunk(self, t_first) -> JointTrajectory:
+        times = t_first + np.arange(CHUNK_LEN) * CHUNK_DT
+        return trajectory_to_msg(Trajectory.from_absolute(ARM, times, self(times)))
+
+
+def start(tmp_path, *args, relay=False):
+    """With relay, the controller reads /relay/joint_states, which this test can cut."""
+    if relay:
+        args += ('--set', 'controller.joint_states_topic=/relay/joint_states')
+    run = GraphRun(tmp_path / 'bringup.log', 'sim_control', *args)
+    run.joints = run.record(JointState, '/joint_states')
+    run.relaying = relay
+    if relay:
+        pub = run.node.create_publisher(JointState, '/relay/joint_states', COMMAND_QOS)
+        run.node.create_subscription(JointState, '/joint_states',
+                                     lambda m: run.relaying and pub.publish(m), COMMAND_QOS)
+    run.chunks = run.node.create_publisher(JointTrajectory, '/ros2_imitation/action_chunk', COMMAND_QOS)
+    run.diagnostics = run.record(DiagnosticArray, '/diagnostics', COMMAND_QOS)
+    wait_for(lambda: len(run.joints.messages) > 10 and run.chunks.get_subscription_count() > 0, 60,
+             what='sim joint states and the controller subscription')
+    wait_for(lambda: any(s.message.startswith(('holding', 'resting')) for d in run.diagnostics.messages
+                         for s in d.status), 30, what='the controller to hold the arm')
+    return run
+
+
+def stream(run, sweep, until):
+    """Publish a chunk every EXECUTE steps of sim time, each starting just ahead of now."""
+    next_pub = 0.0
+    while True:
+        now = stamp(run.joints.messages[-1])
+        if now >= until:
+            return
+        if now >= next_pub:
+            run.chunks.publish(sweep.chunk(now + 0.05))
+            next_pub = now + EXECUTE * CHUNK_DT
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize('mode, command_topic', [
+    ('impedance', '/effort_controller/commands'), ('position', '/position_controller/commands')])
+def test_sine_sweep_tracked(tmp_path, mode, command_topic):
+    with start(tmp_path, '--arg', f'mode={mode}') as run:
+        commands = run.record(Float64MultiArray, command_topic, OUTPUT_QOS)
+        t0 = stamp(run.joints.messages[-1]) + 0.1
+        sweep = Sweep(arm(run.joints.messages[-1]), t0)
+        stream(run, sweep, t0 + 8.0)
+        errors = np.array([np.abs(arm(m) - sweep(stamp(m))) for m in run.joints.messages
+                           if t0 + 0.5 <= stamp(m) <= t0 + 8.0])
+        print(f'{mode}: max tracking error {errors.max():.4f} rad, mean {errors.mean():.4f} rad, '
+              f'{len(errors)} joint states')
+        assert len(errors) > 500
+        assert errors.max() <= 0.05, f'{mode}: max joint error {errors.max():.4f} rad'
+        values = np.array([m.data for m in commands.messages])
+        assert values.shape[1] == 7 and np.all(np.isfinite(values))
+        if mode == 'position':
+            steps = np.abs(np.diff(values, axis=0)).max()
+            print(f'position: largest command step {steps:.5f} rad (max step {ROBOT.limits.max_step})')
+            assert steps <= ROBOT.limits.max_step + 1e-9
+        else:
+            assert np.all(np.abs(values) <= ROBOT.limits.effort)
+
+
+def test_watchdogs_stop_and_dry_run(tmp_path):
+    """Chunks stop -> hold, then rest; joint states stop -> commanding stops; stop/resume; dry run."""
+    with start(tmp_path, '--arg', 'mode=impedance', '--set', 'controller.hold_timeout=1.0', relay=True) as run:
+        efforts = run.record(Float64MultiArray, '/effort_controller/commands', OUTPUT_QOS)
+        diagnostics = run.diagnostics
+        t0 = stamp(run.joints.messages[-1]) + 0.1
+        sweep = Sweep(arm(run.joints.messages[-1]), t0)
+        stream(run, sweep, t0 + 2.0)
+        # the chunk stream stops: the arm holds the last pose, then rests (damping only)
+        t_last_end = t0 + 2.0 + 0.05 + (CHUNK_LEN - 1) * CHUNK_DT
+        wait_for(lambda: stamp(run.joints.messages[-1]) > t_last_end + 0.3 + 1.0 + 0.5, 20,
+                 what='hold and rest timeouts to pass')
+        tail = [m for m in run.joints.messages if stamp(m) > stamp(run.joints.messages[-1]) - 0.3]
+        speed = max(np.abs(np.array(m.velocity[:7])).max() for m in tail)
+        assert speed < 0.02, f'arm still moving at {speed:.3f} rad/s after the watchdog'
+        state = wait_for(lambda: [s for d in diagnostics.messages for s in d.status
+                                  if 'resting' in s.message], 5, what='resting in /diagnostics')
+        assert 'no chunk' in state[-1].message
+        # joint states stop: commanding stops (after one zero torque)
+        run.relaying = False
+        time.sleep(1.0)
+        silent_since = time.monotonic()
+        time.sleep(1.0)
+        late = efforts.since(silent_since)
+        assert not late, f'{len(late)} commands sent without joint states'
+        assert 'joint states stale' in run.output()
+        # joint states back: stop service blocks chunks until resume
+        run.relaying = True
+        time.sleep(0.5)
+        assert call_service(run.node, Trigger, '/controller/stop').success
+        run.chunks.publish(Sweep(arm(run.joints.messages[-1]), 0).chunk(stamp(run.joints.messages[-1]) + 0.05))
+        wait_for(lambda: 'controller is stopped' in run.output(), 5, what='chunk rejected while stopped')
+        reply = call_service(run.node, Trigger, '/controller/resume')
+        assert reply.success and reply.message == 'holding'
+
+
+def test_dry_run_sends_nothing_to_the_arm(tmp_path):
+    with start(tmp_path, '--arg', 'mode=position', '--arg', 'dry_run=true') as run:
+        real = run.record(Float64MultiArray, '/position_controller/commands', COMMAND_QOS)
+        dry = run.record(Float64MultiArray, '/controller/dry_run/position', COMMAND_QOS)
+        q_start = arm(run.joints.messages[-1])
+        t0 = stamp(run.joints.messages[-1]) + 0.1
+        stream(run, Sweep(q_start, t0), t0 + 1.5)
+        assert len(dry.messages) > 100 and not real.messages
+        assert np.abs(arm(run.joints.messages[-1]) - q_start).max() < 0.01
+        assert 'DRY RUN' in run.output()
