@@ -103,7 +103,7 @@ class ImageGeometry:
             if getattr(self, name) < 0:
                 raise SourceConfigError(f'{name} must be >= 0, got {getattr(self, name)}')
         w, h = self._crop_size(src_width, src_height)
-        if self.crop_x + w > src_width or self.crop_y + h > src_height or w == 0 or h == 0:
+        if self.crop_x + w > src_width or self.crop_y + h > src_height or w <= 0 or h <= 0:
             raise SourceConfigError(
                 f'crop x={self.crop_x} y={self.crop_y} {w}x{h} does not fit in the '
                 f'{src_width}x{src_height} source image')

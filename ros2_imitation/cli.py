@@ -1,52 +1,27 @@
-"""`ros2-imitation <subcommand>`: one entry point for everything a user runs."""
+"""`ros2-imitation <subcommand>`: one entry point for everything a user runs.
+
+Each subcommand is a module in ros2_imitation/commands/ with HELP, add_arguments(parser) and
+run(args) -> exit code; the module name with '_' as '-' is the subcommand's name.
+"""
 import argparse
+import importlib
+import pkgutil
 import sys
 
-from ros2_imitation.graph import GraphError, parse_value
-
-
-def _pairs(items, what):
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition('=')
-        if not sep or not key:
-            raise SystemExit(f'ros2-imitation: {what} {item!r} is not KEY=VALUE')
-        out[key] = parse_value(value)
-    return out
-
-
-def cmd_bringup(args) -> int:
-    from ros2_imitation import bringup
-    from ros2_imitation.graph import load_graph
-    graph = load_graph(args.graph, _pairs(args.arg, '--arg'), _pairs(args.set, '--set'))
-    return bringup.run(graph, duration=args.duration)
-
-
-def cmd_graphs(args) -> int:
-    from ros2_imitation.graph import load_graph
-    from ros2_imitation.paths import share_dir
-    for path in sorted((share_dir() / 'config' / 'graphs').glob('*.yaml')):
-        graph = load_graph(path.stem)
-        nodes = ', '.join(n.name for n in graph.nodes)
-        print(f'{path.stem:12s} {graph.description}\n{"":12s} nodes: {nodes}')
-        for arg in graph.arguments.values():
-            print(f'{"":12s} --arg {arg.name}={arg.default}  {arg.description}')
-    return 0
+from ros2_imitation import commands
+from ros2_imitation.graph import GraphError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='ros2-imitation', description=__doc__)
-    sub = parser.add_subparsers(dest='command', required=True)
-
-    p = sub.add_parser('bringup', help='start a node graph (config/graphs/<GRAPH>.yaml), one process per node')
-    p.add_argument('graph', help='graph name (see `ros2-imitation graphs`) or path to a graph YAML')
-    p.add_argument('--arg', action='append', metavar='NAME=VALUE', help='a graph argument')
-    p.add_argument('--set', action='append', metavar='NODE.PARAM=VALUE', help='override one node parameter')
-    p.add_argument('--duration', type=float, default=None, help='stop after this many seconds')
-    p.set_defaults(func=cmd_bringup)
-
-    p = sub.add_parser('graphs', help='list the shipped node graphs and their arguments')
-    p.set_defaults(func=cmd_graphs)
+    parser = argparse.ArgumentParser(prog='ros2-imitation', description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest='command', required=True, metavar='SUBCOMMAND')
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        if info.name.startswith('_'):
+            continue
+        module = importlib.import_module(f'{commands.__name__}.{info.name}')
+        p = sub.add_parser(info.name.replace('_', '-'), help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
     return parser
 
 

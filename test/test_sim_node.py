@@ -139,6 +139,8 @@ def test_reset_with_same_seed_gives_same_state(graph):
         reply = call_service(node, Trigger, '/sim/reset')
         assert reply.success, reply.message
         states.append(json.loads(reply.message))
+    episodes = [s.pop('episode') for s in states]
+    assert episodes[1] == episodes[0] + 1 and episodes[2] == episodes[1] + 1
     assert states[0] == states[1]
     assert states[0] != states[2]
     assert states[0]['seed'] == 3 and 'joint_positions' in states[0]

@@ -255,8 +255,12 @@ class CameraNode(Node):
             source.close()
 
 
+def camera() -> CameraNode:  # named so that start-up errors read "[camera] cannot start: ..."
+    return CameraNode()
+
+
 def main(args=None):
-    return run_node(CameraNode, args)
+    return run_node(camera, args)
 
 
 if __name__ == '__main__':

@@ -49,6 +49,8 @@ class SimNode(Node):
         self._ready = threading.Event()
         self._startup_error = None
         self.sim_time = 0.0
+        self.episode = 0              # counts resets; in task_state, so listeners see episode changes
+        self.seed = int(p['seed'])
 
         self.clock_pub = self.create_publisher(Clock, '/clock', CLOCK_QOS)
         self.joint_pub = self.create_publisher(JointState, '/joint_states', STATE_QOS)
@@ -129,13 +131,13 @@ class SimNode(Node):
             response.success, response.message = False, 'physics thread did not answer in 10 s'
             return response
         response.success = True
-        response.message = json.dumps({'seed': seed, **result[0]})
+        response.message = json.dumps(result[0])
         self.get_logger().info(f'episode reset with seed {seed}')
         return response
 
     def _success(self, _request, response):
         with self._lock:
-            state = self.sim.task_state()
+            state = self._task_state()
         response.success = bool(state['success'])
         response.message = json.dumps(state)
         return response
@@ -175,7 +177,7 @@ class SimNode(Node):
                 stamp = to_stamp(self.sim_time)
                 joints = self._joint_state(stamp) if step % every['joints'] == 0 else None
                 image = self.sim.render() if step % every['camera'] == 0 else None
-                state = self.sim.task_state() if step % every['state'] == 0 else None
+                state = self._task_state() if step % every['state'] == 0 else None
             self.clock_pub.publish(Clock(clock=stamp))
             if joints is not None:
                 self.joint_pub.publish(joints)
@@ -197,8 +199,9 @@ class SimNode(Node):
             self._follower = None
             self.sim.reset(seed)
             self.sim.hold()
-            result.append({**self.sim.task_state(),
-                           'joint_positions': self.sim.joint_positions().tolist()})
+            self.episode += 1
+            self.seed = seed
+            result.append(self._task_state())
             done.set()
         if self._pending is not None:
             mode, values = self._pending
@@ -209,6 +212,9 @@ class SimNode(Node):
                 self.sim.set_effort(values)
             else:
                 self.sim.hold()
+
+    def _task_state(self) -> dict:
+        return {**self.sim.task_state(), 'episode': self.episode, 'seed': self.seed}
 
     def _joint_state(self, stamp) -> JointState:
         msg = JointState()
