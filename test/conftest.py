@@ -29,10 +29,22 @@ def ros_env():
     return env
 
 
+_started = []
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _stop_leftover_processes():
+    """A test that fails half-way through start-up must not leave a graph running."""
+    yield
+    for proc in _started:
+        proc.stop()
+
+
 class Process:
     """A child started in its own process group, stopped with SIGTERM to the group."""
 
     def __init__(self, cmd, env, log_path):
+        _started.append(self)
         self.log_path = log_path
         self._log = open(log_path, 'w')
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -43,11 +55,14 @@ class Process:
         return self.proc.pid
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path) as f:
             return f.read()
 
     def stop(self, timeout=15.0) -> int:
+        if self._log.closed:
+            return self.proc.returncode
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -125,6 +140,8 @@ class GraphRun:
 
     def close(self):
         import rclpy
+        if self.proc._log.closed:
+            return
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)

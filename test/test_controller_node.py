@@ -64,10 +64,14 @@ def start(tmp_path, *args, relay=False):
                                      lambda m: run.relaying and pub.publish(m), COMMAND_QOS)
     run.chunks = run.node.create_publisher(JointTrajectory, '/ros2_imitation/action_chunk', COMMAND_QOS)
     run.diagnostics = run.record(DiagnosticArray, '/diagnostics', COMMAND_QOS)
-    wait_for(lambda: len(run.joints.messages) > 10 and run.chunks.get_subscription_count() > 0, 60,
-             what='sim joint states and the controller subscription')
-    wait_for(lambda: any(s.message.startswith(('holding', 'resting')) for d in run.diagnostics.messages
-                         for s in d.status), 30, what='the controller to hold the arm')
+    try:
+        wait_for(lambda: len(run.joints.messages) > 10 and run.chunks.get_subscription_count() > 0, 60,
+                 what='sim joint states and the controller subscription')
+        wait_for(lambda: any(s.message.startswith(('holding', 'resting')) for d in run.diagnostics.messages
+                             for s in d.status), 30, what='the controller to hold the arm')
+    except AssertionError:
+        run.close()
+        raise
     return run
 
 

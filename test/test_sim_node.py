@@ -33,7 +33,7 @@ def graph(tmp_path_factory):
     run.close()
 
 
-def latest_arm(joints: Recorder) -> np.ndarray:
+def latest_arm(joints) -> np.ndarray:
     msg = joints.messages[-1]
     index = {n: i for i, n in enumerate(msg.name)}
     return np.array([msg.position[index[j]] for j in ARM])

@@ -159,16 +159,21 @@ class CameraNode(Node):
             if not self._opened:
                 try:
                     self._open()
-                    self.backoff.reset()
                     next_due = None
                 except SourceConfigError as exc:
                     return self._fail(str(exc))
                 except SourceError as exc:
                     delay = self.backoff.next()
-                    log.warn(f'{exc}; retrying in {delay:.1f} s (attempt {self.backoff.attempts})')
+                    log.warning(f'{exc}; retrying in {delay:.1f} s (attempt {self.backoff.attempts})')
                     self._stop.wait(delay)
                     continue
             period = self.source.period
+            if period and self.get_clock().now().nanoseconds == 0:
+                # a replayed file waits for /clock instead of playing its frames into the void
+                self._warn_no_clock()
+                self._stop.wait(0.05)
+                next_due = None
+                continue
             if period:
                 now = time.monotonic()
                 if next_due is None or now > next_due + period:
@@ -183,12 +188,20 @@ class CameraNode(Node):
                 self._opened = False
                 if not self.p['retry']:
                     return self._fail(f'{exc} (set retry:=true to reconnect)')
-                log.error(f'{exc}; reconnecting')
+                # back off here too: a device that opens but gives no frames must not spin the CPU
+                delay = self.backoff.next()
+                log.error(f'{exc}; reconnecting in {delay:.1f} s')
+                self._stop.wait(delay)
                 continue
             if frame is None:
                 log.info(f'end of {self.source.describe()}; set loop:=true to replay it continuously')
                 return
+            self.backoff.reset()   # only a delivered frame proves the device works again
             self._publish(frame)
+
+    def _warn_no_clock(self):
+        self.get_logger().warning('use_sim_time is set and no /clock yet: no frames published until it comes',
+                               throttle_duration_sec=5.0)
 
     def _stamp(self, capture_time: float):
         now_ns = self.get_clock().now().nanoseconds
@@ -200,8 +213,7 @@ class CameraNode(Node):
     def _publish(self, frame):
         stamp = self._stamp(frame.capture_time)
         if stamp is None:
-            self.get_logger().warn('use_sim_time is set and no /clock yet: dropping frames until it comes',
-                                   throttle_duration_sec=5.0)
+            self._warn_no_clock()
             return
         rgb = self.geometry.apply(frame.rgb)
         try:

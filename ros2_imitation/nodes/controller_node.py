@@ -10,10 +10,10 @@ import threading
 import time
 
 import numpy as np
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
@@ -109,21 +109,25 @@ class ControllerNode(Node):
         return response
 
     def _loop(self):
-        """Wakes on the node's clock (sim time aware) every period and sends one command."""
+        """One command per period of wall time; what to command is sampled at the node's clock.
+
+        Pacing on the wall clock keeps the period steady (waking on /clock messages adds their
+        delivery jitter); sampling at ROS time keeps chunks on the sim's or the robot's timeline.
+        """
         clock = self.get_clock()
-        period_ns = int(1e9 / self.p['control_rate'])
+        period = 1.0 / self.p['control_rate']
         while self._running and clock.now().nanoseconds == 0:
             time.sleep(0.01)  # with use_sim_time: no /clock yet
-        next_ns = clock.now().nanoseconds
+        next_wake = time.perf_counter()
         last_wall = None
         while self._running:
-            next_ns += period_ns
-            now_ns = clock.now().nanoseconds
-            if now_ns > next_ns + period_ns:  # overran by a full period: skip, don't burst
+            next_wake += period
+            lag = next_wake - time.perf_counter()
+            if lag > 0:
+                time.sleep(lag)
+            elif lag < -period:  # overran by a full period: skip the missed cycles, don't burst
                 self._overruns += 1
-                next_ns = now_ns + period_ns
-            if not clock.sleep_until(Time(nanoseconds=next_ns, clock_type=clock.clock_type)):
-                return  # context shut down
+                next_wake = time.perf_counter()
             wall = time.perf_counter()
             if last_wall is not None:
                 self._periods.append(wall - last_wall)
@@ -136,7 +140,12 @@ class ControllerNode(Node):
                 self.get_logger().info(f'{state}: {reason}')
             self._last_reason = reason
             if command is not None:
-                self._publish(command, now)
+                try:
+                    self._publish(command, now)
+                except Exception:  # the context is shutting down under us
+                    if self._running and rclpy.ok(context=self.context):
+                        raise
+                    return
 
     def _publish(self, command, now: float):
         if command.kind == 'trajectory':

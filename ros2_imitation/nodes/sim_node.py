@@ -12,6 +12,7 @@ import threading
 import time
 
 import numpy as np
+import rclpy
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -178,13 +179,18 @@ class SimNode(Node):
                 joints = self._joint_state(stamp) if step % every['joints'] == 0 else None
                 image = self.sim.render() if step % every['camera'] == 0 else None
                 state = self._task_state() if step % every['state'] == 0 else None
-            self.clock_pub.publish(Clock(clock=stamp))
-            if joints is not None:
-                self.joint_pub.publish(joints)
-            if image is not None:
-                self._publish_image(image, info, stamp)
-            if state is not None:
-                self.state_pub.publish(String(data=json.dumps(state)))
+            try:
+                self.clock_pub.publish(Clock(clock=stamp))
+                if joints is not None:
+                    self.joint_pub.publish(joints)
+                if image is not None:
+                    self._publish_image(image, info, stamp)
+                if state is not None:
+                    self.state_pub.publish(String(data=json.dumps(state)))
+            except Exception:  # the context is shutting down under us
+                if self._running and rclpy.ok(context=self.context):
+                    raise
+                return
             if rtf > 0:
                 lag = wall0 + step * dt / rtf - time.perf_counter()
                 if lag > 0:

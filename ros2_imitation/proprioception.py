@@ -1,0 +1,261 @@
+"""Joint states -> the policy's proprioception, without ROS.
+
+`ProprioTracker` takes /joint_states messages as plain values (stamp, names, positions, ...):
+
+* maps joints by name into the configured order (arm joints then gripper joints): publishers do
+  not guarantee any order, and may publish more joints than the policy uses;
+* drops, with a reason, messages that lack a configured joint, have non-finite positions, or are
+  malformed: the last good sample (with its own, older stamp) stays current until it is stale;
+* uses the message's velocities where they are given and finite, and otherwise estimates them by
+  finite differences of the source stamps, lightly low-pass filtered;
+* says when the input is stale (no message for `stale_timeout` seconds of the caller's clock).
+
+All times are seconds on the caller's clock (the node's ROS clock, so sim time works).
+"""
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+OK, WARN, ERROR = 0, 1, 2
+LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR'}
+
+
+class MappingError(ValueError):
+    """A message cannot be mapped onto the configured joints; the text says why."""
+
+
+def _names(names) -> list:
+    return [str(n) for n in names]
+
+
+class JointMapper:
+    """Indices that put a message's values into the configured joint order."""
+
+    def __init__(self, joints: Sequence[str]):
+        joints = tuple(str(j) for j in joints)
+        if not joints:
+            raise ValueError('no joints configured')
+        dupes = sorted({j for j in joints if joints.count(j) > 1})
+        if dupes:
+            raise ValueError(f'joints configured twice: {dupes}')
+        if any(not j for j in joints):
+            raise ValueError(f'empty joint name in {list(joints)}')
+        self.joints = joints
+        self._cache = {}
+
+    def indices(self, names: Sequence[str]) -> np.ndarray:
+        key = tuple(names)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        where = {}
+        for i, name in enumerate(key):
+            if name in where:
+                raise MappingError(f'joint {name!r} appears twice in the message')
+            where[name] = i
+        missing = [j for j in self.joints if j not in where]
+        if missing:
+            raise MappingError(f'missing joints {missing} (message has {_names(key)})')
+        idx = np.array([where[j] for j in self.joints], dtype=int)
+        if len(self._cache) > 16:   # a publisher that changes its name list all the time
+            self._cache.clear()
+        self._cache[key] = idx
+        return idx
+
+    def map(self, names: Sequence[str], values: Sequence[float]) -> np.ndarray:
+        if len(values) != len(names):
+            raise MappingError(f'{len(values)} values for {len(names)} joint names')
+        return np.asarray(values, dtype=float)[self.indices(names)]
+
+
+class VelocityEstimator:
+    """Finite differences of positions over source stamps, low-pass filtered (time constant tau).
+
+    `update` returns None until it has two samples, after a stamp going backwards (a replayed bag,
+    a sim reset) and after a gap longer than `max_gap`: those restart the estimate.
+    """
+
+    def __init__(self, tau: float = 0.01, max_gap: float = 0.5):
+        if not (tau >= 0 and math.isfinite(tau)):
+            raise ValueError(f'velocity filter time constant must be >= 0, got {tau}')
+        self.tau = float(tau)
+        self.max_gap = float(max_gap)
+        self.reset()
+
+    def reset(self):
+        self._t = None
+        self._q = None
+        self._v = None
+
+    def update(self, t: float, q: np.ndarray) -> Optional[np.ndarray]:
+        q = np.asarray(q, dtype=float)
+        if self._t is None or t < self._t or t - self._t > self.max_gap or q.shape != self._q.shape:
+            self._t, self._q, self._v = t, q.copy(), None
+            return None
+        dt = t - self._t
+        if dt == 0.0:                       # the same sample again: nothing new to learn
+            return None if self._v is None else self._v.copy()
+        raw = (q - self._q) / dt
+        if self._v is None or self.tau == 0.0:
+            self._v = raw
+        else:
+            alpha = dt / (self.tau + dt)
+            self._v = self._v + alpha * (raw - self._v)
+        self._t, self._q = t, q.copy()
+        return self._v.copy()
+
+
+class RateMeter:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window: float = 2.0):
+        self.window = float(window)
+        self._times = deque()
+
+    def tick(self, t: float):
+        self._times.append(t)
+        self._trim(t)
+
+    def _trim(self, now: float):
+        while self._times and (self._times[0] < now - self.window or self._times[0] > now):
+            self._times.popleft()
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        if len(self._times) < 2:
+            return 0.0
+        span = max(now - self._times[0], self._times[-1] - self._times[0])
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+class ReasonLog:
+    """Throttles repeated problem reports: log a new reason at once, the same one once per period."""
+
+    def __init__(self, period: float = 2.0):
+        self.period = float(period)
+        self._reason = None
+        self._time = None
+        self.suppressed = 0
+
+    def should_log(self, reason: str, now: float) -> Optional[str]:
+        """The line to log now, or None to stay quiet."""
+        if reason != self._reason or self._time is None or now - self._time >= self.period \
+                or now < self._time:
+            line = reason if not self.suppressed or reason != self._reason else \
+                f'{reason} ({self.suppressed} more since the last report)'
+            self._reason, self._time, self.suppressed = reason, now, 0
+            return line
+        self.suppressed += 1
+        return None
+
+    def clear(self):
+        self._reason, self._time, self.suppressed = None, None, 0
+
+
+@dataclass
+class ProprioSample:
+    stamp: float                  # source header stamp (seconds)
+    position: np.ndarray          # configured joint order
+    velocity: np.ndarray
+    effort: Optional[np.ndarray]  # None unless the source gave finite efforts for every joint
+    estimated: np.ndarray         # bool per joint: velocity came from finite differences
+
+
+class ProprioTracker:
+    def __init__(self, arm_joints: Sequence[str], gripper_joints: Sequence[str] = (),
+                 stale_timeout: float = 0.25, velocity_filter_tau: float = 0.01):
+        if not (stale_timeout > 0 and math.isfinite(stale_timeout)):
+            raise ValueError(f'stale_timeout must be > 0 s, got {stale_timeout}')
+        self.arm_joints = tuple(arm_joints)
+        self.gripper_joints = tuple(gripper_joints)
+        self.mapper = JointMapper(self.arm_joints + self.gripper_joints)
+        self.stale_timeout = float(stale_timeout)
+        self.velocity = VelocityEstimator(velocity_filter_tau, max_gap=stale_timeout)
+        self.input_rate = RateMeter()
+        self.latest: Optional[ProprioSample] = None
+        self.last_receipt = None      # any message
+        self.last_good = None         # last accepted message
+        self.reason: Optional[str] = None
+        self.received = 0
+        self.rejected = 0
+        self.waiting_for_velocity = False
+
+    @property
+    def joints(self) -> tuple:
+        return self.mapper.joints
+
+    def update(self, stamp: float, now: float, names: Sequence[str], position: Sequence[float],
+               velocity: Sequence[float] = (), effort: Sequence[float] = ()) -> Optional[str]:
+        """Take one joint-state message received at `now`. Returns None if it was accepted (see
+        `latest`), else the reason it was rejected."""
+        self.received += 1
+        self.last_receipt = now
+        self.input_rate.tick(now)
+        names = tuple(names)
+        try:
+            q = self.mapper.map(names, position)
+            for what, values in (('velocities', velocity), ('efforts', effort)):
+                if len(values) not in (0, len(names)):
+                    raise MappingError(f'{len(values)} {what} for {len(names)} joint names')
+        except MappingError as exc:
+            return self._reject(str(exc))
+        bad = ~np.isfinite(q)
+        if bad.any():
+            return self._reject('non-finite position: ' + ', '.join(
+                f'{j}={q[i]}' for i, j in enumerate(self.joints) if bad[i]))
+        idx = self.mapper.indices(names)
+        given = np.asarray(velocity, dtype=float)[idx] if len(velocity) else np.full(len(q), np.nan)
+        use_given = np.isfinite(given)
+        # source stamp when there is one; an unstamped publisher gets the receipt time
+        t = stamp if stamp > 0 else now
+        estimate = self.velocity.update(t, q)
+        if not use_given.all() and estimate is None:
+            self.latest = None
+            self.waiting_for_velocity = True
+            self.reason = None
+            return None
+        v = np.where(use_given, given, estimate if estimate is not None else 0.0)
+        e = None
+        if len(effort):
+            e = np.asarray(effort, dtype=float)[idx]
+            if not np.all(np.isfinite(e)):
+                e = None
+        self.latest = ProprioSample(stamp=stamp, position=q, velocity=v, effort=e, estimated=~use_given)
+        self.last_good = now
+        self.reason = None
+        self.waiting_for_velocity = False
+        return None
+
+    def _reject(self, reason: str) -> str:
+        self.rejected += 1
+        self.reason = reason
+        self.waiting_for_velocity = False
+        return reason
+
+    def age(self, now: float) -> Optional[float]:
+        return None if self.last_receipt is None else now - self.last_receipt
+
+    def stale(self, now: float) -> bool:
+        return self.last_receipt is None or now - self.last_receipt > self.stale_timeout
+
+    def current(self, now: float) -> Optional[ProprioSample]:
+        """The last good sample, or None when it is older than stale_timeout or there is none yet."""
+        if self.latest is None or self.last_good is None or now - self.last_good > self.stale_timeout:
+            return None
+        return self.latest
+
+    def status(self, now: float) -> tuple:
+        """(level, message) for diagnostics."""
+        if self.last_receipt is None:
+            return WARN, 'no joint state received yet'
+        age = now - self.last_receipt
+        if age > self.stale_timeout:
+            return ERROR, f'stale: no joint state for {age:.2f} s (stale_timeout {self.stale_timeout:g} s)'
+        if self.reason:
+            return ERROR, f'rejecting joint states: {self.reason}'
+        if self.waiting_for_velocity:
+            return WARN, 'waiting for a second joint state to estimate velocities'
+        return OK, 'OK'
