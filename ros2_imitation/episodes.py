@@ -28,6 +28,7 @@ class EpisodeResult:
     duration: float                      # sim seconds from reset to success or timeout
     final_state: dict
     frames: list = field(default_factory=list)   # (H, W, 3) uint8, when recording
+    history: list = field(default_factory=list)  # task states of the episode, in order
 
 
 class EpisodeRunner:
@@ -39,6 +40,7 @@ class EpisodeRunner:
         self.node = rclpy.create_node('episode_runner', context=self.context)
         self._lock = threading.Lock()
         self._state = None
+        self._history = []
         self._frames = None if not record_frames else []
         self.node.create_subscription(String, f'{sim}/task_state', self._on_state, STATE_QOS)
         if record_frames:
@@ -49,8 +51,10 @@ class EpisodeRunner:
         self._thread.start()
 
     def _on_state(self, msg: String):
+        state = json.loads(msg.data)
         with self._lock:
-            self._state = json.loads(msg.data)
+            self._state = state
+            self._history.append(state)
 
     def _on_image(self, msg: Image):
         if msg.encoding != 'rgb8':
@@ -105,6 +109,7 @@ class EpisodeRunner:
         """One episode: reset, then wait until the task succeeds or `timeout` sim seconds pass."""
         episode = self.reset(seed, also)['episode']
         with self._lock:
+            self._history = []
             if self._frames is not None:
                 self._frames = []
         deadline = time.monotonic() + (wall_timeout or max(60.0, 10 * timeout))
@@ -121,7 +126,8 @@ class EpisodeRunner:
             raise TimeoutError(f'episode {seed} did not finish within the wall-clock limit')
         with self._lock:
             frames, self._frames = (self._frames, []) if self._frames is not None else ([], None)
-        return EpisodeResult(seed, bool(state['success']), float(state['time']), state, frames)
+            history = [s for s in self._history if s.get('episode') == episode]
+        return EpisodeResult(seed, bool(state['success']), float(state['time']), state, frames, history)
 
     def close(self):
         self._executor.shutdown()

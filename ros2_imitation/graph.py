@@ -5,6 +5,7 @@ A graph file::
     description: ...
     include: [sim]                     # graphs merged first; nodes with the same name are merged
     use_sim_time: true
+    episode_resets: [/expert/reset]    # Trigger services an episode runner calls after a sim reset
     arguments:                         # become launch arguments and `bringup --arg name=value`
       task: {default: push_cube, sets: [sim.task], description: ...}
     nodes:
@@ -79,6 +80,7 @@ class Graph:
     nodes: list
     arguments: dict
     use_sim_time: bool
+    episode_resets: list = field(default_factory=list)
 
     def node(self, name: str) -> NodeSpec:
         for spec in self.nodes:
@@ -157,7 +159,8 @@ def load_graph(name_or_path: str, arguments: dict | None = None, overrides: dict
                               remappings={str(k): str(v) for k, v in remaps.items()},
                               required=bool(body.get('required', True))))
     graph = Graph(name=raw['name'], description=str(raw.get('description', '')), nodes=nodes,
-                  arguments={}, use_sim_time=use_sim_time)
+                  arguments={}, use_sim_time=use_sim_time,
+                  episode_resets=[str(s) for s in raw.get('episode_resets') or []])
     for arg_name, spec in (raw.get('arguments') or {}).items():
         if not isinstance(spec, dict) or 'sets' not in spec:
             raise GraphError(f'{where}: argument {arg_name!r} needs `sets: [node.param, ...]`')
