@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -256,6 +256,17 @@ def _episode_flags(bag: Path, custom: dict | None) -> dict:
     return flags
 
 
+def _custom_data(bag: Path, warnings: list) -> dict:
+    """metadata.yaml rosbag2_bagfile_information.custom_data (rosbag2 >= Iron, rosbags Writer)."""
+    import yaml
+    try:
+        info = yaml.safe_load((bag / 'metadata.yaml').read_text()).get('rosbag2_bagfile_information', {})
+        return dict(info.get('custom_data') or {})
+    except Exception as exc:
+        warnings.append(f'metadata.yaml custom_data unreadable: {exc}')
+        return {}
+
+
 def _read_bag(bag: Path, config: ConvertConfig, warnings: list):
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
@@ -277,7 +288,8 @@ def _read_bag(bag: Path, config: ConvertConfig, warnings: list):
         reader = AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY))
         reader.open()
     except Exception as exc:
-        raise BagError(bag, None, f'cannot open ({type(exc).__name__}: {exc}); corrupt or truncated?') from None
+        raise BagError(bag, None, f'cannot open the storage ({type(exc).__name__}: {exc}): corrupt, or '
+                                  'truncated by a recording that was not closed cleanly') from None
     try:
         present = {}
         for conn in reader.connections:
@@ -300,8 +312,7 @@ def _read_bag(bag: Path, config: ConvertConfig, warnings: list):
         conns = [c for t in wanted for c in present[t]]
         counts = {k: 0 for k in wanted.values()}
         raw: dict[str, list] = {k: [] for k in wanted.values()}
-        custom = getattr(getattr(reader.readers[0], 'metadata', None), 'custom', None) \
-            if getattr(reader, 'readers', None) else None
+        custom = _custom_data(bag, warnings)
         try:
             for conn, recv, data in reader.messages(connections=conns):
                 key = wanted[conn.topic]
@@ -582,11 +593,13 @@ def convert_bags(paths: Sequence, config: ConvertConfig = ConvertConfig(), only_
             episode = convert_bag(bag, config)
         except BagError as exc:
             result.failures.append((str(bag), str(exc)))
-            bar.write(f'FAILED {exc}', file=sys.stderr)
+            if progress:
+                bar.write(f'FAILED {exc}', file=sys.stderr)
             continue
         except Exception as exc:   # an unforeseen problem in one bag must not lose the batch
             result.failures.append((str(bag), f'{bag}: {type(exc).__name__}: {exc}'))
-            bar.write(f'FAILED {bag}: {type(exc).__name__}: {exc}', file=sys.stderr)
+            if progress:
+                bar.write(f'FAILED {bag}: {type(exc).__name__}: {exc}', file=sys.stderr)
             continue
         if only_success and episode.info['outcome'] != 'success':
             result.skipped.append((str(bag), f'outcome {episode.info["outcome"] or "unknown"}'))
@@ -639,6 +652,8 @@ def write_dataset(out, result: ConvertResult, config: ConvertConfig, overwrite: 
         'action_definition': ('absolute arm joint position target for t_k + dt: the latest chunk received '
                               'by t_k, interpolated linearly (chunk/label); or the measured position at '
                               't_k + dt (joint_states)'),
+        # action[k] is the arm position for t_k + action_time_offset_steps * dt (t_k = time of obs k)
+        'action_time_offset_steps': 1,
         'episode_outcome_codes': {'1': 'success', '0': 'failure', '-1': 'unknown'},
         'episode_noisy_codes': {'1': 'noise-injected', '0': 'clean', '-1': 'unknown'},
         'source_bags': [ep.bag for ep in episodes],
@@ -653,9 +668,3 @@ def write_dataset(out, result: ConvertResult, config: ConvertConfig, overwrite: 
 def _jsonable(value):
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
 
-
-def with_topics(config: ConvertConfig, **topics) -> ConvertConfig:
-    """Config with some topics replaced (None keeps the default)."""
-    merged = dict(config.topics)
-    merged.update({k: v for k, v in topics.items() if v is not None})
-    return replace(config, topics=merged)

@@ -87,6 +87,12 @@ def nearest_symmetric_yaw(target: float, current: float) -> float:
     return current + best
 
 
+def _distance_to_segment(p, a, b) -> float:
+    ab = b - a
+    s = float(np.clip((p - a) @ ab / max(ab @ ab, 1e-12), 0.0, 1.0))
+    return float(np.linalg.norm(p - (a + s * ab)))
+
+
 class Path:
     """A timed polyline from a start pose through waypoints; yaw turns at most `yaw_rate`."""
 
@@ -132,6 +138,7 @@ class ScriptedExpert:
     task = ''
     MODES: tuple = ()
     PHASES: tuple = ()
+    ARRIVAL_TOLERANCE = 0.03     # m: a phase is not done while the fingertip is further off
 
     def __init__(self, model, timing: ChunkTiming = ChunkTiming(), seed=None, modes=None,
                  speed: float = 0.12):
@@ -157,6 +164,7 @@ class ScriptedExpert:
         self.phase = self.PHASES[0]
         self.recoveries = 0
         self._arrivals = {}          # phase -> absolute time the last plan reaches it
+        self._targets = {}           # phase -> its waypoint in the last plan
         self._q_plan = None
         self.episodes += 1
         return self.info()
@@ -179,21 +187,29 @@ class ScriptedExpert:
     def check(self, tcp: np.ndarray, yaw: float, state: dict) -> None:
         """Closed-loop checks before planning; may move self.phase (e.g. back to recover)."""
 
-    def _advance(self, t_start: float) -> None:
-        """Phases the previous plan completes before the new chunk starts are done."""
+    def _advance(self, t_start: float, tcp: np.ndarray) -> None:
+        """A phase is done when the previous plan reached its waypoint before the new chunk
+        starts and the fingertip is actually there, or on the way to the next waypoint (noise or
+        contact may have held it back: then the phase is planned again, from where it is)."""
         order = list(self.PHASES)
         while self.phase in self._arrivals and self._arrivals[self.phase] <= t_start \
                 and order.index(self.phase) + 1 < len(order):
+            here = self._targets[self.phase]
+            nxt = self._targets.get(order[order.index(self.phase) + 1], here)
+            if _distance_to_segment(tcp, here, nxt) > self.ARRIVAL_TOLERANCE:
+                break
             self.phase = order[order.index(self.phase) + 1]
 
     def plan(self, now: float, q, state: dict) -> Chunk:
         """The clean chunk for the arm at joint positions q (7+) and the task state, at time now."""
         times = self.timing.times(now)
-        self._advance(times[0])
         tcp, yaw = self.tcp(q)
+        self._advance(times[0], tcp)
         self.check(tcp, yaw, state)
-        path = Path(tcp, yaw, self.waypoints(tcp, yaw, state))
+        waypoints = self.waypoints(tcp, yaw, state)
+        path = Path(tcp, yaw, waypoints)
         self._arrivals = {phase: now + t for phase, t in path.arrivals().items()}
+        self._targets = {wp.phase: wp.position for wp in waypoints}
         q_prev = np.asarray(q, dtype=float)[:7]
         out, worst = np.empty((len(times), 7)), 0.0
         for i, t in enumerate(times):
@@ -221,7 +237,7 @@ class PushCubeExpert(ScriptedExpert):
     Z_TRAVEL = 0.10             # fingertip height when moving over the cube
     BEHIND = 0.06               # pre-push: fingertip this far behind the cube centre
     PAST_GOAL = 0.04            # the push ends with the fingertip this far short of the goal
-    MAX_LATERAL = 0.02          # pusher this far off the cube -> goal line: start over
+    MAX_LATERAL = 0.04          # pusher centre this far off the cube -> goal line: start over
     PUSH_SPEED = 0.08
 
     def __init__(self, model, timing: ChunkTiming = ChunkTiming(), seed=None, modes=None,
@@ -287,7 +303,7 @@ class PushCubeExpert(ScriptedExpert):
         if self.phase == 'push':
             # back onto the cube -> goal line where the pusher is, then along it
             along = float((tcp - cube) @ u)
-            on_line = cube + along * u
+            on_line = cube + (along + 0.01) * u
             on_line[2] = z_push
             push = [Waypoint(on_line, heading, slow, 'push_align'), Waypoint(end, heading, slow, 'push')]
         else:
@@ -401,3 +417,60 @@ class ActionNoise:
     def info(self) -> dict:
         return {'noisy': self.active, 'action_noise': self.std if self.active else 0.0,
                 'noise_tau': self.tau, 'clean_fraction': self.clean_fraction}
+
+
+def simulate_episode(sim, expert: ScriptedExpert, seed: int, timeout: float = 15.0,
+                     noise: ActionNoise | None = None, controller_mode: str = 'impedance',
+                     joint_state_rate: float = 250.0, task_state_rate: float = 10.0,
+                     until_success: bool = True) -> dict:
+    """One episode without ROS: PandaSim + the ChunkController the graph runs + the expert.
+
+    Same timing as the graph: joint states at `joint_state_rate`, task state at
+    `task_state_rate` (the expert sees the latest), a chunk every timing.period, the controller
+    at the physics rate. Returns success, episode time, the mode and the chunks sent.
+    """
+    from ros2_imitation.controller import ChunkController
+    from ros2_imitation.robot import RobotProfile
+    from ros2_imitation.trajectory import Trajectory
+
+    robot = RobotProfile.load('panda')
+    controller = ChunkController(robot, controller_mode, rate=1.0 / sim.dt)
+    sim.reset(seed)
+    info = expert.reset()
+    if noise is not None:
+        noise.reset()
+        info.update(noise.info())
+    every_joint = max(1, round(1.0 / (joint_state_rate * sim.dt)))
+    every_state = max(1, round(1.0 / (task_state_rate * sim.dt)))
+    t0 = sim.time
+    state, next_plan, chunks, step = None, 0.0, [], 0
+    n_steps = int(round(timeout / sim.dt))
+    success = False
+    for step in range(n_steps + 1):
+        now = sim.time - t0 + 1.0            # a clock that is never 0, like sim time after /clock
+        if step % every_joint == 0:
+            controller.on_joint_state(sim.joint_names, sim.joint_positions(), sim.joint_velocities(), now)
+        if step % every_state == 0:
+            state = sim.task_state()
+            success = bool(state['success'])
+            if success and until_success:
+                break
+        if now >= next_plan:
+            chunk = expert.plan(now, sim.joint_positions()[:7], state)
+            executed = chunk.positions + (noise(chunk.times) if noise is not None else 0.0)
+            reason = controller.on_chunk(Trajectory.from_absolute(ARM_JOINTS, chunk.times, executed), now)
+            if reason:
+                raise RuntimeError(f'controller rejected an expert chunk: {reason}')
+            chunks.append(chunk)
+            next_plan = now + expert.timing.period
+        command = controller.update(now)
+        if command is not None:
+            if command.kind == 'effort':
+                sim.set_effort(command.values)
+            elif command.kind == 'position':
+                sim.set_position(command.values)
+        sim.step(1)
+    state = sim.task_state()
+    return dict(seed=seed, success=bool(state['success']), time=round(sim.time - t0, 3),
+                distance=state['distance'], phase=expert.phase, recoveries=getattr(expert, 'recoveries', 0),
+                chunks=len(chunks), max_ik_error=max((c.ik_error for c in chunks), default=0.0), **info)

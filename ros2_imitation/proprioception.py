@@ -24,7 +24,11 @@ LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR'}
 
 
 class MappingError(ValueError):
-    """A message cannot be mapped onto the configured joints; the text says why."""
+    """A message cannot be mapped onto the configured joints; the text says why, `kind` what."""
+
+    def __init__(self, message: str, kind: str = 'malformed'):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _names(names) -> list:
@@ -58,7 +62,7 @@ class JointMapper:
             where[name] = i
         missing = [j for j in self.joints if j not in where]
         if missing:
-            raise MappingError(f'missing joints {missing} (message has {_names(key)})')
+            raise MappingError(f'missing joints {missing} (message has {_names(key)})', 'missing')
         idx = np.array([where[j] for j in self.joints], dtype=int)
         if len(self._cache) > 16:   # a publisher that changes its name list all the time
             self._cache.clear()
@@ -131,30 +135,6 @@ class RateMeter:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
-class ReasonLog:
-    """Throttles repeated problem reports: log a new reason at once, the same one once per period."""
-
-    def __init__(self, period: float = 2.0):
-        self.period = float(period)
-        self._reason = None
-        self._time = None
-        self.suppressed = 0
-
-    def should_log(self, reason: str, now: float) -> Optional[str]:
-        """The line to log now, or None to stay quiet."""
-        if reason != self._reason or self._time is None or now - self._time >= self.period \
-                or now < self._time:
-            line = reason if not self.suppressed or reason != self._reason else \
-                f'{reason} ({self.suppressed} more since the last report)'
-            self._reason, self._time, self.suppressed = reason, now, 0
-            return line
-        self.suppressed += 1
-        return None
-
-    def clear(self):
-        self._reason, self._time, self.suppressed = None, None, 0
-
-
 @dataclass
 class ProprioSample:
     stamp: float                  # source header stamp (seconds)
@@ -162,6 +142,7 @@ class ProprioSample:
     velocity: np.ndarray
     effort: Optional[np.ndarray]  # None unless the source gave finite efforts for every joint
     estimated: np.ndarray         # bool per joint: velocity came from finite differences
+    tag: object = None            # whatever the caller passed along (the node: the source header)
 
 
 class ProprioTracker:
@@ -179,6 +160,7 @@ class ProprioTracker:
         self.last_receipt = None      # any message
         self.last_good = None         # last accepted message
         self.reason: Optional[str] = None
+        self.reason_kind: Optional[str] = None   # 'missing', 'non-finite' or 'malformed'
         self.received = 0
         self.rejected = 0
         self.waiting_for_velocity = False
@@ -188,9 +170,9 @@ class ProprioTracker:
         return self.mapper.joints
 
     def update(self, stamp: float, now: float, names: Sequence[str], position: Sequence[float],
-               velocity: Sequence[float] = (), effort: Sequence[float] = ()) -> Optional[str]:
+               velocity: Sequence[float] = (), effort: Sequence[float] = (), tag=None) -> Optional[str]:
         """Take one joint-state message received at `now`. Returns None if it was accepted (see
-        `latest`), else the reason it was rejected."""
+        `latest`), else the reason it was rejected. `tag` is kept with the sample."""
         self.received += 1
         self.last_receipt = now
         self.input_rate.tick(now)
@@ -201,11 +183,11 @@ class ProprioTracker:
                 if len(values) not in (0, len(names)):
                     raise MappingError(f'{len(values)} {what} for {len(names)} joint names')
         except MappingError as exc:
-            return self._reject(str(exc))
+            return self._reject(str(exc), exc.kind)
         bad = ~np.isfinite(q)
         if bad.any():
             return self._reject('non-finite position: ' + ', '.join(
-                f'{j}={q[i]}' for i, j in enumerate(self.joints) if bad[i]))
+                f'{j}={q[i]}' for i, j in enumerate(self.joints) if bad[i]), 'non-finite')
         idx = self.mapper.indices(names)
         given = np.asarray(velocity, dtype=float)[idx] if len(velocity) else np.full(len(q), np.nan)
         use_given = np.isfinite(given)
@@ -223,15 +205,17 @@ class ProprioTracker:
             e = np.asarray(effort, dtype=float)[idx]
             if not np.all(np.isfinite(e)):
                 e = None
-        self.latest = ProprioSample(stamp=stamp, position=q, velocity=v, effort=e, estimated=~use_given)
+        self.latest = ProprioSample(stamp=stamp, position=q, velocity=v, effort=e, estimated=~use_given,
+                                    tag=tag)
         self.last_good = now
         self.reason = None
         self.waiting_for_velocity = False
         return None
 
-    def _reject(self, reason: str) -> str:
+    def _reject(self, reason: str, kind: str) -> str:
         self.rejected += 1
         self.reason = reason
+        self.reason_kind = kind
         self.waiting_for_velocity = False
         return reason
 

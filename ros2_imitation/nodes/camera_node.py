@@ -67,7 +67,6 @@ class CameraNode(Node):
             raise StartupError(str(exc))
         if p['backend'] in ('opencv', 'file') and p['enable_depth']:
             raise StartupError(f'enable_depth needs the realsense backend (backend is {p["backend"]!r})')
-        self.sim_time = bool(self.get_parameter('use_sim_time').value)
         aligned = self.source.depth_aligned
         depth_topic = p['depth_topic'] or (f'{NS}/aligned_depth_to_color/image_raw' if aligned
                                            else f'{NS}/depth/image_rect_raw')

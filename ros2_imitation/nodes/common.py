@@ -10,6 +10,8 @@ from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
+from ros2_imitation import throttle
+
 # Sensors: best effort, latest few. A best-effort subscriber also receives from reliable
 # publishers (joint_state_broadcaster, ros_gz_bridge), so subscribers use it everywhere.
 SENSOR_QOS = qos_profile_sensor_data
@@ -48,21 +50,20 @@ def declare(node: Node, name: str, default):
     return node.declare_parameter(name, default).value
 
 
-class ReasonLog:
-    """Warns once per `period` for each distinct reason: a flood of one fault cannot hide another."""
+class NodeReasonLog:
+    """A node's warnings through throttle.ReasonLog: each kind of problem at most once a period."""
 
-    def __init__(self, node: Node, period: float = 1.0, max_reasons: int = 256):
-        self.node, self.period, self.max_reasons = node, period, max_reasons
-        self._last = {}
+    def __init__(self, node: Node, period: float = 1.0):
+        self.node = node
+        self.log = throttle.ReasonLog(period)
 
-    def warn(self, what: str, reason: str):
-        key = (what, reason[:80])
-        t = time.monotonic()
-        if t - self._last.get(key, -1e9) >= self.period:
-            if len(self._last) >= self.max_reasons:
-                self._last.clear()
-            self._last[key] = t
-            self.node.get_logger().warn(f'{what}: {reason}')
+    def warn(self, what: str, reason: str, kind: str | None = None):
+        line = self.log.should_log(f'{what}: {reason}', time.monotonic(), kind or f'{what}: {reason[:60]}')
+        if line:
+            self.node.get_logger().warning(line)
+
+
+ReasonLog = NodeReasonLog  # old name, kept until every node uses NodeReasonLog
 
 
 def run_node(node_factory, args=None, threads: int = 1) -> int:

@@ -20,7 +20,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ros2_imitation.controller import MODES, ChunkController
-from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, ReasonLog, StartupError, declare, now_sec,
+from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, NodeReasonLog, StartupError, declare, now_sec,
                                          run_node, to_stamp)
 from ros2_imitation.nodes.conversions import trajectory_from_msg, trajectory_to_msg
 from ros2_imitation.robot import RobotProfile
@@ -54,7 +54,7 @@ class ControllerNode(Node):
         except (ValueError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from exc
         self.p = p
-        self.log = ReasonLog(self)
+        self.log = NodeReasonLog(self)
         self._lock = threading.Lock()
         self._periods = []
         self._overruns = 0

@@ -15,7 +15,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from ros2_imitation.nodes.common import SENSOR_QOS, STATE_QOS, StartupError, declare, run_node, to_sec
-from ros2_imitation.proprioception import LEVEL_NAMES, OK, RateMeter, ReasonLog, ProprioTracker
+from ros2_imitation.proprioception import ERROR, LEVEL_NAMES, ProprioTracker, RateMeter
+from ros2_imitation.throttle import ReasonLog
 from ros2_imitation.robot import RobotProfile
 
 LEVEL_BYTES = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
@@ -49,7 +50,6 @@ class ProprioceptionNode(Node):
         self.log_gate = ReasonLog(p['log_throttle'])
         self.out_rate = RateMeter()
         self.published = 0
-        self._header = None
 
         self.pub = self.create_publisher(JointState, self.output_topic, STATE_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', STATE_QOS)
@@ -88,14 +88,12 @@ class ProprioceptionNode(Node):
         if now is None:
             return
         reason = self.tracker.update(to_sec(msg.header.stamp), now, msg.name, msg.position,
-                                     msg.velocity, msg.effort)
-        if reason is None:
-            self._header = msg.header
-        else:
-            self._report(f'dropping joint state: {reason}', now)
+                                     msg.velocity, msg.effort, tag=msg.header)
+        if reason is not None:
+            self._report(f'dropping joint state: {reason}', now, self.tracker.reason_kind)
 
-    def _report(self, reason, now):
-        line = self.log_gate.should_log(reason, now)
+    def _report(self, reason, now, kind=None):
+        line = self.log_gate.should_log(reason, now, kind)
         if line:
             self.get_logger().warning(line)
 
@@ -107,11 +105,11 @@ class ProprioceptionNode(Node):
         sample = self.tracker.current(now)
         if sample is None:
             level, message = self.tracker.status(now)
-            if level != OK and self.tracker.last_receipt is not None:
-                self._report(f'not publishing proprioception: {message}', now)
+            if level == ERROR:   # not the WARNs of start-up (no message yet, one message so far)
+                self._report(f'not publishing proprioception: {message}', now, 'not publishing')
             return
         msg = JointState()
-        msg.header = self._header
+        msg.header = sample.tag          # the source's stamp and frame, not the publish time
         msg.name = list(self.tracker.joints)
         msg.position = sample.position.tolist()
         msg.velocity = sample.velocity.tolist()

@@ -20,7 +20,7 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ros2_imitation.nodes.common import (CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, STATE_QOS, ReasonLog,
+from ros2_imitation.nodes.common import (CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, STATE_QOS, NodeReasonLog,
                                          StartupError, declare, run_node, to_stamp)
 from ros2_imitation.nodes.conversions import trajectory_from_msg
 from ros2_imitation.trajectory import TrajectoryFollower, validate
@@ -41,7 +41,7 @@ class SimNode(Node):
         if p['initial_mode'] not in ('position', 'effort'):
             raise StartupError(f'initial_mode must be position or effort, got {p["initial_mode"]!r}')
         self.p = p
-        self.log = ReasonLog(self)
+        self.log = NodeReasonLog(self)
         self._lock = threading.Lock()
         self._pending = None          # ('position'|'effort'|'hold'|'gripper', array)
         self._reset_request = None    # (seed, threading.Event, result list)

@@ -1,0 +1,238 @@
+"""`ros2-imitation record-demos`: scripted-expert demonstrations in sim, one rosbag2 per episode.
+
+Starts config/graphs/record_sim.yaml (sim + controller + expert + recorder, one process each,
+talking over DDS) and drives it from this process, per episode:
+
+  expert ~/pause, controller ~/stop + ~/resume   the arm goes compliant (hold_timeout 0)
+  sim seed + ~/reset                              seeded initial state
+  recorder ~/start, expert ~/reset                new mode / noise draw, the expert acts
+  ... until the task succeeds or --timeout sim seconds pass ...
+  recorder ~/stop_success | ~/stop_failure        outcome in the bag's custom_data
+                                                  (or ~/discard with --discard-failures)
+"""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HELP = 'record scripted-expert demonstrations in sim: one rosbag2 per episode'
+
+
+def add_arguments(p):
+    p.add_argument('--task', default='push_cube', help='push_cube or reach (default push_cube)')
+    p.add_argument('--episodes', type=int, default=10, help='number of episodes (default 10)')
+    p.add_argument('--out', required=True, help='folder for the bags (created; existing bags are kept)')
+    p.add_argument('--noise', type=float, default=0.0, metavar='STD',
+                   help='std (rad) of the smooth noise added to executed expert actions (default 0; '
+                        '0.01-0.02 keeps the expert successful, 0.03 is already large)')
+    p.add_argument('--clean-fraction', type=float, default=0.5, metavar='F',
+                   help='with --noise: fraction of episodes recorded without noise (default 0.5)')
+    p.add_argument('--seed', type=int, default=0, help='seed of the first episode; episode i uses seed+i')
+    p.add_argument('--expert-seed', type=int, default=None,
+                   help='seed of the expert mode / noise draws (default: --seed)')
+    p.add_argument('--timeout', type=float, default=15.0, help='episode length limit, sim seconds (default 15)')
+    p.add_argument('--real-time-factor', type=float, default=1.0,
+                   help='sim speed (default 1.0; above 1 only if the controller keeps its loop rate)')
+    p.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap', help='bag storage (default mcap)')
+    p.add_argument('--discard-failures', action='store_true',
+                   help='discard failed episodes instead of keeping them marked outcome=failure')
+    p.add_argument('--headless', action='store_true',
+                   help='no display needed: render with EGL (the default when no DISPLAY is set)')
+    p.add_argument('--arg', action='append', metavar='NAME=VALUE', help='another record_sim graph argument')
+    p.add_argument('--set', action='append', metavar='NODE.PARAM=VALUE', help='override one node parameter')
+    p.add_argument('--startup-timeout', type=float, default=90.0, help='seconds to wait for the graph')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+
+
+class Services:
+    """Persistent Trigger clients on the runner's node (created once: no discovery per call)."""
+
+    def __init__(self, runner):
+        from std_srvs.srv import Trigger
+        self.runner, self.Trigger, self.clients = runner, Trigger, {}
+
+    def wait(self, names, timeout: float):
+        deadline = time.monotonic() + timeout
+        for name in names:
+            client = self._client(name)
+            if not client.wait_for_service(timeout_sec=max(0.1, deadline - time.monotonic())):
+                raise TimeoutError(f'service {name} did not appear within {timeout:.0f} s')
+
+    def _client(self, name):
+        if name not in self.clients:
+            self.clients[name] = self.runner.node.create_client(self.Trigger, name)
+        return self.clients[name]
+
+    def __call__(self, name: str, timeout: float = 30.0, check: bool = True):
+        future = self._client(name).call_async(self.Trigger.Request())
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'service {name} did not answer within {timeout:.0f} s')
+            time.sleep(0.002)
+        reply = future.result()
+        if check and not reply.success:
+            raise RuntimeError(f'{name} failed: {reply.message}')
+        return reply
+
+
+def _state(runner):
+    with runner._lock:
+        return runner._state
+
+
+def wait_state(runner, predicate, wall_timeout: float, what: str):
+    deadline = time.monotonic() + wall_timeout
+    while time.monotonic() < deadline:
+        state = _state(runner)
+        if state is not None and predicate(state):
+            return state
+        time.sleep(0.005)
+    raise TimeoutError(f'timed out after {wall_timeout:.0f} s waiting for {what}')
+
+
+def wait_recorder_ready(runner, topics, timeout: float) -> list:
+    """Until the recorder subscribed to every topic (its latched ~/status); returns what is missing."""
+    from std_msgs.msg import String
+    from ros2_imitation.nodes.common import LATCHED_QOS
+    status = {}
+    sub = runner.node.create_subscription(String, '/recorder/status',
+                                          lambda m: status.update(json.loads(m.data)), LATCHED_QOS)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if status and not status.get('missing'):
+                return []
+            time.sleep(0.05)
+        return status.get('missing', list(topics))
+    finally:
+        runner.node.destroy_subscription(sub)
+
+
+def record(args, log=print) -> dict:
+    """Run the whole recording; returns the summary (also printed)."""
+    from ros2_imitation.bringup import Bringup
+    from ros2_imitation.commands import key_values
+    from ros2_imitation.episodes import EpisodeRunner
+    from ros2_imitation.graph import load_graph
+
+    if args.episodes < 1:
+        raise SystemExit('record-demos: --episodes must be >= 1')
+    if not 0.0 <= args.clean_fraction <= 1.0 or args.noise < 0:
+        raise SystemExit('record-demos: need --noise >= 0 and 0 <= --clean-fraction <= 1')
+    if args.headless or not os.environ.get('DISPLAY'):
+        os.environ.setdefault('MUJOCO_GL', 'egl')
+    out = Path(args.out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    graph_args = key_values(args.arg, '--arg')
+    graph_args.update(task=args.task, output_dir=str(out), storage=args.storage, action_noise=float(args.noise),
+                      clean_fraction=float(args.clean_fraction), real_time_factor=float(args.real_time_factor),
+                      expert_seed=int(args.seed if args.expert_seed is None else args.expert_seed))
+    overrides = key_values(args.set, '--set')
+    graph = load_graph('record_sim', graph_args, overrides)
+    # The expert waits for ~/reset; auto-reset would also react to the sim reset on its own.
+    graph.node('expert').parameters.update(auto_reset=False)
+    topics = graph.node('recorder').parameters['topics']
+    domain = os.environ.get('ROS_DOMAIN_ID')
+
+    results = []
+    t_start = time.monotonic()
+    with Bringup(graph, log=(lambda m: None) if args.quiet else log):
+        runner = EpisodeRunner(domain_id=int(domain) if domain else None)
+        try:
+            calls = Services(runner)
+            runner.wait_for_state(args.startup_timeout)
+            calls.wait(['/expert/reset', '/expert/pause', '/controller/stop', '/controller/resume',
+                        '/recorder/start', '/recorder/stop_success', '/recorder/stop_failure',
+                        '/recorder/discard'], args.startup_timeout)
+            missing = wait_recorder_ready(runner, topics, args.startup_timeout)
+            if missing:
+                log(f'[record-demos] warning: no publisher for {missing}; recording without them')
+            t_ready = time.monotonic()
+            progress = _progress(args)
+            for i in range(args.episodes):
+                seed = args.seed + i
+                result = _episode(runner, calls, seed, args)
+                results.append(result)
+                _log_episode(out, result)
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(success=f'{sum(r["success"] for r in results)}/{len(results)}')
+                elif not args.quiet:
+                    log(f'[record-demos] episode {i + 1}/{args.episodes} seed {seed}: '
+                        f'{"success" if result["success"] else "failure"} in {result["duration"]:.1f} s '
+                        f'({result.get("mode")}, noisy {result.get("noisy")})')
+            if progress is not None:
+                progress.close()
+        finally:
+            runner.close()
+    wall = time.monotonic() - t_start
+    summary = _summary(results, wall, time.monotonic() - t_ready if results else 0.0, out)
+    if not args.quiet:
+        log(json.dumps(summary, indent=2))
+    return summary
+
+
+def _episode(runner, calls, seed: int, args) -> dict:
+    # 1. the expert stops acting; the controller holds where the arm is and, with hold_timeout 0,
+    #    goes compliant chunk_timeout (0.3 s) later: the reset then moves a compliant arm.
+    calls('/expert/pause')
+    calls('/controller/stop')
+    calls('/controller/resume')
+    t0 = _state(runner)['time']
+    wall = max(30.0, 20.0 / max(args.real_time_factor, 0.05))
+    wait_state(runner, lambda s: s['time'] >= t0 + 0.4 or s['time'] < t0, wall, 'the controller to release the arm')
+    # 2. seeded reset, then the recorder and the expert start on it
+    reset = runner.reset(seed)
+    episode = reset['episode']
+    wait_state(runner, lambda s: s.get('episode') == episode, wall, f'task state of episode {episode}')
+    started = json.loads(calls('/recorder/start').message)
+    expert = json.loads(calls('/expert/reset').message)
+    # 3. until success or the time limit (sim seconds)
+    wall_limit = max(60.0, 10.0 * args.timeout / max(args.real_time_factor, 0.05))
+    state = wait_state(runner, lambda s: s.get('episode') == episode and (s['success'] or s['time'] >= args.timeout),
+                       wall_limit, f'episode {episode} (seed {seed}) to end')
+    success = bool(state['success'])
+    if success or not args.discard_failures:
+        saved = json.loads(calls('/recorder/stop_success' if success else '/recorder/stop_failure').message)
+        path = saved['path']
+        messages = saved['message_count']
+    else:
+        calls('/recorder/discard')
+        path, messages = None, 0
+    return dict(seed=seed, success=success, duration=float(state['time']), distance=state.get('distance'),
+                bag=path, messages=messages, mode=expert.get('mode'), noisy=expert.get('noisy'),
+                missing_topics=started.get('missing_topics', []))
+
+
+def _progress(args):
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=args.episodes, desc=f'record-demos {args.task}', unit='episode')
+
+
+def _log_episode(out: Path, result: dict):
+    with open(out / 'record_demos.jsonl', 'a') as f:
+        f.write(json.dumps(result) + '\n')
+
+
+def _summary(results, wall: float, episodes_wall: float, out: Path) -> dict:
+    n = len(results)
+    modes, noisy = {}, 0
+    for r in results:
+        modes[r['mode']] = modes.get(r['mode'], 0) + 1
+        noisy += bool(r['noisy'])
+    return dict(out=str(out), episodes=n, successes=sum(r['success'] for r in results),
+                kept=sum(r['bag'] is not None for r in results), noisy_episodes=noisy, modes=modes,
+                mean_episode_sim_s=round(sum(r['duration'] for r in results) / max(n, 1), 2),
+                wall_s=round(wall, 1), wall_per_episode_s=round(episodes_wall / max(n, 1), 2))
+
+
+def run(args) -> int:
+    summary = record(args)
+    return 0 if summary['episodes'] == args.episodes else 1
