@@ -36,6 +36,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ros2_imitation.images import image_to_rgb
+
 ARM_JOINTS = tuple(f'panda_joint{i}' for i in range(1, 8))
 
 DEFAULT_TOPICS = {
@@ -54,8 +56,6 @@ MSG_TYPES = {
 }
 ACTION_SOURCES = ('auto', 'chunk', 'label', 'joint_states')
 # encoding -> (channels, cv2 conversion code name to RGB or None)
-IMAGE_ENCODINGS = {'rgb8': (3, None), 'bgr8': (3, 'COLOR_BGR2RGB'),
-                   'rgba8': (4, 'COLOR_RGBA2RGB'), 'bgra8': (4, 'COLOR_BGRA2RGB')}
 SIDECARS = ('episode.json', 'episode.yaml')   # inside the bag folder; also <bag>.json next to it
 FORMAT = 'ros2_imitation.bag2dataset/1'
 CLOCK_MISMATCH_NS = 1_000_000_000
@@ -119,30 +119,6 @@ def parse_image_size(text: str) -> tuple[int, int]:
     if w <= 0 or h <= 0:
         raise ValueError(f'image size must be positive, got {text!r}')
     return w, h
-
-
-def image_to_rgb(data, encoding: str, height: int, width: int, step: int,
-                 size: tuple[int, int] | None) -> np.ndarray:
-    """A sensor_msgs/Image payload -> (H, W, 3) uint8 RGB, resized to size=(width, height) with
-    cv2.INTER_AREA. The policy node must prepare its camera frames with this same function."""
-    import cv2
-    enc = str(encoding).lower()
-    if enc not in IMAGE_ENCODINGS:
-        raise ValueError(f'unsupported image encoding {encoding!r} (supported: {", ".join(IMAGE_ENCODINGS)})')
-    channels, code = IMAGE_ENCODINGS[enc]
-    row = int(width) * channels
-    step = int(step) or row
-    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
-        else np.asarray(data, dtype=np.uint8).reshape(-1)
-    if height <= 0 or width <= 0 or step < row or buf.size < step * height:
-        raise ValueError(f'image {width}x{height} {enc} step {step} has {buf.size} bytes, '
-                         f'expected {step * height}')
-    img = buf[:step * height].reshape(height, step)[:, :row].reshape(height, width, channels)
-    if code is not None:
-        img = cv2.cvtColor(img, getattr(cv2, code))
-    if size is not None and (width, height) != tuple(size):
-        img = cv2.resize(img, tuple(int(v) for v in size), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(img)
 
 
 def latest_at_or_before(stamps: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -420,21 +420,24 @@ class ActionNoise:
 
 
 def simulate_episode(sim, expert: ScriptedExpert, seed: int, timeout: float = 15.0,
-                     noise: ActionNoise | None = None, controller_mode: str = 'impedance',
+                     noise: ActionNoise | None = None, controller_mode: str = 'position',
                      joint_state_rate: float = 250.0, task_state_rate: float = 10.0,
-                     until_success: bool = True) -> dict:
+                     control_rate: float | None = None, until_success: bool = True) -> dict:
     """One episode without ROS: PandaSim + the ChunkController the graph runs + the expert.
 
     Same timing as the graph: joint states at `joint_state_rate`, task state at
     `task_state_rate` (the expert sees the latest), a chunk every timing.period, the controller
-    at the physics rate. Returns success, episode time, the mode and the chunks sent.
+    at `control_rate` (default: the physics rate, as the graph runs it; a lower rate makes long
+    test runs cheaper). Returns success, episode time, the mode and the chunks sent.
     """
     from ros2_imitation.controller import ChunkController
     from ros2_imitation.robot import RobotProfile
     from ros2_imitation.trajectory import Trajectory
 
     robot = RobotProfile.load('panda')
-    controller = ChunkController(robot, controller_mode, rate=1.0 / sim.dt)
+    rate = 1.0 / sim.dt if control_rate is None else float(control_rate)
+    controller = ChunkController(robot, controller_mode, rate=rate)
+    every_control = max(1, round(1.0 / (rate * sim.dt)))
     sim.reset(seed)
     info = expert.reset()
     if noise is not None:
@@ -463,7 +466,7 @@ def simulate_episode(sim, expert: ScriptedExpert, seed: int, timeout: float = 15
                 raise RuntimeError(f'controller rejected an expert chunk: {reason}')
             chunks.append(chunk)
             next_plan = now + expert.timing.period
-        command = controller.update(now)
+        command = controller.update(now) if step % every_control == 0 else None
         if command is not None:
             if command.kind == 'effort':
                 sim.set_effort(command.values)

@@ -25,6 +25,7 @@ class RolloutResult:
     frames: list = field(default_factory=list)
     history: list = field(default_factory=list)
     chunks: int = 0
+    data: dict = field(default_factory=dict)   # with record: per policy step image, state, action
 
 
 class Rollout:
@@ -47,13 +48,18 @@ class Rollout:
             obs['image'] = self.sim.render()
         return obs
 
-    def run(self, agent, seed: int, timeout: float, record_frames: bool = False) -> RolloutResult:
+    def run(self, agent, seed: int, timeout: float, record_frames: bool = False,
+            record: bool = False) -> RolloutResult:
+        """One episode. With `record`, each policy step keeps the observation and the action as
+        bag2dataset defines it: the position the chunk active at t commands for t + dt."""
         sim = self.sim
         sim.reset(seed)
         agent.reset(seed)
         ctrl = ChunkController(self.robot, self.mode, self.control_rate)
         history = deque(maxlen=self.obs_horizon)
         frames, states, chunks = [], [], 0
+        data = {'image': [], 'state': [], 'action': []} if record else {}
+        active = None
         names = sim.joint_names
         step, n_steps = 0, int(round(timeout / sim.dt))
         state = sim.task_state()
@@ -66,6 +72,11 @@ class Rollout:
                 states.append(state)
                 if record_frames and 'image' in obs:
                     frames.append(obs['image'])
+                if record and active is not None:
+                    for key in ('image', 'state'):
+                        if key in obs:
+                            data[key].append(obs[key])
+                    data['action'].append(_position_at(active, t + self.timing.dt))
                 if state['success']:
                     break
             control = step % self.control_every == 0
@@ -76,7 +87,8 @@ class Rollout:
                 hist = [history[0]] * (self.obs_horizon - len(history)) + list(history)
                 stacked = {k: np.stack([h[k] for h in hist]) for k in hist[-1]}
                 times, positions = agent.act(t, stacked, sim.joint_positions(), state)
-                reason = ctrl.on_chunk(Trajectory.from_absolute(self.robot.arm_joints, times, positions), t)
+                active = Trajectory.from_absolute(self.robot.arm_joints, times, positions)
+                reason = ctrl.on_chunk(active, t)
                 if reason:
                     raise RuntimeError(f'agent chunk rejected at t={t:.2f}: {reason}')
                 chunks += 1
@@ -86,7 +98,15 @@ class Rollout:
                     (sim.set_effort if command.kind == 'effort' else sim.set_position)(command.values)
             sim.step(1)
             step += 1
-        return RolloutResult(seed, bool(state['success']), float(state['time']), state, frames, states, chunks)
+        data = {k: np.asarray(v, dtype=np.float32 if k != 'image' else np.uint8) for k, v in data.items() if v}
+        return RolloutResult(seed, bool(state['success']), float(state['time']), state, frames, states,
+                             chunks, data)
+
+
+def _position_at(traj: Trajectory, t: float) -> np.ndarray:
+    """Linear interpolation of a chunk's positions at absolute time t, held at its ends."""
+    times = traj.stamp + traj.times
+    return np.array([np.interp(t, times, traj.positions[:, j]) for j in range(traj.positions.shape[1])])
 
 
 class ExpertAgent:
@@ -101,3 +121,40 @@ class ExpertAgent:
     def act(self, now, obs, q, task_state):
         chunk = self.expert.plan(now, q, task_state)
         return chunk.times, chunk.positions
+
+
+class PolicyAgent:
+    """A diffusion policy as a rollout agent: observation history in, timestamped chunk out.
+
+    Chunk index i applies at t_obs + (i - (To - 1) + offset) * dt: index To-1 lines up with the
+    newest observation, and `offset` is the dataset's action_time_offset_steps (bag2dataset's
+    action at t is the target for t + dt, so 1). Indices before To-1 are already past: dropped.
+    """
+
+    def __init__(self, policy, dt: float = 0.1, offset: int = 1, seed: int = 0):
+        self.policy, self.dt, self.offset = policy, dt, offset
+        self.seed = seed
+        self._calls = 0
+
+    def reset(self, seed: int):
+        self.seed, self._calls = seed, 0
+
+    def act(self, now, obs, q, task_state):
+        cfg = self.policy.config
+        keys = [cfg.state_key, *cfg.image_keys]
+        chunk = self.policy.predict({k: obs['image' if k in cfg.image_keys else 'state'] for k in keys},
+                                    seed=self.seed * 100_003 + self._calls)
+        self._calls += 1
+        first = cfg.n_obs_steps - 1
+        times = now + (np.arange(len(chunk)) - first + self.offset) * self.dt
+        return times[first:], chunk[first:]
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple:
+    """95% confidence interval of a success rate (Wilson score: sane at 0% and 100%)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))

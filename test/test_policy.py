@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from ros2_imitation.policy import (CheckpointError, DiffusionPolicy, MinMaxNormalizer, PolicyConfig,
-                                   ReplayBuffer, WindowDataset, load_policy, save_policy,
+                                   ReplayBuffer, WindowDataset, load_policy, save_encoder, save_policy,
                                    soft_prefix_weights, train, write_episodes)
 from ros2_imitation.policy.checkpoint import CONFIG_FILE, MODEL_FILE, save_tensors
 
@@ -22,6 +22,16 @@ STATS = {'state': {'min': np.array([-1, -1, 0.5]), 'max': np.array([1, 1, 0.5])}
          'action': {'min': np.array([-1.0, -2.0]), 'max': np.array([1.0, 2.0])}}
 OVERFIT_LOSS = 0.06     # epsilon-prediction MSE after 300 steps on 2 tiny episodes (untrained: ~1.0)
 OVERFIT_MAE = 0.15      # mean |predicted - demonstrated| chunk, robot units (action ranges 2 and 4)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_torch_thread():
+    # On a 2-core machine shared with other jobs, two spinning intra-op threads ran the training
+    # tests ~7x slower than one; the tests measure behaviour, not speed.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def state_config(**kw):
@@ -294,3 +304,20 @@ def test_resume_continues_from_saved_step(tmp_path):
     assert resumed.step == 6 and [r['step'] for r in resumed.history] == [6] and calls[-1] == 6
     again = load_policy(resumed.policy_dir).state_dict()
     assert all(torch.equal(reference[k], again[k]) for k in reference)   # bit-identical continuation
+
+
+def test_frozen_pretrained_encoder(tmp_path):
+    path = write_episodes(tmp_path / 'd.zarr', episodes(n=2, length=20, images=True))
+    donor = make_policy(image_config())
+    weights = save_encoder(donor, tmp_path / 'encoder.safetensors')
+    cfg = image_config(state_dim=None, action_dim=None, image_shape=None, crop_shape=(28, 28),
+                       encoder_weights=str(weights), freeze_encoder=True)
+    result = train(path, cfg, tmp_path / 'run', steps=3, batch_size=8, val_fraction=0,
+                   checkpoint_every=None, progress=False)
+    trained = load_policy(result.policy_dir)
+    for name, value in donor.encoders['image'].state_dict().items():
+        assert torch.equal(trained.encoders['image'].state_dict()[name], value), name
+    assert trained.param_count(trainable_only=True) < trained.param_count()
+    assert trained.predict(obs_for(trained), seed=0).shape == (8, 2)
+    with pytest.raises(CheckpointError, match='encoder.safetensors'):
+        DiffusionPolicy(image_config(num_keypoints=4)).encoders['image'].load_pretrained(weights)

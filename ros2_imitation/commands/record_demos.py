@@ -9,6 +9,10 @@ talking over DDS) and drives it from this process, per episode:
   ... until the task succeeds or --timeout sim seconds pass ...
   recorder ~/stop_success | ~/stop_failure        outcome in the bag's custom_data
                                                   (or ~/discard with --discard-failures)
+
+Physical arms (--source kinesthetic | leader): only the recorder (and, for leader, the
+leader_arm bridge) are started; the robot's drivers, camera and controller run as they do on that
+robot. Episodes are started and ended from the keyboard, with the outcome the operator gives.
 """
 import json
 import os
@@ -19,7 +23,15 @@ from pathlib import Path
 HELP = 'record scripted-expert demonstrations in sim: one rosbag2 per episode'
 
 
+PHYSICAL_TOPICS = ['/joint_states', '/camera/camera/color/image_raw', '/camera/camera/color/camera_info']
+CHUNK_TOPICS = ['/ros2_imitation/action_chunk', '/ros2_imitation/expert_label']
+
+
 def add_arguments(p):
+    p.add_argument('--source', choices=('expert', 'leader', 'kinesthetic'), default='expert',
+                   help='expert: scripted expert in sim (default); leader: a leader arm publishing JointState '
+                        'drives the arm through the chunk controller; kinesthetic: the arm is moved by hand '
+                        '(controller not commanding), joint states are the demonstration')
     p.add_argument('--task', default='push_cube', help='push_cube or reach (default push_cube)')
     p.add_argument('--episodes', type=int, default=10, help='number of episodes (default 10)')
     p.add_argument('--out', required=True, help='folder for the bags (created; existing bags are kept)')
@@ -42,7 +54,29 @@ def add_arguments(p):
     p.add_argument('--arg', action='append', metavar='NAME=VALUE', help='another record_sim graph argument')
     p.add_argument('--set', action='append', metavar='NODE.PARAM=VALUE', help='override one node parameter')
     p.add_argument('--startup-timeout', type=float, default=90.0, help='seconds to wait for the graph')
+    p.add_argument('--attach', action='store_true',
+                   help='drive a record_sim graph that is already running (e.g. `ros2 launch ros2_imitation '
+                        'record.launch.py`) instead of starting one; its own arguments (noise, output_dir) apply')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    g = p.add_argument_group('physical arms (--source leader | kinesthetic)')
+    g.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
+                   help=f'topics to record (default {PHYSICAL_TOPICS}, plus the chunk topics for leader)')
+    g.add_argument('--leader-topic', default='/leader/joint_states', help='leader arm JointState topic')
+    g.add_argument('--leader-joints', default='', help='comma-separated leader joint names, in follower order '
+                                                       '(default: the follower names)')
+    g.add_argument('--sim', action='store_true',
+                   help='also start the sim and controller (sim_control) to try a source without a robot')
+
+
+class GraphDied(RuntimeError):
+    pass
+
+
+_ALIVE = [lambda: None]     # raises GraphDied when a node of the graph has exited
+
+
+def _check_alive():
+    _ALIVE[0]()
 
 
 class Services:
@@ -56,8 +90,10 @@ class Services:
         deadline = time.monotonic() + timeout
         for name in names:
             client = self._client(name)
-            if not client.wait_for_service(timeout_sec=max(0.1, deadline - time.monotonic())):
-                raise TimeoutError(f'service {name} did not appear within {timeout:.0f} s')
+            while not client.wait_for_service(timeout_sec=0.5):
+                _check_alive()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f'service {name} did not appear within {timeout:.0f} s')
 
     def _client(self, name):
         if name not in self.clients:
@@ -69,6 +105,7 @@ class Services:
         deadline = time.monotonic() + timeout
         while not future.done():
             if time.monotonic() > deadline:
+                _check_alive()
                 raise TimeoutError(f'service {name} did not answer within {timeout:.0f} s')
             time.sleep(0.002)
         reply = future.result()
@@ -88,6 +125,7 @@ def wait_state(runner, predicate, wall_timeout: float, what: str):
         state = _state(runner)
         if state is not None and predicate(state):
             return state
+        _check_alive()
         time.sleep(0.005)
     raise TimeoutError(f'timed out after {wall_timeout:.0f} s waiting for {what}')
 
@@ -104,6 +142,7 @@ def wait_recorder_ready(runner, topics, timeout: float) -> list:
         while time.monotonic() < deadline:
             if status and not status.get('missing'):
                 return []
+            _check_alive()
             time.sleep(0.05)
         return status.get('missing', list(topics))
     finally:
@@ -138,7 +177,13 @@ def record(args, log=print) -> dict:
 
     results = []
     t_start = time.monotonic()
-    with Bringup(graph, log=(lambda m: None) if args.quiet else log):
+    bringup = _Attached() if args.attach else Bringup(graph, log=(lambda m: None) if args.quiet else log)
+    with bringup:
+        def alive():
+            died = bringup.poll()
+            if died:
+                raise GraphDied(f'node {died[0]!r} exited with code {died[1]}')
+        _ALIVE[0] = alive
         runner = EpisodeRunner(domain_id=int(domain) if domain else None)
         try:
             calls = Services(runner)
@@ -166,12 +211,26 @@ def record(args, log=print) -> dict:
             if progress is not None:
                 progress.close()
         finally:
+            _ALIVE[0] = lambda: None
             runner.close()
     wall = time.monotonic() - t_start
     summary = _summary(results, wall, time.monotonic() - t_ready if results else 0.0, out)
     if not args.quiet:
         log(json.dumps(summary, indent=2))
     return summary
+
+
+class _Attached:
+    """Stands in for Bringup with --attach: the graph runs elsewhere."""
+
+    def poll(self):
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _episode(runner, calls, seed: int, args) -> dict:
@@ -233,6 +292,116 @@ def _summary(results, wall: float, episodes_wall: float, out: Path) -> dict:
                 wall_s=round(wall, 1), wall_per_episode_s=round(episodes_wall / max(n, 1), 2))
 
 
+def physical_graph(args, out: Path):
+    """recorder (+ leader_arm) alone, or with sim + controller from record_sim when --sim."""
+    from ros2_imitation.graph import Graph, NodeSpec, load_graph
+    base = load_graph('record_sim', {'output_dir': str(out), 'storage': args.storage,
+                                     'real_time_factor': float(args.real_time_factor)})
+    sim_time = bool(args.sim)
+    topics = list(args.topics or PHYSICAL_TOPICS + (CHUNK_TOPICS if args.source == 'leader' else []))
+    recorder = base.node('recorder')
+    recorder.parameters.update(topics=topics, use_sim_time=False, info_topics=['/leader_arm/state'],
+                               task_state_topic='/sim/task_state' if args.sim else '',
+                               metadata=json.dumps({'source': args.source, 'task': args.task}))
+    nodes = [recorder]
+    if args.sim:
+        nodes = [base.node('sim'), base.node('controller')] + nodes
+        nodes[0].parameters.update(task=args.task)
+    if args.source == 'leader':
+        leader_joints = [j.strip() for j in args.leader_joints.split(',') if j.strip()] or ['']
+        nodes.append(NodeSpec(name='leader_arm', executable='leader_arm_node', parameters=dict(
+            leader_topic=args.leader_topic, leader_joints=leader_joints, use_sim_time=sim_time)))
+    return Graph(name=f'record_{args.source}', description=f'{args.source} demonstrations', nodes=nodes,
+                 arguments={}, use_sim_time=sim_time)
+
+
+def record_interactive(args, log=print, read=input) -> dict:
+    """Operator-driven episodes: Enter starts, then s(uccess, default) / f(ailure) / d(iscard) ends."""
+    import rclpy
+    from ros2_imitation.bringup import Bringup
+    out = Path(args.out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    graph = physical_graph(args, out)
+    domain = os.environ.get('ROS_DOMAIN_ID')
+
+    def ask(prompt: str) -> str:
+        try:
+            return read(prompt)
+        except EOFError:
+            return 'q'
+
+    results, t_start = [], time.monotonic()
+    with Bringup(graph, log=(lambda m: None) if args.quiet else log) as bringup:
+        def alive():
+            died = bringup.poll()
+            if died:
+                raise GraphDied(f'node {died[0]!r} exited with code {died[1]}')
+        _ALIVE[0] = alive
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=int(domain) if domain else None)
+        node = rclpy.create_node('record_demos', context=context)
+        from rclpy.executors import SingleThreadedExecutor
+        import threading
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+
+        class _Runner:       # what Services and wait_recorder_ready need
+            pass
+        runner = _Runner()
+        runner.node = node
+        try:
+            calls = Services(runner)
+            calls.wait(['/recorder/start', '/recorder/stop_success', '/recorder/stop_failure',
+                        '/recorder/discard'], args.startup_timeout)
+            missing = wait_recorder_ready(runner, graph.node('recorder').parameters['topics'],
+                                          min(args.startup_timeout, 10.0))
+            if missing:
+                log(f'[record-demos] no publisher yet for {missing} (they are recorded once they appear)')
+            for i in range(args.episodes):
+                answer = ask(f'[record-demos] episode {i + 1}/{args.episodes}: Enter to start, q to quit: ')
+                if answer.strip().lower().startswith('q'):
+                    break
+                started = json.loads(calls('/recorder/start').message)
+                log(f'[record-demos] recording {started["path"]}')
+                answer = ask('[record-demos] Enter or s = success, f = failure, d = discard, q = discard and quit: ').strip().lower()
+                t_end = time.monotonic()
+                if answer.startswith(('d', 'q')):
+                    calls('/recorder/discard')
+                    results.append(dict(episode=i, bag=None, success=False, discarded=True))
+                    log('[record-demos] discarded')
+                    if answer.startswith('q'):
+                        break
+                    continue
+                success = not answer.startswith('f')
+                saved = json.loads(calls('/recorder/stop_success' if success else '/recorder/stop_failure').message)
+                result = dict(episode=i, bag=saved['path'], success=success, messages=saved['message_count'],
+                              topics=saved['topics'], source=args.source, wall_s=round(t_end - t_start, 1))
+                results.append(result)
+                _log_episode(out, result)
+                log(f'[record-demos] saved {saved["path"]}: {"success" if success else "failure"}, '
+                    f'{saved["message_count"]} messages')
+        finally:
+            _ALIVE[0] = lambda: None
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown(context=context)
+    summary = dict(out=str(out), source=args.source, episodes=len(results),
+                   kept=sum(r['bag'] is not None for r in results),
+                   successes=sum(r['success'] for r in results), wall_s=round(time.monotonic() - t_start, 1))
+    if not args.quiet:
+        log(json.dumps(summary, indent=2))
+    return summary
+
+
 def run(args) -> int:
-    summary = record(args)
+    try:
+        if args.source != 'expert':
+            summary = record_interactive(args)
+            return 0
+        summary = record(args)
+    except (GraphDied, TimeoutError) as exc:
+        print(f'ros2-imitation record-demos: {exc}', file=sys.stderr)
+        return 1
     return 0 if summary['episodes'] == args.episodes else 1

@@ -7,6 +7,10 @@ applies, `lead` s ahead) on `chunk_topic`, re-planned from /joint_states and the
 probability 1 - clean_fraction) while `label_topic` always carries the clean chunk, same stamp and
 times: the label to learn from. ~/info (latched JSON) describes the episode: mode, noisy, noise.
 
+Time: the chunk stamps are on the sim clock, taken from the /joint_states header stamps (the
+sim's clock at each state), so the node needs no /clock subscription (500 Hz of callbacks): run it
+with use_sim_time false, as config/graphs/record_sim.yaml does (`clock: node` uses the node clock).
+
 Services (std_srvs/Trigger): ~/reset clears the plan and draws a new mode and noise for the next
 episode (it acts on the first task state that arrives after the call; the reply's message is the
 episode JSON); ~/pause stops sending chunks until the next ~/reset. With auto_reset it also starts
@@ -24,7 +28,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ros2_imitation.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS, ReasonLog,
-                                         StartupError, declare, now_sec, run_node)
+                                         StartupError, declare, now_sec, run_node, to_sec)
 from ros2_imitation.nodes.conversions import trajectory_to_msg
 from ros2_imitation.trajectory import Trajectory
 
@@ -35,7 +39,7 @@ class ExpertNode(Node):
         p = {name: declare(self, name, default) for name, default in dict(
             task='push_cube', seed=-1, modes='', chunk_size=16, chunk_dt=0.1, execute_steps=8, lead=0.1,
             speed=0.12, push_speed=0.08, action_noise=0.0, noise_tau=0.4, clean_fraction=0.5,
-            auto_reset=True, start_active=True, state_timeout=1.0,
+            auto_reset=True, start_active=True, state_timeout=1.0, clock='joint_states',
             chunk_topic='/ros2_imitation/action_chunk', label_topic='/ros2_imitation/expert_label',
             task_state_topic='/sim/task_state', joint_states_topic='/joint_states').items()}
         try:
@@ -55,6 +59,8 @@ class ExpertNode(Node):
                                              float(p['noise_tau']), timing.dt, seed=seeds[1])
         except (ValueError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from exc
+        if p['clock'] not in ('joint_states', 'node'):
+            raise StartupError(f"clock must be joint_states or node, got {p['clock']!r}")
         self.p = p
         self.joints = list(experts.ARM_JOINTS)
         self.log = ReasonLog(self)
@@ -131,7 +137,7 @@ class ExpertNode(Node):
         if any(j not in index for j in self.joints) or len(msg.position) != len(msg.name):
             return self.log.warn('ignored joint state', f'needs {self.joints}')
         q = np.array([msg.position[index[j]] for j in self.joints])
-        now = now_sec(self)
+        now = to_sec(msg.header.stamp) if self.p['clock'] == 'joint_states' else now_sec(self)
         with self._lock:
             self._q = q
             if not self._active or now == 0.0 or now < self._next_plan:
@@ -150,6 +156,8 @@ class ExpertNode(Node):
             self._next_plan = now + self.expert.timing.period
         if chunk.ik_error > 0.005:
             self.log.warn('IK', f'best effort {chunk.ik_error * 1000:.1f} mm off in phase {chunk.phase}')
+        if not self.context.ok():
+            return       # shutting down
         label = trajectory_to_msg(Trajectory.from_absolute(self.joints, chunk.times, chunk.positions))
         self.chunk_pub.publish(trajectory_to_msg(Trajectory.from_absolute(self.joints, chunk.times, executed))
                                if self.noise.active else label)

@@ -81,7 +81,7 @@ class RecorderNode(Node):
         self.core = recording.BagRecorder(p['output_dir'], p['bag_prefix'], p['storage'], p['max_queue'],
                                           log=self.get_logger().warn)
         self._lock = threading.Lock()
-        self._subscriptions = {}
+        self._recorded = {}
         self._info = {}              # info topic -> latest decoded JSON
         self._task_state = None      # latest task state (dict) seen while recording
         self._episode_start = None
@@ -114,7 +114,7 @@ class RecorderNode(Node):
 
     # ---- discovery ----
     def _discover(self):
-        wanted = [t for t in self.p['topics'] if t not in self._subscriptions]
+        wanted = [t for t in self.p['topics'] if t not in self._recorded]
         if not wanted:
             return
         types = dict(self.get_topic_names_and_types())
@@ -141,7 +141,7 @@ class RecorderNode(Node):
                 self._warn_once(topic, f'{topic}: {msgtype} hash {announced} differs from the typestore '
                                        'definition; recorded with the typestore definition')
             info = recording.TopicInfo(topic, msgtype, [offered_qos(e) for e in endpoints], announced)
-            self._subscriptions[topic] = self.create_subscription(
+            self._recorded[topic] = self.create_subscription(
                 cls, topic, lambda data, t=topic: self._on_message(t, data),
                 adapted_qos(endpoints, self.p['qos_depth']), raw=True, callback_group=self._io_group)
             self.core.add_topic(info)
@@ -184,7 +184,10 @@ class RecorderNode(Node):
 
     # ---- services ----
     def _start(self, _request, response):
-        missing = [t for t in self.p['topics'] if t not in self._subscriptions]
+        missing = [t for t in self.p['topics'] if t not in self._recorded]
+        if self.core.recording:
+            response.success, response.message = False, f'already recording {self.core.recording}'
+            return response
         with self._lock:
             self._task_state = None
         try:
@@ -260,8 +263,8 @@ class RecorderNode(Node):
     def _publish_status(self):
         self.status_pub.publish(String(data=json.dumps({
             'recording': self.core.recording, 'output_dir': str(self.core.output_dir),
-            'subscribed': sorted(self._subscriptions),
-            'missing': [t for t in self.p['topics'] if t not in self._subscriptions]})))
+            'subscribed': sorted(self._recorded),
+            'missing': [t for t in self.p['topics'] if t not in self._recorded]})))
 
     def close(self):
         self.core.close()

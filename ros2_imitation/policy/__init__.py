@@ -5,7 +5,7 @@
     chunk = policy.predict({'image': images_uint8_To_H_W_3, 'state': state_To_S}, seed=0)  # (Tp, A)
     # chunk[i] applies at t_obs + (i - policy.first_action_index) * dt
 """
-from .checkpoint import CheckpointError, load_policy, save_policy
+from .checkpoint import CheckpointError, load_policy, save_encoder, save_policy
 from .config import PolicyConfig
 from .dataset import ReplayBuffer, WindowDataset, write_episodes, write_replay_buffer
 from .model import DiffusionPolicy, soft_prefix_weights
@@ -13,5 +13,5 @@ from .normalize import MinMaxNormalizer
 from .train import TrainResult, train
 
 __all__ = ['CheckpointError', 'DiffusionPolicy', 'MinMaxNormalizer', 'PolicyConfig', 'ReplayBuffer',
-           'TrainResult', 'WindowDataset', 'load_policy', 'save_policy', 'soft_prefix_weights', 'train',
+           'TrainResult', 'WindowDataset', 'load_policy', 'save_encoder', 'save_policy', 'soft_prefix_weights', 'train',
            'write_episodes', 'write_replay_buffer']

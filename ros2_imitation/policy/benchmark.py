@@ -50,7 +50,7 @@ def measure(config: PolicyConfig, device: str = 'cpu', batch_size: int = 64, rep
     for kind, steps in (('ddim', 10), ('ddpm', 100)):
         policy.set_inference(kind, steps)
         out[f'predict_{kind}{steps}_ms'] = _best_ms(lambda: policy.predict(obs, seed=0),
-                                                    repeats if steps <= 16 else 2)
+                                                    repeats if steps <= 16 else max(2, repeats // 3))
     batch = {k: torch.from_numpy(np.repeat(v[None], batch_size, 0)) for k, v in obs.items()}
     batch[cfg.action_key] = torch.randn(batch_size, cfg.horizon, cfg.action_dim)
     policy.train()
@@ -77,12 +77,16 @@ def main(argv=None) -> None:
     parser.add_argument('--config', help='PolicyConfig .yaml/.json (shapes still come from the flags)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--threads', type=int, help='torch intra-op threads (default: torch decides)')
+    parser.add_argument('--repeats', type=int, default=5)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = PolicyConfig.load(args.config) if args.config else PolicyConfig()
     config = config.replace(state_dim=args.state_dim, action_dim=args.action_dim,
                             image_keys=() if args.state_only else config.image_keys or ('image',),
                             image_shape=None if args.state_only else (args.image, args.image, 3))
-    print(json.dumps(measure(config, args.device, args.batch_size), indent=2))
+    print(json.dumps(measure(config, args.device, args.batch_size, args.repeats), indent=2))
 
 
 if __name__ == '__main__':

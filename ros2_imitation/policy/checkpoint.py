@@ -163,3 +163,13 @@ def load_policy(path: str | Path, device: str | torch.device = 'cpu', inference_
     policy.load_state_dict(state, strict=True)
     policy.set_inference(inference_scheduler, num_inference_steps)
     return policy.to(device).eval()
+
+
+def save_encoder(policy: DiffusionPolicy, path: str | Path, key: str | None = None) -> Path:
+    """One camera's encoder weights as a safetensors file for PolicyConfig.encoder_weights
+    (e.g. to train a new policy on top of a frozen, already-trained encoder)."""
+    key = key or next(iter(policy.encoders), None)
+    if key not in policy.encoders:
+        raise KeyError(f'no encoder {key!r}; the policy has {list(policy.encoders)}')
+    save_tensors(path, policy.encoders[key].state_dict())
+    return Path(path)

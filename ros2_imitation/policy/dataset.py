@@ -103,12 +103,14 @@ class WindowDataset(Dataset):
         self.buffer, self.config = buffer, config
         episodes = range(buffer.n_episodes) if episodes is None else episodes
         pad_before, pad_after = config.n_obs_steps - 1, config.n_action_steps - 1
-        rows = []
+        rows, self.too_short = [], []
         for ep in episodes:
             start, end = buffer.episode_bounds(ep)
             length = end - start
-            for offset in range(-pad_before, length - config.horizon + pad_after + 1):
-                rows.append((start, length, offset))
+            offsets = range(-pad_before, length - config.horizon + pad_after + 1)
+            if not offsets:
+                self.too_short.append(ep)
+            rows.extend((start, length, offset) for offset in offsets)
         self.windows = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
         self.obs_keys = [config.state_key, *config.image_keys]
 

@@ -77,5 +77,5 @@ class ImageEncoder(nn.Module):
     def load_pretrained(self, path: str | Path) -> None:
         """Weights from a local safetensors file whose keys match this encoder's state_dict."""
         from .checkpoint import load_tensors
-        state = load_tensors(path, expected={k: tuple(v.shape) for k, v in self.state_dict().items()})
+        state = load_tensors(path, expected=self.state_dict())
         self.load_state_dict(state)

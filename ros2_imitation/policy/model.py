@@ -103,11 +103,9 @@ class DiffusionPolicy(nn.Module):
         if not training:
             top, left = (h - ch) // 2, (w - cw) // 2
             return images[..., top:top + ch, left:left + cw]
-        n = images.shape[0]
-        tops = torch.randint(0, h - ch + 1, (n,), generator=generator, device=generator.device
-                             if generator is not None else 'cpu').tolist()
-        lefts = torch.randint(0, w - cw + 1, (n,), generator=generator, device=generator.device
-                              if generator is not None else 'cpu').tolist()
+        n, where = images.shape[0], generator.device if generator is not None else 'cpu'
+        tops = torch.randint(0, h - ch + 1, (n,), generator=generator, device=where).tolist()
+        lefts = torch.randint(0, w - cw + 1, (n,), generator=generator, device=where).tolist()
         return torch.stack([img[:, t:t + ch, l:l + cw] for img, t, l in zip(images, tops, lefts)])
 
     def condition(self, obs: dict[str, torch.Tensor], training: bool | None = None,
@@ -221,7 +219,11 @@ class DiffusionPolicy(nn.Module):
         prefix: (K, A) or (B, K, A) actions, robot units, that the new chunk's indices 0..K-1 should
         continue (real-time chunking: the part of the previous chunk that overlaps this one, aligned
         so prefix[i] is due at the same time as chunk[i]). prefix_weights: (K,) in [0, 1], default
-        all 1 (hard inpainting); see soft_prefix_weights(). Deterministic for a given seed.
+        all 1 (hard inpainting); see soft_prefix_weights().
+
+        Deterministic for a given seed -- including the injected observation noise, so a deployed
+        policy must not reuse one fixed seed: pass None (fresh draws) or a new seed per query.
+        Not thread-safe (shared scheduler); call it from one thread.
         """
         batch, batched = self._obs_tensors(obs)
         generator = None

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -170,6 +171,9 @@ def train(dataset_path: str | Path, config: PolicyConfig | dict | str | Path | N
             raise ValueError(f'resume: config differs from {resume_dir} (given, saved): {diff}')
     train_eps, val_eps = split_episodes(buffer.n_episodes, val_fraction, config.seed)
     train_set, val_set = WindowDataset(buffer, config, train_eps), WindowDataset(buffer, config, val_eps)
+    short = train_set.too_short + val_set.too_short
+    if short:
+        warnings.warn(f'{dataset_path}: {len(short)} episodes too short for one window, unused: {short[:10]}')
     if len(train_set) == 0:
         raise ValueError(f'{dataset_path}: no training windows (episodes shorter than '
                          f'horizon - n_obs_steps - n_action_steps + 2?)')

@@ -1,0 +1,14 @@
+"""Demonstration recording in sim: config/graphs/record_sim.yaml (sim, chunk controller, scripted
+expert, episode recorder).
+
+    ros2 launch ros2_imitation record.launch.py task:=push_cube output_dir:=$HOME/demos action_noise:=0.015
+    ros2-imitation record-demos --attach --task push_cube --episodes 50 --out $HOME/demos   # drives the episodes
+
+or drive episodes by hand with the services (docs/recording.md): /expert/pause, /controller/stop +
+/controller/resume, /sim/reset, /recorder/start, /expert/reset, ..., /recorder/stop_success.
+"""
+from ros2_imitation.launch_support import graph_launch_description
+
+
+def generate_launch_description():
+    return graph_launch_description('record_sim')

@@ -1,0 +1,65 @@
+HELP = 'train a diffusion policy on a zarr dataset (config YAML, tqdm progress, EMA, validation, resume)'
+
+
+def add_arguments(p):
+    p.add_argument('--dataset', required=True, help='zarr dataset (from bag2dataset)')
+    p.add_argument('--config', default='push_cube',
+                   help='policy config: a name in config/policies/ or a YAML path (PolicyConfig fields, '
+                        'plus an optional `training:` section of train() arguments)')
+    p.add_argument('--out', required=True, help='output folder; the policy lands in OUT/policy')
+    p.add_argument('--steps', type=int, default=None)
+    p.add_argument('--epochs', type=int, default=None)
+    p.add_argument('--batch-size', type=int, default=None)
+    p.add_argument('--lr', type=float, default=None)
+    p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda, cuda:1')
+    p.add_argument('--resume', action='store_true', help='continue from the newest checkpoint in OUT')
+    p.add_argument('--sigma', type=float, default=None, help='noise injection sigma (overrides the config)')
+    p.add_argument('--noise-mode', choices=('replica', 'train_only', 'off'), default=None)
+    p.add_argument('--seed', type=int, default=None)
+    p.add_argument('--eval-episodes', type=int, default=0,
+                   help='closed-loop sim episodes at each checkpoint (0 = none)')
+    p.add_argument('--task', default='push_cube', help='sim task for --eval-episodes')
+
+
+def load_config(name_or_path: str) -> tuple:
+    """(policy fields, training arguments) from config/policies/<name>.yaml or a path."""
+    import yaml
+    from ros2_imitation.paths import resolve
+    raw = yaml.safe_load(resolve('policies', name_or_path).read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f'policy config {name_or_path}: expected a mapping')
+    training = raw.pop('training', {}) or {}
+    return raw, training
+
+
+def run(args) -> int:
+    import json
+
+    from ros2_imitation.policy import PolicyConfig, train
+
+    fields, training = load_config(args.config)
+    for key, value in (('noise_sigma', args.sigma), ('noise_mode', args.noise_mode), ('seed', args.seed)):
+        if value is not None:
+            fields[key] = value
+    config = PolicyConfig.from_dict(fields)
+    for key, value in (('steps', args.steps), ('epochs', args.epochs), ('batch_size', args.batch_size),
+                       ('lr', args.lr)):
+        if value is not None:
+            training[key] = value
+    if args.steps is not None or args.epochs is not None:  # the command line's budget wins
+        training.pop('epochs' if args.steps is not None else 'steps', None)
+    eval_fn = None
+    if args.eval_episodes:
+        from ros2_imitation.rollout import PolicyAgent, Rollout
+        rollout = Rollout(task=args.task, render=bool(config.image_keys), obs_horizon=config.n_obs_steps)
+
+        def eval_fn(policy, step):
+            agent = PolicyAgent(policy, offset=getattr(policy.config, 'action_offset_steps', 1))
+            wins = sum(rollout.run(agent, seed, 20.0).success for seed in range(args.eval_episodes))
+            return {'eval_success_rate': wins / args.eval_episodes}
+
+    result = train(args.dataset, config, args.out, device=args.device, resume=args.resume,
+                   eval_fn=eval_fn, **training)
+    print(json.dumps({'policy': str(result.policy_dir), 'step': result.step,
+                      'train_loss': result.train_loss, 'val_loss': result.val_loss}, indent=2))
+    return 0

@@ -1,0 +1,195 @@
+"""`ros2-imitation record-demos` through the real graph (sim, controller, expert, recorder as separate
+processes over DDS): the bags it writes are read by rosbags and, independently, by mcap +
+mcap-ros2-support; metadata.yaml is what `ros2 bag info` needs; noisy episodes carry clean labels."""
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import Process, wait_for
+from ros2_imitation.recording import read_custom_data
+
+EPISODES = 3
+ROSBAG2_KEYS = {'version', 'storage_identifier', 'relative_file_paths', 'duration', 'starting_time',
+                'message_count', 'topics_with_message_count', 'compression_format', 'compression_mode',
+                'files', 'custom_data', 'ros_distro'}
+QOS_KEYS = {'history', 'depth', 'reliability', 'durability', 'deadline', 'lifespan', 'liveliness',
+            'liveliness_lease_duration', 'avoid_ros_namespace_conventions'}
+
+
+def stamp(header) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+@pytest.fixture(scope='module')
+def recorded(tmp_path_factory):
+    import os
+    from conftest import next_domain_id
+    folder = tmp_path_factory.mktemp('record_demos')
+    out = folder / 'demos'
+    env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain_id()), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+               PYTHONUNBUFFERED='1')
+    t0 = time.monotonic()
+    proc = Process([sys.executable, '-m', 'ros2_imitation.cli', 'record-demos', '--task', 'push_cube',
+                    '--episodes', str(EPISODES), '--out', str(out), '--seed', '20', '--noise', '0.015',
+                    '--clean-fraction', '0.5', '--expert-seed', '4', '--headless'],
+                   env, str(folder / 'record_demos.log'))
+    try:
+        wait_for(lambda: proc.proc.poll() is not None, 170, interval=0.5, what='record-demos to finish')
+    finally:
+        code = proc.stop()
+    wall = time.monotonic() - t0
+    log = proc.output()
+    print(f'record-demos: {EPISODES} push_cube episodes in {wall:.1f} s wall (graph start-up included)')
+    assert code == 0, log[-3000:]
+    return out, log
+
+
+def test_three_bags_with_valid_rosbag2_metadata(recorded):
+    out, log = recorded
+    bags = sorted(p for p in out.iterdir() if p.is_dir())
+    assert [b.name for b in bags] == [f'episode_{i:04d}' for i in range(EPISODES)]
+    episodes = [json.loads(line) for line in (out / 'record_demos.jsonl').read_text().splitlines()]
+    start = log.rindex('{\n  "out"')
+    summary = json.loads(log[start:log.index('\n}', start) + 2])
+    assert summary['episodes'] == EPISODES and summary['kept'] == EPISODES
+    print(f'expert through the graph: {summary["successes"]}/{EPISODES} successes, modes {summary["modes"]}, '
+          f'{summary["wall_per_episode_s"]} s wall per episode')
+    for bag, episode in zip(bags, episodes):
+        assert sorted(p.name for p in bag.iterdir()) == sorted([f'{bag.name}.mcap', 'metadata.yaml'])
+        info = yaml.safe_load((bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+        assert ROSBAG2_KEYS <= set(info), ROSBAG2_KEYS - set(info)
+        assert info['version'] == 9 and info['storage_identifier'] == 'mcap'
+        assert info['relative_file_paths'] == [f'{bag.name}.mcap']
+        assert info['duration']['nanoseconds'] > 2e9 and info['starting_time']['nanoseconds_since_epoch'] > 0
+        counts = {t['topic_metadata']['name']: t['message_count'] for t in info['topics_with_message_count']}
+        assert info['message_count'] == sum(counts.values()) == info['files'][0]['message_count']
+        for t in info['topics_with_message_count']:
+            meta = t['topic_metadata']
+            assert meta['serialization_format'] == 'cdr' and meta['type_description_hash'].startswith('RIHS01_')
+            assert meta['offered_qos_profiles'] and QOS_KEYS <= set(meta['offered_qos_profiles'][0])
+        seconds = info['duration']['nanoseconds'] * 1e-9
+        assert counts['/joint_states'] > 150 * seconds          # 250 Hz published
+        assert counts['/camera/camera/color/image_raw'] > 6 * seconds
+        assert counts['/camera/camera/color/camera_info'] > 6 * seconds
+        assert counts['/ros2_imitation/action_chunk'] == counts['/ros2_imitation/expert_label'] >= seconds / 0.8 - 1
+        assert counts['/sim/task_state'] > 6 * seconds
+        custom = info['custom_data']
+        assert custom['outcome'] == ('success' if episode['success'] else 'failure')
+        assert custom['task'] == 'push_cube' and custom['mode'] in ('left', 'right')
+        assert custom['seed'] == str(episode['seed']) and custom['noisy'] == str(episode['noisy']).lower()
+        assert custom['dropped_messages'] == '0'
+    assert sum(e['success'] for e in episodes) >= EPISODES - 1
+
+
+def test_rosbags_reads_and_labels_are_the_clean_actions(recorded):
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+    out, _ = recorded
+    bags = sorted(p for p in out.iterdir() if p.is_dir())
+    noisy_seen = clean_seen = False
+    with AnyReader(bags, default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
+        assert reader.message_count > 0
+    for bag in bags:
+        with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
+            chunks, labels, joints = {}, {}, []
+            for conn, _, raw in reader.messages():
+                msg = reader.deserialize(raw, conn.msgtype)
+                if conn.topic == '/ros2_imitation/action_chunk':
+                    chunks[stamp(msg.header)] = np.array([p.positions for p in msg.points])
+                elif conn.topic == '/ros2_imitation/expert_label':
+                    labels[stamp(msg.header)] = np.array([p.positions for p in msg.points])
+                elif conn.topic == '/joint_states':
+                    joints.append(stamp(msg.header))
+        noisy = read_custom_data(bag)['noisy'] == 'true'
+        assert chunks.keys() == labels.keys()                 # each executed chunk has its label
+        first = min(chunks)
+        assert joints[0] <= first <= joints[0] + 0.5            # the expert acts right after the start
+        diff = max(np.abs(chunks[s] - labels[s]).max() for s in chunks)
+        assert all(v.shape == (16, 7) for v in labels.values())
+        if noisy:
+            noisy_seen = True
+            assert 0.005 < diff < 0.15, diff
+        else:
+            clean_seen = True
+            assert diff == 0.0
+        assert np.all(np.diff(sorted(chunks)) > 0.5)           # one chunk per 0.8 s, stamped on sim time
+    assert noisy_seen and clean_seen
+
+
+def test_mcap_reads_the_bags_independently(recorded):
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+    out, _ = recorded
+    path = out / 'episode_0000' / 'episode_0000.mcap'
+    decoded = {}
+    with open(path, 'rb') as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        summary = reader.get_summary()
+        assert summary.statistics.message_count > 0
+        for schema, channel, message, msg in reader.iter_decoded_messages(
+                topics=['/ros2_imitation/action_chunk', '/camera/camera/color/image_raw']):
+            decoded.setdefault(channel.topic, (schema.name, msg, message.log_time))
+    name, chunk, _ = decoded['/ros2_imitation/action_chunk']
+    assert name == 'trajectory_msgs/msg/JointTrajectory'
+    assert list(chunk.joint_names) == [f'panda_joint{i}' for i in range(1, 8)] and len(chunk.points) == 16
+    assert chunk.points[1].time_from_start.nanosec == 100_000_000
+    name, image, _ = decoded['/camera/camera/color/image_raw']
+    assert name == 'sensor_msgs/msg/Image' and image.encoding == 'rgb8'
+    pixels = np.frombuffer(bytes(image.data), np.uint8).reshape(image.height, image.width, 3)
+    assert pixels.shape == (96, 96, 3) and pixels.std() > 5
+
+
+def test_leader_arm_source_in_sim(tmp_path, ros_env, probe):
+    """--source leader --sim: a leader JointState stream drives the sim arm through leader_arm_node and
+    the chunk controller; the operator's keys start and end the episode; chunks and labels are recorded."""
+    import os
+    import signal
+    import subprocess
+    from sensor_msgs.msg import JointState
+    from ros2_imitation.nodes.common import SENSOR_QOS
+    out = tmp_path / 'leader'
+    log_path = tmp_path / 'leader.log'
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([sys.executable, '-m', 'ros2_imitation.cli', 'record-demos', '--source', 'leader',
+                                 '--sim', '--episodes', '1', '--out', str(out), '--leader-topic', '/leader/joints'],
+                                env=ros_env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+    try:
+        arm = [f'panda_joint{i}' for i in range(1, 8)]
+        follower = []
+        probe.create_subscription(JointState, '/joint_states', follower.append, SENSOR_QOS)
+        leader = probe.create_publisher(JointState, '/leader/joints', SENSOR_QOS)
+        wait_for(lambda: 'Enter to start' in log_path.read_text() and follower, 90, what='the first prompt')
+        start = np.array(follower[-1].position[:7])
+        proc.stdin.write('\n')
+        proc.stdin.flush()
+        wait_for(lambda: 'recording' in log_path.read_text(), 20, what='recording to start')
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.0:            # the operator moves joint 1 by 0.2 rad
+            q = start.copy()
+            q[0] += 0.2 * min(1.0, (time.monotonic() - t0) / 2.0)
+            leader.publish(JointState(name=arm, position=q.tolist()))
+            time.sleep(0.02)
+        proc.stdin.write('s\n')
+        proc.stdin.flush()
+        wait_for(lambda: proc.poll() is not None, 30, what='record-demos to exit')
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(15)
+    text = log_path.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    moved = np.array(follower[-1].position[:7]) - start
+    assert abs(moved[0] - 0.2) < 0.03 and np.abs(moved[1:]).max() < 0.03, moved
+    bag = out / 'episode_0000'
+    custom = read_custom_data(bag)
+    assert custom['outcome'] == 'success' and custom['source'] == 'leader'
+    info = yaml.safe_load((bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    counts = {t['topic_metadata']['name']: t['message_count'] for t in info['topics_with_message_count']}
+    assert counts['/ros2_imitation/action_chunk'] == counts['/ros2_imitation/expert_label'] > 50
+    assert counts['/joint_states'] > 300 and counts['/camera/camera/color/image_raw'] > 10
