@@ -165,7 +165,6 @@ class ScriptedExpert:
         self.recoveries = 0
         self._arrivals = {}          # phase -> absolute time the last plan reaches it
         self._targets = {}           # phase -> its waypoint in the last plan
-        self._q_plan = None
         self.episodes += 1
         return self.info()
 

@@ -94,6 +94,26 @@ def read_custom_data(bag) -> dict:
     return dict(read_metadata(bag).get('custom_data') or {})
 
 
+def mark_bag(bag, **custom) -> dict:
+    """Add custom_data entries (e.g. outcome='success') to a finished bag's metadata.yaml.
+
+    For bags written by `ros2 bag record`, whose outcome is only known after recording; what
+    recorder_node writes at ~/stop. Replaces metadata.yaml atomically; returns the new custom_data.
+    """
+    import yaml
+    path = Path(bag) / 'metadata.yaml'
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    info = doc['rosbag2_bagfile_information']
+    data = dict(info.get('custom_data') or {})
+    data.update({str(k): custom_value(v) for k, v in custom.items()})
+    info['custom_data'] = data
+    tmp = path.with_suffix('.yaml.tmp')
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(path)
+    return data
+
+
 @dataclass
 class TopicInfo:
     topic: str

@@ -4,7 +4,6 @@ mcap-ros2-support; metadata.yaml is what `ros2 bag info` needs; noisy episodes c
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

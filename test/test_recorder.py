@@ -12,12 +12,9 @@ import pytest
 from ros2_imitation import recording
 from ros2_imitation.recording import BagRecorder, RecorderError, TopicInfo, make_qos
 
-CDR_STRING = b'\x00\x01\x00\x00'   # CDR little-endian header
-
 
 def string_cdr(text: str) -> bytes:
-    from rosbags.typesys import Stores, get_typestore
-    store = get_typestore(Stores.ROS2_JAZZY)
+    store = recording.typestore()
     msg = store.types['std_msgs/msg/String'](data=text)
     return bytes(store.serialize_cdr(msg, 'std_msgs/msg/String'))
 
@@ -91,7 +88,8 @@ def test_full_queue_drops_and_counts(tmp_path):
     try:
         rec.add_topic(TopicInfo('/chatter', 'std_msgs/msg/String', [QOS]))
         rec.start()
-        accepted = sum(rec.put('/chatter', i + 1, string_cdr('y' * 100)) for i in range(2000))
+        data = string_cdr('y' * 100)
+        accepted = sum(rec.put('/chatter', i + 1, data) for i in range(2000))
         result = rec.stop()
     finally:
         rec.close()
@@ -215,3 +213,19 @@ def test_recorder_killed_mid_episode_leaves_no_valid_bag(recorder_graph):
     proc.proc.wait(10)
     assert [p.name for p in out.iterdir()] == [recording.PARTIAL]
     assert not any((p / 'metadata.yaml').exists() for p in recording.partial_bags(out))
+
+
+def test_mark_bag_adds_outcome_to_a_finished_bag(tmp_path):
+    """What a `ros2 bag record` bag needs afterwards: the outcome in custom_data."""
+    rec = BagRecorder(tmp_path)
+    try:
+        rec.add_topic(TopicInfo('/chatter', 'std_msgs/msg/String', [QOS]))
+        path = rec.start()
+        rec.put('/chatter', 7, string_cdr('z'))
+        rec.stop({'task': 'reach'})
+    finally:
+        rec.close()
+    assert recording.mark_bag(path, outcome='failure', noisy=True)['outcome'] == 'failure'
+    custom = recording.read_custom_data(path)
+    assert custom['task'] == 'reach' and custom['noisy'] == 'true'
+    assert [m[2].data for m in read_bag(path)] == ['z']       # still a readable bag

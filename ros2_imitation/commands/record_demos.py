@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-HELP = 'record scripted-expert demonstrations in sim: one rosbag2 per episode'
+HELP = 'record demonstrations, one rosbag2 per episode: scripted expert in sim (with noise), leader arm, kinesthetic'
 
 
 PHYSICAL_TOPICS = ['/joint_states', '/camera/camera/color/image_raw', '/camera/camera/color/camera_info']
@@ -57,7 +57,7 @@ def add_arguments(p):
     p.add_argument('--attach', action='store_true',
                    help='drive a record_sim graph that is already running (e.g. `ros2 launch ros2_imitation '
                         'record.launch.py`) instead of starting one; its own arguments (noise, output_dir) apply')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--quiet', action='store_true', help='no progress bar or per-episode lines (the summary is printed)')
     g = p.add_argument_group('physical arms (--source leader | kinesthetic)')
     g.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
                    help=f'topics to record (default {PHYSICAL_TOPICS}, plus the chunk topics for leader)')
@@ -215,8 +215,7 @@ def record(args, log=print) -> dict:
             runner.close()
     wall = time.monotonic() - t_start
     summary = _summary(results, wall, time.monotonic() - t_ready if results else 0.0, out)
-    if not args.quiet:
-        log(json.dumps(summary, indent=2))
+    log(json.dumps(summary, indent=2))
     return summary
 
 
@@ -300,7 +299,7 @@ def physical_graph(args, out: Path):
     sim_time = bool(args.sim)
     topics = list(args.topics or PHYSICAL_TOPICS + (CHUNK_TOPICS if args.source == 'leader' else []))
     recorder = base.node('recorder')
-    recorder.parameters.update(topics=topics, use_sim_time=False, info_topics=['/leader_arm/state'],
+    recorder.parameters.update(topics=topics, use_sim_time=sim_time, info_topics=['/leader_arm/state'],
                                task_state_topic='/sim/task_state' if args.sim else '',
                                metadata=json.dumps({'source': args.source, 'task': args.task}))
     nodes = [recorder]
@@ -365,7 +364,8 @@ def record_interactive(args, log=print, read=input) -> dict:
                     break
                 started = json.loads(calls('/recorder/start').message)
                 log(f'[record-demos] recording {started["path"]}')
-                answer = ask('[record-demos] Enter or s = success, f = failure, d = discard, q = discard and quit: ').strip().lower()
+                answer = ask('[record-demos] Enter or s = success, f = failure, d = discard, '
+                             'q = discard and quit: ').strip().lower()
                 t_end = time.monotonic()
                 if answer.startswith(('d', 'q')):
                     calls('/recorder/discard')

@@ -5,6 +5,7 @@ What `ros2 bag record` does, as a node with episode services: it subscribes to e
 and while an episode is being recorded it queues each message, still serialised, with its receive
 time on the node clock (sim time under use_sim_time, as `ros2 bag record --use-sim-time`); a writer
 thread writes the bag (see ros2_imitation/recording.py for the on-disk layout and crash safety).
+Under use_sim_time nothing is recorded before the first /clock message, as with ros2 bag record.
 
 Services (std_srvs/Trigger; the reply's message is JSON):
   ~/start          open <output_dir>/<bag_prefix>_NNNN (NNNN: the next free index)
@@ -18,7 +19,6 @@ last task state and the `metadata` parameter (a JSON object) go to the bag's cus
 import importlib
 import json
 import threading
-import time
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -160,8 +160,10 @@ class RecorderNode(Node):
         if self.core.recording is None:
             return
         stamp = self.get_clock().now().nanoseconds
-        if stamp == 0:      # use_sim_time before the first /clock: no meaningful receive time
-            stamp = time.time_ns()
+        if stamp == 0:
+            # use_sim_time before the first /clock: no receive time yet (ros2 bag record
+            # --use-sim-time also writes nothing until then)
+            return self._warn_once('no clock', 'use_sim_time and no /clock yet: messages not recorded')
         self.core.put(topic, stamp, data)
 
     def _on_info(self, topic: str, msg: String):
