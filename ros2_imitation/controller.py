@@ -31,7 +31,8 @@ class Command:
 class ChunkController:
     def __init__(self, robot: RobotProfile, mode: str = 'impedance', rate: float = 500.0,
                  interpolation: str = 'cubic', chunk_timeout: float = 0.3, hold_timeout: float = 2.0,
-                 joint_state_timeout: float = 0.1, trajectory_lead: float = 0.05):
+                 joint_state_timeout: float = 0.1, trajectory_lead: float = 0.05,
+                 jump_threshold: float = 0.3):
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         if not rate > 0:
@@ -42,6 +43,9 @@ class ChunkController:
         self.follower = TrajectoryFollower(self.joints, interpolation)
         self.chunk_timeout, self.hold_timeout = chunk_timeout, hold_timeout
         self.trajectory_lead = trajectory_lead
+        # A real arm cannot move this far between two joint states: a jump means the state was
+        # reset (a sim episode) or re-homed, and holding the old pose would yank the arm back.
+        self.jump_threshold = jump_threshold
         self.joint_watchdog = Watchdog(joint_state_timeout)
         self.state = 'waiting'
         self.reason = 'no joint state yet'
@@ -73,9 +77,24 @@ class ChunkController:
         if reason:
             self.stats['joint_states_rejected'] += 1
             return reason
+        jump = 0.0 if self.q is None else float(np.max(np.abs(q - self.q)))
         self.q, self.qd = q, qd
+        if jump > self.jump_threshold and self.q_cmd is not None:
+            self.reset(t, f'joint state jumped by {jump:.2f} rad: re-anchored where the arm is')
         self.joint_watchdog.feed(t)
         return None
+
+    def reset(self, now: float, why: str = 'reset'):
+        """Drop the chunk and hold where the arm is now (a new episode, a re-homed arm)."""
+        self.follower.clear()
+        self.q_cmd = None if self.q is None else self.q.copy()
+        if self.q_cmd is not None:
+            self.follower.hold(self.q_cmd, now)
+            if self.mode == 'trajectory':
+                self._pending_trajectory = self._hold_trajectory()
+        if self.state != 'stopped':
+            self.state = 'holding' if self.q_cmd is not None else 'waiting'
+        self.reason = why
 
     def on_chunk(self, traj: Trajectory, now: float) -> str | None:
         """Validate and accept a chunk; returns a rejection reason, or None."""

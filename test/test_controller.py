@@ -181,3 +181,24 @@ def test_any_input_gives_commands_inside_limits(mode, sequence, measured):
                 if cmd.kind == 'position':
                     prev = cmd.values
             t += DT
+
+
+def test_joint_state_jump_reanchors_instead_of_pulling_back():
+    """A sim reset teleports the arm: the controller must hold the new pose, not the old one."""
+    ctrl = make('position')
+    ctrl.on_chunk(sine_chunk(0.05), 0.0)
+    run(ctrl, 0.0, 0.5)
+    teleported = ROBOT.home - 0.5   # the sine had the arm near home + 0.2
+    assert ctrl.on_joint_state(ARM, teleported, np.zeros(7), 0.5) is None
+    assert 'jumped' in ctrl.reason and ctrl.state == 'holding'
+    cmd = ctrl.update(0.502)
+    assert np.allclose(cmd.values, teleported)
+
+
+def test_reset_holds_where_the_arm_is():
+    ctrl = make('impedance')
+    ctrl.on_chunk(sine_chunk(0.05), 0.0)
+    run(ctrl, 0.0, 0.3)
+    ctrl.reset(0.3)
+    assert ctrl.state == 'holding' and ctrl.follower.end_time == 0.3
+    assert np.allclose(ctrl.q_cmd, ctrl.q)

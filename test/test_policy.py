@@ -213,6 +213,14 @@ def _rewrite(directory, tensors):
     (directory / CONFIG_FILE).write_text(json.dumps(data))
 
 
+def _garbage_without_manifest(directory):
+    """Without a manifest entry the hash check is skipped: the parser must catch it."""
+    data = json.loads((directory / CONFIG_FILE).read_text())
+    del data['files'][MODEL_FILE]
+    (directory / CONFIG_FILE).write_text(json.dumps(data))
+    (directory / MODEL_FILE).write_bytes(b'garbage, not a safetensors header')
+
+
 def test_bad_checkpoints_fail_clearly(tmp_path):
     policy = make_policy(state_config())
     good = save_policy(policy, tmp_path / 'good')
@@ -233,7 +241,7 @@ def test_bad_checkpoints_fail_clearly(tmp_path):
         'flipped': (flip, 'SHA-256'),
         'truncated': (lambda d: (d / MODEL_FILE).write_bytes((good / MODEL_FILE).read_bytes()[:1000]),
                       'truncated'),
-        'unreadable': (lambda d: _rewrite(d, {}) or (d / MODEL_FILE).write_bytes(b'garbage'), 'safetensors'),
+        'unreadable': (_garbage_without_manifest, 'not a readable safetensors'),
         'wrong_shape': (lambda d: _rewrite(d, {**state, name: torch.zeros(3, 3)}), name),
         'missing': (lambda d: _rewrite(d, {k: v for k, v in state.items() if k != name}), 'missing'),
         'extra': (lambda d: _rewrite(d, {**state, 'bogus': torch.zeros(1)}), 'bogus'),

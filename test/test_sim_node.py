@@ -83,13 +83,21 @@ def test_bad_commands_are_rejected_and_arm_holds(graph):
     assert 'non-finite' in out
 
 
-def test_effort_command_moves_the_arm(graph):
+def test_effort_stream_moves_the_arm_and_a_silent_stream_holds(graph):
     node, joints = graph['node'], graph['joints']
     start = latest_arm(joints)
     pub = node.create_publisher(Float64MultiArray, '/effort_controller/commands', COMMAND_QOS)
     wait_for(lambda: pub.get_subscription_count() > 0, 10, what='effort command subscriber')
-    pub.publish(Float64MultiArray(data=[8.0, 0, 0, 0, 0, 0, 0]))
-    wait_for(lambda: latest_arm(joints)[0] - start[0] > 0.1, 5, what='joint 1 to turn under effort')
+    deadline = time.monotonic() + 5.0
+    while latest_arm(joints)[0] - start[0] <= 0.1:   # a torque stream, as a controller sends
+        assert time.monotonic() < deadline, 'joint 1 did not turn under effort'
+        pub.publish(Float64MultiArray(data=[6.0, 0, 0, 0, 0, 0, 0]))
+        time.sleep(0.01)
+    time.sleep(0.5)   # the stream stopped: the sim holds instead of replaying the last torque
+    held = latest_arm(joints)
+    time.sleep(0.5)
+    assert np.max(np.abs(latest_arm(joints) - held)) < 0.02
+    assert 'none for 50 ms: holding the arm' in graph['proc'].output()
     send_position(node, latest_arm(joints))  # back to a position hold for the next tests
 
 

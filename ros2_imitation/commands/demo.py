@@ -6,7 +6,7 @@ def add_arguments(p):
     p.add_argument('--task', default=None, help='push_cube (default of the graph) or reach')
     p.add_argument('--model', default=None, help='policy checkpoint (default: the shipped model)')
     p.add_argument('--sigma', type=float, default=None, help='test-time noise injection sigma')
-    p.add_argument('--graph', default='demo', help='node graph to run (default: demo)')
+    p.add_argument('--graph', default='expert_demo', help='node graph to run (default: expert_demo)')
     p.add_argument('--seed', type=int, default=1000, help='first episode seed (then +1 each)')
     p.add_argument('--timeout', type=float, default=20.0, help='episode length limit (sim seconds)')
     p.add_argument('--out', default='demo_output', help='folder for the video, plot and JSON')

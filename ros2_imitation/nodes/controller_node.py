@@ -73,6 +73,7 @@ class ControllerNode(Node):
         self.create_subscription(JointTrajectory, p['chunk_topic'], self._on_chunk, COMMAND_QOS)
         self.create_service(Trigger, '~/stop', self._stop)
         self.create_service(Trigger, '~/resume', self._resume)
+        self.create_service(Trigger, '~/reset', self._reset)
         self.create_timer(1.0 / p['diagnostics_rate'], self._publish_diagnostics)
         self._running = True
         self._thread = threading.Thread(target=self._loop, name='control', daemon=True)
@@ -106,6 +107,12 @@ class ControllerNode(Node):
             self.core.resume(now_sec(self))
             response.success = self.core.state != 'stopped'
             response.message = self.core.state
+        return response
+
+    def _reset(self, _request, response):
+        with self._lock:
+            self.core.reset(now_sec(self), 'reset by service call')
+            response.success, response.message = self.core.q_cmd is not None, self.core.state
         return response
 
     def _loop(self):

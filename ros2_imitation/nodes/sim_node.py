@@ -35,7 +35,7 @@ class SimNode(Node):
             camera_frame='camera_color_optical_frame', task_state_rate=10.0,
             image_topic='/camera/camera/color/image_raw',
             camera_info_topic='/camera/camera/color/camera_info',
-            initial_mode='position', robot='panda').items()}
+            initial_mode='position', robot='panda', effort_timeout=0.05).items()}
         if p['physics_rate'] < 100.0:
             raise StartupError(f'physics_rate must be >= 100 Hz, got {p["physics_rate"]}')
         if p['initial_mode'] not in ('position', 'effort'):
@@ -52,6 +52,7 @@ class SimNode(Node):
         self.sim_time = 0.0
         self.episode = 0              # counts resets; in task_state, so listeners see episode changes
         self.seed = int(p['seed'])
+        self._last_effort = None      # sim time of the last effort command
 
         self.clock_pub = self.create_publisher(Clock, '/clock', CLOCK_QOS)
         self.joint_pub = self.create_publisher(JointState, '/joint_states', STATE_QOS)
@@ -216,8 +217,16 @@ class SimNode(Node):
                 self.sim.set_position(values)
             elif mode == 'effort':
                 self.sim.set_effort(values)
+                self._last_effort = self.sim_time
             else:
                 self.sim.hold()
+        timeout = self.p['effort_timeout']
+        if timeout > 0 and self.sim.mode == 'effort' and self._last_effort is not None and \
+                self.sim_time - self._last_effort > timeout:
+            # like a Franka's communication reflex: a torque stream that stops is not replayed
+            self.sim.hold()
+            self._last_effort = None
+            self.log.warn('effort commands', f'none for {timeout * 1e3:.0f} ms: holding the arm')
 
     def _task_state(self) -> dict:
         return {**self.sim.task_state(), 'episode': self.episode, 'seed': self.seed}
