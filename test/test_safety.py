@@ -79,8 +79,8 @@ def test_impedance_law_and_damping_only():
     qd = np.full(N, 0.1)
     tau = f.impedance(q_d, np.zeros(N), q, qd, PANDA.stiffness, PANDA.damping)
     expected = PANDA.stiffness * 0.01 - PANDA.damping * 0.1
-    np.testing.assert_allclose(tau, np.clip(expected, -LIM.effort, LIM.effort))
-    np.testing.assert_allclose(f.damping_only(qd, PANDA.damping), -PANDA.damping * 0.1)
+    np.testing.assert_allclose(tau, np.clip(expected, -LIM.effort, LIM.effort), atol=1e-12)
+    np.testing.assert_allclose(f.damping_only(qd, PANDA.damping), -PANDA.damping * 0.1, atol=1e-12)
     big = f.impedance(q + 10, np.zeros(N), q, np.zeros(N), PANDA.stiffness, PANDA.damping)
     np.testing.assert_array_equal(big, LIM.effort)
     with pytest.raises(ValueError):

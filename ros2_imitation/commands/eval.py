@@ -32,7 +32,7 @@ def run(args) -> int:
     size = (cfg.image_shape[1], cfg.image_shape[0]) if cfg.image_keys else (96, 96)
     rollout = Rollout(task=args.task, mode=args.mode, camera_size=size, render=bool(cfg.image_keys),
                       obs_horizon=cfg.n_obs_steps)
-    agent = PolicyAgent(policy, offset=getattr(cfg, 'action_offset_steps', 1))
+    agent = PolicyAgent(policy, offset=cfg.action_offset_steps)
     results, start = [], time.monotonic()
     bar = tqdm(range(args.seed, args.seed + args.episodes), desc='eval', unit='episode')
     for seed in bar:

@@ -24,6 +24,10 @@ class PolicyConfig:
     n_obs_steps: int = 2
     horizon: int = 16
     n_action_steps: int = 8
+    # Dataset action k is the target for t_k + action_offset_steps * dt (bag2dataset writes 1 in
+    # meta/action_time_offset_steps); None = take it from the dataset. Travels with the checkpoint
+    # so the node schedules chunk index i at t_obs + (i - n_obs_steps + 1 + offset) * dt.
+    action_offset_steps: int | None = None
 
     # Data shapes; None means "take it from the dataset" (train() fills them in).
     image_shape: tuple[int, int, int] | None = None   # (H, W, 3), shared by every camera
@@ -79,6 +83,8 @@ class PolicyConfig:
             problems.append(f'down_dims {self.down_dims} must be multiples of n_groups={self.n_groups}')
         if any(c % 8 for c in self.encoder_channels):
             problems.append(f'encoder_channels {self.encoder_channels} must be multiples of 8')
+        if self.action_offset_steps is not None and self.action_offset_steps < 0:
+            problems.append(f'action_offset_steps={self.action_offset_steps} must be >= 0')
         if self.noise_mode not in NOISE_MODES:
             problems.append(f'noise_mode={self.noise_mode!r} not in {NOISE_MODES}')
         if not self.noise_sigma >= 0:

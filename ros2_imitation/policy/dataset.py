@@ -57,8 +57,10 @@ def _check_layout(path: Path, shapes: dict[str, tuple], ends: np.ndarray) -> Non
 class ReplayBuffer:
     """In-memory arrays + episode boundaries."""
 
-    def __init__(self, data: dict[str, np.ndarray], episode_ends: np.ndarray, path: str = '<memory>'):
+    def __init__(self, data: dict[str, np.ndarray], episode_ends: np.ndarray, path: str = '<memory>',
+                 action_offset_steps: int | None = None):
         self.data, self.episode_ends, self.path = data, np.asarray(episode_ends, dtype=np.int64), path
+        self.action_offset_steps = action_offset_steps
         _check_layout(Path(path), {k: v.shape for k, v in data.items()}, self.episode_ends)
 
     @classmethod
@@ -73,7 +75,9 @@ class ReplayBuffer:
         if missing or 'meta' not in root or 'episode_ends' not in root['meta']:
             raise KeyError(f'{path}: needs data/{missing} and meta/episode_ends; data has {available}')
         data = {k: np.asarray(root['data'][k][...]) for k in keys}
-        return cls(data, np.asarray(root['meta']['episode_ends'][...]), str(path))
+        offset = root['meta'].attrs.get('action_time_offset_steps')
+        return cls(data, np.asarray(root['meta']['episode_ends'][...]), str(path),
+                   None if offset is None else int(offset))
 
     @property
     def n_episodes(self) -> int:
@@ -136,7 +140,9 @@ def fill_shapes(config: PolicyConfig, buffer: ReplayBuffer) -> PolicyConfig:
     """Config with state/action dims and image shape taken from the data; a conflicting value set in
     the config is an error rather than a silent override."""
     found = {'state_dim': buffer.data[config.state_key].shape[1],
-             'action_dim': buffer.data[config.action_key].shape[1]}
+             'action_dim': buffer.data[config.action_key].shape[1],
+             # bag2dataset's convention (the target one step ahead) when the dataset does not say
+             'action_offset_steps': 1 if buffer.action_offset_steps is None else buffer.action_offset_steps}
     shapes = {tuple(buffer.data[k].shape[1:]) for k in config.image_keys}
     if len(shapes) > 1:
         raise ValueError(f'{buffer.path}: image keys {config.image_keys} have different shapes {shapes}')
