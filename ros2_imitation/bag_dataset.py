@@ -321,7 +321,7 @@ def _read_bag(bag: Path, config: ConvertConfig, warnings: list):
 def _joint_stream(bag, topic, msgs, joint_names, warnings) -> _Stream:
     cache: dict[tuple, np.ndarray | None] = {}
     stamps, values, recvs = [], [], []
-    lacking, zero_stamp = 0, 0
+    lacking = 0
     for recv, msg in msgs:
         names = tuple(msg.name)
         if names not in cache:

@@ -98,7 +98,7 @@ def test_chunk_stream_stops_hold_then_rest():
     assert ctrl.state == 'tracking'
     run(ctrl, 0.4, 0.6)
     assert ctrl.state == 'holding'
-    cmds = run(ctrl, 0.6, 1.5)
+    run(ctrl, 0.6, 1.5)
     assert ctrl.state == 'resting'
     ctrl.on_joint_state(ARM, ROBOT.home, np.full(7, 0.5), 1.5)
     tau = ctrl.update(1.5).values

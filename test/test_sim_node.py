@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import sys
 import time
 
 import numpy as np
@@ -15,7 +14,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from conftest import GraphRun, call_service, wait_for
-from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS
+from ros2_imitation.nodes.common import COMMAND_QOS
 from ros2_imitation.robot import RobotProfile
 
 ARM = RobotProfile.load('panda').arm_joints

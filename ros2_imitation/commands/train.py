@@ -48,7 +48,7 @@ def run(args) -> int:
             training[key] = value
     if args.steps is not None or args.epochs is not None:  # the command line's budget wins
         training.pop('epochs' if args.steps is not None else 'steps', None)
-    eval_fn = None
+    eval_fn = None  # or closed-loop sim episodes at each checkpoint
     if args.eval_episodes:
         from ros2_imitation.rollout import PolicyAgent, Rollout
         rollout = Rollout(task=args.task, render=bool(config.image_keys), obs_horizon=config.n_obs_steps)

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
@@ -64,6 +65,18 @@ class NodeReasonLog:
 
 
 ReasonLog = NodeReasonLog  # old name, kept until every node uses NodeReasonLog
+
+
+def publish_status(node: Node, pub, level: int, what: str, message: str, hardware_id: str,
+                   values: dict) -> None:
+    """One DiagnosticStatus named '<node>: <what>' on /diagnostics, values as strings."""
+    status = DiagnosticStatus(level=bytes([level]) if isinstance(level, int) else level,
+                              name=f'{node.get_name()}: {what}', message=message,
+                              hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = node.get_clock().now().to_msg()
+    pub.publish(msg)
 
 
 def run_node(node_factory, args=None, threads: int = 1) -> int:

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -20,8 +20,8 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ros2_imitation.controller import MODES, ChunkController
-from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, NodeReasonLog, StartupError, declare, now_sec,
-                                         run_node, to_stamp)
+from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, NodeReasonLog, StartupError, declare,
+                                         now_sec, publish_status, run_node, to_stamp)
 from ros2_imitation.nodes.conversions import trajectory_from_msg, trajectory_to_msg
 from ros2_imitation.robot import RobotProfile
 
@@ -179,13 +179,8 @@ class ControllerNode(Node):
             values['loop_period_p99_ms'] = f'{np.percentile(periods, 99) * 1e3:.3f}'
             values['loop_rate_hz'] = f'{1.0 / periods.mean():.1f}'
         values['overruns'] = str(self._overruns)
-        status = DiagnosticStatus(level=level, name=f'{self.get_name()}: chunk controller',
-                                  message=f'{values["state"]}{": " + values["reason"] if values["reason"] else ""}',
-                                  hardware_id=self.robot.name,
-                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(msg)
+        message = f'{values["state"]}{": " + values["reason"] if values["reason"] else ""}'
+        publish_status(self, self.diag_pub, level, 'chunk controller', message, self.robot.name, values)
 
     def close(self):
         self._running = False

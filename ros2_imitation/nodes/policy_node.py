@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
@@ -20,7 +20,7 @@ from trajectory_msgs.msg import JointTrajectory
 from ros2_imitation.chunking import CONTINUITY, ChunkScheduler
 from ros2_imitation.images import image_to_rgb
 from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, NodeReasonLog, StartupError, declare,
-                                         now_sec, run_node, to_sec)
+                                         now_sec, publish_status, run_node, to_sec)
 from ros2_imitation.nodes.conversions import trajectory_to_msg
 from ros2_imitation.observation import ObservationBuffer, ObservationError
 from ros2_imitation.paths import share_dir
@@ -161,7 +161,7 @@ class PolicyNode(Node):
                 continue
             try:
                 self._infer(obs, t_obs, prefix, weights)
-            except Exception as exc:  # the context is shutting down under us
+            except Exception:  # the context is shutting down under us
                 if self._running and rclpy.ok(context=self.context):
                     raise
                 return
@@ -201,12 +201,8 @@ class PolicyNode(Node):
                           latency_p99_ms=round(float(np.percentile(lat, 99)) * 1e3, 1),
                           inference_ms=round(float(np.median(inf)) * 1e3, 1))
         level = DiagnosticStatus.OK if not self._reason else DiagnosticStatus.WARN
-        status = DiagnosticStatus(level=level, name=f'{self.get_name()}: diffusion policy',
-                                  message=self._reason or 'running', hardware_id=str(self.policy.device),
-                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(msg)
+        publish_status(self, self.diag_pub, level, 'diffusion policy', self._reason or 'running',
+                       str(self.policy.device), values)
 
     def close(self):
         self._running = False

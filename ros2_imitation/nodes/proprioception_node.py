@@ -8,13 +8,14 @@ The logic is in ros2_imitation.proprioception (ROS-free).
 """
 import math
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from ros2_imitation.nodes.common import SENSOR_QOS, STATE_QOS, StartupError, declare, run_node, to_sec
+from ros2_imitation.nodes.common import (SENSOR_QOS, STATE_QOS, StartupError, declare, publish_status,
+                                         run_node, to_sec)
 from ros2_imitation.proprioception import ERROR, LEVEL_NAMES, ProprioTracker, RateMeter
 from ros2_imitation.throttle import ReasonLog
 from ros2_imitation.robot import RobotProfile
@@ -121,16 +122,11 @@ class ProprioceptionNode(Node):
 
     def _diagnostics(self):
         now = self._now()
-        status = DiagnosticStatus()
-        status.name = f'{self.get_name()}: joint states'
-        status.hardware_id = self.hardware_id
         if now is None:
             level, message, age = 1, 'use_sim_time is set and no /clock yet', None
         else:
             level, message = self.tracker.status(now)
             age = self.tracker.age(now)
-        status.level = LEVEL_BYTES[level]
-        status.message = message
         t = self.tracker
         values = {
             'age_of_last_joint_state': 'none' if age is None else f'{age:.3f}',
@@ -144,11 +140,7 @@ class ProprioceptionNode(Node):
             'last_rejection': t.reason or '',
             'level': LEVEL_NAMES[level],
         }
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [status]
-        self.diag_pub.publish(array)
+        publish_status(self, self.diag_pub, LEVEL_BYTES[level], 'joint states', message, self.hardware_id, values)
 
 
 def proprioception() -> ProprioceptionNode:  # start-up errors read "[proprioception] cannot start"
