@@ -10,8 +10,9 @@ from launch_ros.actions import Node
 from ros2_imitation.graph import load_graph
 
 
-def graph_actions(graph_name: str, skip_nodes=(), declare_arguments: bool = True) -> list:
-    """DeclareLaunchArgument for each graph argument, then one launch_ros Node per graph node."""
+def graph_actions(graph_name: str, skip_nodes=(), declare_arguments: bool = True, conditions=None) -> list:
+    """DeclareLaunchArgument for each graph argument, then one launch_ros Node per graph node
+    (`conditions`: {node name: a launch condition} for nodes that only run sometimes)."""
     graph = load_graph(graph_name)
     actions = []
     bound = {}
@@ -27,6 +28,8 @@ def graph_actions(graph_name: str, skip_nodes=(), declare_arguments: bool = True
         parameters = {key: bound.get(f'{spec.name}.{key}', value)
                       for key, value in spec.parameters.items()}
         extra = {}
+        if conditions and spec.name in conditions:
+            extra['condition'] = conditions[spec.name]
         if spec.required:
             extra['on_exit'] = Shutdown(reason=f'required node {spec.name} exited')
         actions.append(Node(package=spec.package, executable=spec.executable, name=spec.name,

@@ -158,3 +158,29 @@ def test_dry_run_sends_nothing_to_the_arm(tmp_path):
         assert len(dry.messages) > 100 and not real.messages
         assert np.abs(arm(run.joints.messages[-1]) - q_start).max() < 0.01
         assert 'DRY RUN' in run.output()
+
+
+def test_trajectory_passthrough_is_accepted_by_the_sims_jtc(tmp_path):
+    """Mode `trajectory`: re-timed chunks go to the joint_trajectory_controller, which accepts them."""
+    with start(tmp_path, '--arg', 'mode=trajectory') as run:
+        sent = run.record(JointTrajectory, '/joint_trajectory_controller/joint_trajectory', OUTPUT_QOS)
+        t0 = stamp(run.joints.messages[-1]) + 0.1
+        sweep = Sweep(arm(run.joints.messages[-1]), t0)
+        stream(run, sweep, t0 + 4.0)
+        errors = np.array([np.abs(arm(m) - sweep(stamp(m))) for m in run.joints.messages
+                           if t0 + 0.5 <= stamp(m) <= t0 + 4.0])
+        print(f'trajectory: max tracking error {errors.max():.4f} rad over {len(sent.messages)} trajectories')
+        assert len(sent.messages) >= 4
+        assert 'rejected trajectory' not in run.output()
+        assert errors.max() <= 0.05
+
+
+def test_impedance_target_mode_publishes_joint_state_targets(tmp_path):
+    with start(tmp_path, '--arg', 'mode=impedance_target') as run:
+        targets = run.record(JointState, '/target_joint', OUTPUT_QOS)
+        t0 = stamp(run.joints.messages[-1]) + 0.1
+        stream(run, Sweep(arm(run.joints.messages[-1]), t0), t0 + 1.0)
+        assert len(targets.messages) > 100
+        last = targets.messages[-1]
+        assert list(last.name) == list(ARM) and len(last.velocity) == 7
+        assert np.all(np.isfinite(last.position))

@@ -26,7 +26,8 @@ class LaunchConfiguration(Recorded):
 def _install_recording_modules():
     mods = {}
     for name in ('launch', 'launch.actions', 'launch.substitutions', 'launch.conditions',
-                 'launch_ros', 'launch_ros.actions', 'launch.launch_description_sources'):
+                 'launch_ros', 'launch_ros.actions', 'launch_ros.substitutions',
+                 'launch.launch_description_sources'):
         mods[name] = types.ModuleType(name)
     mods['launch'].LaunchDescription = type('LaunchDescription', (Recorded,), {
         'entities': property(lambda self: self.args[0] if self.args else [])})
@@ -43,7 +44,9 @@ def _install_recording_modules():
         'PythonLaunchDescriptionSource', (Recorded,), {})
     mods['launch_ros.actions'].Node = type('Node', (Recorded,), {})
     mods['launch_ros.actions'].SetParameter = type('SetParameter', (Recorded,), {})
+    mods['launch_ros.substitutions'].FindPackageShare = type('FindPackageShare', (Recorded,), {})
     mods['launch_ros'].actions = mods['launch_ros.actions']
+    mods['launch_ros'].substitutions = mods['launch_ros.substitutions']
     mods['launch'].actions = mods['launch.actions']
     mods['launch'].substitutions = mods['launch.substitutions']
     return mods
@@ -92,3 +95,15 @@ def test_every_launch_file_builds(launch_modules):
     for path in sorted((share_dir() / 'launch').glob('*.launch.py')):
         description = load_launch_file(path.name)
         assert description.entities, path.name
+
+
+def test_robot_launch_offers_either_camera_driver(launch_modules):
+    description = load_launch_file('robot.launch.py')
+    kinds = [type(e).__name__ for e in description.entities]
+    nodes = {e.kwargs['name']: e for e in description.entities if type(e).__name__ == 'Node'}
+    assert set(nodes) == {n.name for n in load_graph('robot').nodes}
+    assert 'condition' in nodes['camera'].kwargs and 'condition' not in nodes['policy'].kwargs
+    include = description.entities[kinds.index('IncludeLaunchDescription')]
+    assert 'condition' in include.kwargs
+    assert nodes['controller'].kwargs['parameters'][0]['dry_run'].args[0] == 'dry_run'
+    assert load_graph('robot').node('controller').parameters['dry_run'] is True

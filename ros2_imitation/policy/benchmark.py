@@ -28,7 +28,8 @@ def _best_ms(fn, repeats: int) -> float:
     return 1e3 * min(times)
 
 
-def measure(config: PolicyConfig, device: str = 'cpu', batch_size: int = 64, repeats: int = 5) -> dict:
+def measure(config: PolicyConfig, device: str = 'cpu', batch_size: int = 64, repeats: int = 5,
+            samplers=(('ddim', 10), ('ddpm', 100))) -> dict:
     torch.manual_seed(0)
     policy = DiffusionPolicy(config).to(device)
     cfg, rng = policy.config, np.random.default_rng(0)
@@ -47,7 +48,7 @@ def measure(config: PolicyConfig, device: str = 'cpu', batch_size: int = 64, rep
         t = torch.tensor([10], device=device)
         out['unet_forward_ms'] = _best_ms(lambda: policy.unet(x, t, cond), repeats * 4)
         out['condition_ms'] = _best_ms(lambda: policy.condition(tensors, training=False), repeats * 4)
-    for kind, steps in (('ddim', 10), ('ddpm', 100)):
+    for kind, steps in samplers:
         policy.set_inference(kind, steps)
         out[f'predict_{kind}{steps}_ms'] = _best_ms(lambda: policy.predict(obs, seed=0),
                                                     repeats if steps <= 16 else max(2, repeats // 3))
