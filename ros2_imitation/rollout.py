@@ -29,7 +29,7 @@ class RolloutResult:
 
 
 class Rollout:
-    def __init__(self, task: str = 'push_cube', mode: str = 'impedance', control_rate: float = 500.0,
+    def __init__(self, task: str = 'push_cube', mode: str = 'position', control_rate: float = 500.0,
                  physics_rate: float = 500.0, camera_size=(96, 96), render: bool = True,
                  obs_horizon: int = 2, timing: ChunkTiming = ChunkTiming(), robot: str = 'panda'):
         from ros2_imitation.sim import PandaSim

@@ -11,7 +11,7 @@ def add_arguments(p):
     p.add_argument('--scheduler', choices=('ddpm', 'ddim'), default=None)
     p.add_argument('--noise-mode', choices=('replica', 'train_only', 'off'), default=None,
                    help='override test-time noise injection (train_only: trained with noise, run without)')
-    p.add_argument('--mode', default='impedance', help='controller mode')
+    p.add_argument('--mode', default='position', help='controller mode (position, impedance)')
     p.add_argument('--json', default=None, metavar='OUT', help='write the results as JSON')
     p.add_argument('--video', default=None, metavar='MP4', help='write the camera view of every episode')
 
