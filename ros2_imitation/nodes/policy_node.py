@@ -36,7 +36,8 @@ class PolicyNode(Node):
             model='', device='auto', scheduler='', inference_steps=0, sigma=-1.0, noise_mode='',
             image_topics=['/camera/camera/color/image_raw'], proprio_topic='/ros2_imitation/proprio',
             chunk_topic='/ros2_imitation/action_chunk', robot='panda', rate=10.0, execute_steps=0,
-            action_offset_steps=-1, max_obs_age=0.25, continuity='inpaint', seed=0, warmup=True).items()}
+            action_offset_steps=-1, max_obs_age=0.25, continuity='inpaint', seed=0, warmup=True,
+            threads=0).items()}
         if p['continuity'] not in CONTINUITY:
             raise StartupError(f'continuity must be one of {CONTINUITY}, got {p["continuity"]!r}')
         self.p = p
@@ -84,6 +85,8 @@ class PolicyNode(Node):
         import torch
         from ros2_imitation.policy import CheckpointError, load_policy
         self.model_path = p['model'] or str(share_dir() / 'models' / 'push_cube')
+        if p['threads'] > 0:  # next to the sim on a small CPU, fewer threads contend less
+            torch.set_num_threads(int(p['threads']))
         device = p['device']
         if device == 'auto':
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
