@@ -26,6 +26,7 @@ class RolloutResult:
     history: list = field(default_factory=list)
     chunks: int = 0
     data: dict = field(default_factory=dict)   # with record: per policy step image, state, action
+    rms_jerk: float = 0.0   # of the measured arm joints at the control rate (rad/s^3): smoothness
 
 
 class Rollout:
@@ -59,6 +60,7 @@ class Rollout:
         history = deque(maxlen=self.obs_horizon)
         frames, states, chunks = [], [], 0
         data = {'image': [], 'state': [], 'action': []} if record else {}
+        measured = []
         active = None
         names = sim.joint_names
         step, n_steps = 0, int(round(timeout / sim.dt))
@@ -81,6 +83,7 @@ class Rollout:
                     break
             control = step % self.control_every == 0
             if control:
+                measured.append(sim.joint_positions()[:7])
                 ctrl.on_joint_state(names, sim.joint_positions(), sim.joint_velocities(), t)
             if step % self.act_every == 0:
                 # before To observations exist, the first one stands in for the missing ones
@@ -99,8 +102,10 @@ class Rollout:
             sim.step(1)
             step += 1
         data = {k: np.asarray(v, dtype=np.float32 if k != 'image' else np.uint8) for k, v in data.items() if v}
+        h = self.control_every * sim.dt
+        jerk = np.diff(np.asarray(measured), n=3, axis=0) / h ** 3 if len(measured) > 3 else np.zeros((1, 7))
         return RolloutResult(seed, bool(state['success']), float(state['time']), state, frames, states,
-                             chunks, data)
+                             chunks, data, float(np.sqrt(np.mean(jerk ** 2))))
 
 
 def _position_at(traj: Trajectory, t: float) -> np.ndarray:
@@ -124,30 +129,38 @@ class ExpertAgent:
 
 
 class PolicyAgent:
-    """A diffusion policy as a rollout agent: observation history in, timestamped chunk out.
+    """A diffusion policy as a rollout agent, scheduled exactly as policy_node schedules it.
 
-    Chunk index i applies at t_obs + (i - (To - 1) + offset) * dt: index To-1 lines up with the
-    newest observation, and `offset` is the dataset's action_time_offset_steps (bag2dataset's
-    action at t is the target for t + dt, so 1). Indices before To-1 are already past: dropped.
+    Chunk index i applies at t_obs + (i - (To - 1) + offset) * dt (offset: the checkpoint's
+    action_offset_steps); how consecutive chunks join is the ChunkScheduler's `continuity`.
+    `latency` (s) pretends inference took that long: actions due before it are dropped, and inpaint
+    freezes them, as on a robot.
     """
 
-    def __init__(self, policy, dt: float = 0.1, offset: int = 1, seed: int = 0):
-        self.policy, self.dt, self.offset = policy, dt, offset
-        self.seed = seed
-        self._calls = 0
+    def __init__(self, policy, dt: float = 0.1, continuity: str = 'replan', latency: float = 0.0,
+                 joint_names=None):
+        from ros2_imitation.chunking import ChunkScheduler
+        cfg = policy.config
+        self.policy, self.latency = policy, latency
+        names = joint_names or RobotProfile.load('panda').arm_joints
+        self.scheduler = ChunkScheduler(names, dt, cfg.n_obs_steps - 1, cfg.action_offset_steps or 0,
+                                        continuity, lead=0.0)
+        self.seed, self._calls = 0, 0
 
     def reset(self, seed: int):
         self.seed, self._calls = seed, 0
+        self.scheduler.reset()
 
     def act(self, now, obs, q, task_state):
         cfg = self.policy.config
         keys = [cfg.state_key, *cfg.image_keys]
-        chunk = self.policy.predict({k: obs['image' if k in cfg.image_keys else 'state'] for k in keys},
-                                    seed=self.seed * 100_003 + self._calls)
+        prefix, weights = self.scheduler.prefix(now, cfg.horizon, self.latency)
+        chunk = self.policy.predict_chunk({k: obs['image' if k in cfg.image_keys else 'state'] for k in keys},
+                                          seed=self.seed * 100_003 + self._calls, prefix=prefix,
+                                          prefix_weights=weights)
         self._calls += 1
-        first = cfg.n_obs_steps - 1
-        times = now + (np.arange(len(chunk)) - first + self.offset) * self.dt
-        return times[first:], chunk[first:]
+        traj, _ = self.scheduler.schedule(chunk, now, now + self.latency)
+        return traj.stamp + traj.times, traj.positions
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple:

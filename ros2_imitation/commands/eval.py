@@ -12,6 +12,10 @@ def add_arguments(p):
     p.add_argument('--noise-mode', choices=('replica', 'train_only', 'off'), default=None,
                    help='override test-time noise injection (train_only: trained with noise, run without)')
     p.add_argument('--mode', default='position', help='controller mode (position, impedance)')
+    p.add_argument('--continuity', choices=('replan', 'ensemble', 'inpaint'), default='inpaint',
+                   help='how consecutive chunks join (as policy_node)')
+    p.add_argument('--latency', type=float, default=0.0,
+                   help='pretend inference takes this long (s): overtaken actions are dropped, as on a robot')
     p.add_argument('--json', default=None, metavar='OUT', help='write the results as JSON')
     p.add_argument('--video', default=None, metavar='MP4', help='write the camera view of every episode')
 
@@ -32,7 +36,7 @@ def run(args) -> int:
     size = (cfg.image_shape[1], cfg.image_shape[0]) if cfg.image_keys else (96, 96)
     rollout = Rollout(task=args.task, mode=args.mode, camera_size=size, render=bool(cfg.image_keys),
                       obs_horizon=cfg.n_obs_steps)
-    agent = PolicyAgent(policy, offset=cfg.action_offset_steps)
+    agent = PolicyAgent(policy, continuity=args.continuity, latency=args.latency)
     results, start = [], time.monotonic()
     bar = tqdm(range(args.seed, args.seed + args.episodes), desc='eval', unit='episode')
     for seed in bar:
@@ -45,12 +49,14 @@ def run(args) -> int:
         'success_rate': successes / len(results), 'ci95': [low, high],
         'seeds': [r.seed for r in results], 'successes': [r.seed for r in results if r.success],
         'mean_duration_s': sum(r.duration for r in results) / len(results),
+        'rms_jerk': sum(r.rms_jerk for r in results) / len(results),
         'noise_sigma': cfg.noise_sigma, 'noise_mode': cfg.noise_mode,
         'scheduler': cfg.inference_scheduler, 'inference_steps': cfg.num_inference_steps,
+        'continuity': args.continuity, 'latency_s': args.latency,
         'wall_s': time.monotonic() - start,
     }
     print(f"{args.task}: success {successes}/{len(results)} = {summary['success_rate']:.0%} "
-          f"(95% CI {low:.0%}-{high:.0%}), {summary['wall_s']:.0f} s")
+          f"(95% CI {low:.0%}-{high:.0%}), RMS jerk {summary['rms_jerk']:.1f} rad/s^3, {summary['wall_s']:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     if args.video:

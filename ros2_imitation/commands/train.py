@@ -54,7 +54,7 @@ def run(args) -> int:
         rollout = Rollout(task=args.task, render=bool(config.image_keys), obs_horizon=config.n_obs_steps)
 
         def eval_fn(policy, step):
-            agent = PolicyAgent(policy, offset=policy.config.action_offset_steps)
+            agent = PolicyAgent(policy)
             wins = sum(rollout.run(agent, seed, 20.0).success for seed in range(args.eval_episodes))
             return {'eval_success_rate': wins / args.eval_episodes}
 
