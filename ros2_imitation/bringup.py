@@ -23,6 +23,7 @@ class Running:
     name: str
     process: subprocess.Popen
     required: bool
+    reported: bool = False
 
 
 class Bringup:
@@ -48,11 +49,21 @@ class Bringup:
             raise
 
     def poll(self) -> tuple[str, int] | None:
-        """(name, exit code) of the first required node that has exited, else None."""
+        """(name, exit code) of the first required node that has exited, else None.
+
+        A node that is not required is reported once and the graph keeps running (the controller
+        then holds the arm when its chunk source dies).
+        """
         for node in self.running:
             code = node.process.poll()
-            if code is not None and node.required:
+            if code is None:
+                continue
+            if node.required:
                 return node.name, code
+            if not node.reported:
+                node.reported = True
+                self.log(f'[bringup] node {node.name!r} exited with code {code}; it is not required, '
+                         f'the rest of the graph keeps running')
         return None
 
     def wait(self, timeout: float | None = None) -> int:

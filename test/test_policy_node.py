@@ -1,0 +1,89 @@
+"""policy_node in the full graph over real DDS, with a tiny policy trained here (timing, not skill)."""
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import JointState
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from conftest import GraphRun, call_service, wait_for
+from ros2_imitation import cli
+from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS, to_sec
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('tiny')
+    assert cli.main(['sim-dataset', '--episodes', '1', '--out', str(folder / 'd.zarr')]) == 0
+    config = folder / 'tiny.yaml'
+    config.write_text(yaml.safe_dump({'down_dims': [32, 64], 'encoder_channels': [8, 16], 'num_keypoints': 8,
+                                      'num_inference_steps': 4, 'noise_sigma': 0.05,
+                                      'training': {'steps': 4, 'batch_size': 8, 'checkpoint_every': 4}}))
+    assert cli.main(['train', '--dataset', str(folder / 'd.zarr'), '--config', str(config),
+                     '--out', str(folder / 'run')]) == 0
+    return str(folder / 'run' / 'policy')
+
+
+def start(tmp_path, model, *args):
+    run = GraphRun(tmp_path / 'bringup.log', 'demo', '--arg', f'model={model}', *args)
+    run.sim_now = [0.0]
+    run.node.create_subscription(JointState, '/joint_states',
+                                 lambda m: run.sim_now.__setitem__(0, to_sec(m.header.stamp)), SENSOR_QOS)
+    run.chunks = []
+    run.node.create_subscription(JointTrajectory, '/ros2_imitation/action_chunk',
+                                 lambda m: run.chunks.append((m, run.sim_now[0])), COMMAND_QOS)
+    run.diagnostics = run.record(DiagnosticArray, '/diagnostics', COMMAND_QOS)
+    try:
+        wait_for(lambda: len(run.chunks) >= 3, 90, what='chunks from the policy node')
+    except AssertionError:
+        print(run.output()[-3000:])
+        run.close()
+        raise
+    return run
+
+
+def test_chunks_are_timestamped_ahead_and_strictly_timed(tmp_path, tiny_model):
+    with start(tmp_path, tiny_model) as run:
+        wait_for(lambda: len(run.chunks) >= 8, 30, what='8 chunks')
+        for msg, arrived in list(run.chunks):
+            times = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])
+            assert len(times) >= 2 and np.all(np.diff(times) > 0)
+            assert np.allclose(np.diff(times), 0.1, atol=1e-6)
+            # the first point was not already past when the chunk arrived (joint states jitter: 10 ms)
+            assert to_sec(msg.header.stamp) >= arrived - 0.01
+            assert list(msg.joint_names) == [f'panda_joint{i}' for i in range(1, 8)]
+        stamps = [to_sec(m.header.stamp) for m, _ in run.chunks]
+        assert np.all(np.diff(stamps) > 0)
+        policy = [dict((kv.key, kv.value) for kv in s.values) for d in run.diagnostics.messages
+                  for s in d.status if 'diffusion policy' in s.name]
+        assert policy and 'latency_p50_ms' in policy[-1] and policy[-1]['sigma'] == '0.05'
+        assert call_service(run.node, Trigger, '/policy/reset').success
+
+
+def test_killing_the_policy_mid_episode_holds_the_arm_and_bringup_names_it(tmp_path, tiny_model):
+    with start(tmp_path, tiny_model, '--set', 'controller.hold_timeout=1.0') as run:
+        pids = [int(p) for p in os.listdir('/proc') if p.isdigit()]
+        policy_pid = next(p for p in pids if _cmdline(p).endswith('ros2_imitation.nodes.policy_node') or
+                          'ros2_imitation.nodes.policy_node' in _cmdline(p))
+        os.kill(policy_pid, signal.SIGKILL)
+        controller = lambda: [s.message for d in run.diagnostics.messages for s in d.status  # noqa: E731
+                              if 'chunk controller' in s.name]
+        wait_for(lambda: any(m.startswith('holding: chunk stream stopped') for m in controller()), 10,
+                 what='the controller to hold when chunks stop')
+        wait_for(lambda: any(m.startswith('resting') for m in controller()), 10,
+                 what='the controller to rest after hold_timeout')
+        assert run.proc.proc.poll() is None, 'bringup must keep the controller running'
+        assert "node 'policy' exited with code -9" in run.output()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return f.read().replace(b'\0', b' ').decode(errors='replace').strip()
+    except OSError:
+        return ''
