@@ -257,7 +257,27 @@ def _cv2():
     return cv2
 
 
-class FileSource(Source):
+class _CaptureSource(Source):
+    """What the two cv2.VideoCapture backends share: the size, BGR -> RGB frames, release."""
+    _cap = None
+    _size = (0, 0)
+    index = 0
+
+    @property
+    def size(self):
+        return self._size
+
+    def _frame(self, bgr, t: float) -> Frame:
+        self.index += 1
+        return Frame(rgb=_cv2().cvtColor(bgr, _cv2().COLOR_BGR2RGB), capture_time=t, index=self.index - 1)
+
+    def close(self):
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class FileSource(_CaptureSource):
     """A video file replayed at `frame_rate` (0: the file's own rate), looping if asked."""
     name = 'file'
 
@@ -296,10 +316,6 @@ class FileSource(Source):
         self._cap = cap
         self.index = 0
 
-    @property
-    def size(self):
-        return self._size
-
     def read(self) -> Optional[Frame]:
         cv2 = _cv2()
         ok, bgr = self._cap.read()
@@ -310,21 +326,14 @@ class FileSource(Source):
             ok, bgr = self._cap.read()
             if not ok:
                 raise SourceUnavailable(f'video file {self.path!r} cannot be rewound')
-        t = self.clock()
-        self.index += 1
-        return Frame(rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), capture_time=t, index=self.index - 1)
-
-    def close(self):
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        return self._frame(bgr, self.clock())
 
     def describe(self):
         return (f'file {self.path} ({self._size[0]}x{self._size[1]}, {1.0 / self.period:g} fps'
                 f'{", looping" if self.loop else ""})')
 
 
-class OpenCVSource(Source):
+class OpenCVSource(_CaptureSource):
     """cv2.VideoCapture on a device index ('0') or a device path / URL."""
     name = 'opencv'
 
@@ -364,23 +373,12 @@ class OpenCVSource(Source):
         self._cap = cap
         self.index = 0
 
-    @property
-    def size(self):
-        return self._size
-
     def read(self) -> Optional[Frame]:
-        cv2 = _cv2()
         ok, bgr = self._cap.read()
         t = self.clock()
         if not ok:
             raise SourceUnavailable(f'camera {self.device!r} stopped giving frames (unplugged?)')
-        self.index += 1
-        return Frame(rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), capture_time=t, index=self.index - 1)
-
-    def close(self):
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        return self._frame(bgr, t)
 
     def describe(self):
         return f'OpenCV camera {self.device} ({self._size[0]}x{self._size[1]})'
