@@ -20,8 +20,11 @@ class ObservationBuffer:
         self.dt, self.n_obs, self.max_age = float(dt), int(n_obs), float(max_age)
         self._keep = float(keep)
         self._data = {s: deque() for s in self.streams}
+        self._floor = -np.inf
 
     def add(self, stream: str, stamp: float, value: np.ndarray) -> None:
+        if stamp < self._floor:
+            return  # captured before the last clear (a reset): in flight, not part of this episode
         buf = self._data[stream]
         if buf and stamp <= buf[-1][0]:
             if stamp < buf[-1][0] - self._keep:   # the clock went back (a sim reset): start over
@@ -32,7 +35,9 @@ class ObservationBuffer:
         while buf and buf[0][0] < stamp - self._keep:
             buf.popleft()
 
-    def clear(self) -> None:
+    def clear(self, since: float = -np.inf) -> None:
+        """Forget everything, and ignore samples stamped before `since` that are still in flight."""
+        self._floor = since
         for buf in self._data.values():
             buf.clear()
 

@@ -6,7 +6,7 @@ def add_arguments(p):
     p.add_argument('--task', default=None, help='push_cube (default of the graph) or reach')
     p.add_argument('--model', default=None, help='policy checkpoint (default: the shipped model)')
     p.add_argument('--sigma', type=float, default=None, help='test-time noise injection sigma')
-    p.add_argument('--graph', default='expert_demo', help='node graph to run (default: expert_demo)')
+    p.add_argument('--graph', default='demo', help='node graph to run (default: demo, the policy; expert_demo: the scripted expert)')
     p.add_argument('--seed', type=int, default=1000, help='first episode seed (then +1 each)')
     p.add_argument('--timeout', type=float, default=20.0, help='episode length limit (sim seconds)')
     p.add_argument('--out', default='demo_output', help='folder for the video, plot and JSON')
@@ -37,8 +37,19 @@ def run(args) -> int:
     print(f'demo: graph {graph.name!r} ({", ".join(n.name for n in graph.nodes)}), '
           f'{args.episodes} episodes, output in {out}/', flush=True)
     results = []
+    latency = {}   # the policy's own /diagnostics: obs stamp -> chunk published
+
+    def on_diagnostics(msg):
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if 'latency_p50_ms' in values:
+                latency.update(values)
+
     with Bringup(graph) as bringup:
         runner = EpisodeRunner(record_frames=not args.no_video)
+        from diagnostic_msgs.msg import DiagnosticArray
+        from ros2_imitation.nodes.common import COMMAND_QOS
+        runner.node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, COMMAND_QOS)
         try:
             runner.wait_for_state(timeout=120)
             for i in range(args.episodes):
@@ -50,10 +61,12 @@ def run(args) -> int:
                 if died:
                     print(f'demo: node {died[0]!r} exited with code {died[1]}', file=sys.stderr)
                     return 1
+                lat = (f', policy latency p50 {latency["latency_p50_ms"]} ms p99 {latency["latency_p99_ms"]} ms'
+                       if latency else '')
                 print(f'episode {i + 1}/{args.episodes} seed {seed}: '
                       f'{"SUCCESS" if result.success else "failure"} after {result.duration:.1f} s sim '
                       f'({time.monotonic() - t_wall:.1f} s wall), final distance '
-                      f'{result.final_state.get("distance", float("nan")):.3f} m', flush=True)
+                      f'{result.final_state.get("distance", float("nan")):.3f} m{lat}', flush=True)
         finally:
             runner.close()
     successes = sum(r.success for r in results)
@@ -61,6 +74,9 @@ def run(args) -> int:
         'graph': graph.name, 'task': graph.nodes[0].parameters.get('task'),
         'success_rate': successes / len(results), 'episodes': len(results),
         'seeds': [r.seed for r in results],
+        'latency_p50_ms': float(latency['latency_p50_ms']) if latency else None,
+        'latency_p99_ms': float(latency['latency_p99_ms']) if latency else None,
+        'inference_ms': float(latency['inference_ms']) if latency else None,
         'per_episode': [{'seed': r.seed, 'success': r.success, 'duration_s': r.duration,
                          'final_distance': r.final_state.get('distance')} for r in results],
     }

@@ -64,6 +64,7 @@ class PolicyNode(Node):
         self._next_query = None
         self._latency_estimate = 0.1
         self._calls = 0
+        self._epoch = 0               # bumped by ~/reset: a chunk from an older epoch is stale
         self.chunk_pub = self.create_publisher(JointTrajectory, p['chunk_topic'], COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         for key, topic in zip(cfg.image_keys, topics):
@@ -133,9 +134,10 @@ class PolicyNode(Node):
 
     def _reset(self, _request, response):
         with self._lock:
-            self.buffer.clear()
+            self.buffer.clear(since=now_sec(self))
             self.scheduler.reset()
             self._next_query = None
+            self._epoch += 1
         response.success, response.message = True, 'observation history and chunk cleared'
         return response
 
@@ -159,17 +161,18 @@ class PolicyNode(Node):
                         self._stats['rejected'] += 1
                         self.log.warn('waiting for observations', str(exc))
                     prefix, weights = self.scheduler.prefix(t_obs, cfg.horizon, self._latency_estimate)
+                epoch = self._epoch
             if obs is None:
                 time.sleep(0.005)
                 continue
             try:
-                self._infer(obs, t_obs, prefix, weights)
+                self._infer(obs, t_obs, prefix, weights, epoch)
             except Exception:  # the context is shutting down under us
                 if self._running and rclpy.ok(context=self.context):
                     raise
                 return
 
-    def _infer(self, obs, t_obs, prefix, weights):
+    def _infer(self, obs, t_obs, prefix, weights, epoch):
         t0 = time.perf_counter()
         chunk = self.policy.predict_chunk(obs, seed=self.p['seed'] * 100_003 + self._calls,
                                           prefix=prefix, prefix_weights=weights)
@@ -177,6 +180,8 @@ class PolicyNode(Node):
         inference = time.perf_counter() - t0
         now = now_sec(self)
         with self._lock:
+            if epoch != self._epoch:  # reset during inference: this chunk belongs to the last episode
+                return
             traj, dropped = self.scheduler.schedule(chunk, t_obs, now)
             self._next_query = t_obs + self.execute * self.dt
         latency = now - t_obs
