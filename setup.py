@@ -44,6 +44,7 @@ setup(
         'opencv-python-headless>=4.8',
         'rosbags>=0.10',
         'matplotlib>=3.7',
+        'zarr>=3.0',
     ],
     extras_require={
         # ROS 2 Kilted client wheels from PyPI, for machines without a ROS install.
