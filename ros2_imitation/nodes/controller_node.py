@@ -188,7 +188,7 @@ class ControllerNode(Node):
 
 
 def main(args=None):
-    return run_node(ControllerNode, args, threads=2)
+    return run_node(ControllerNode, args)
 
 
 if __name__ == '__main__':

@@ -218,7 +218,7 @@ class PolicyNode(Node):
 
 
 def main(args=None):
-    return run_node(PolicyNode, args, threads=2)
+    return run_node(PolicyNode, args)
 
 
 if __name__ == '__main__':
