@@ -58,6 +58,8 @@ class ControllerNode(Node):
         self._lock = threading.Lock()
         self._periods = []
         self._overruns = 0
+        self._last_position = None    # the last position sent, and the largest step between two sent
+        self._max_step = 0.0
         self._last_reason = None
         topic = {'effort': p['effort_topic'], 'position': p['position_topic'],
                  'target': p['target_topic'], 'trajectory': p['trajectory_topic']}
@@ -164,6 +166,10 @@ class ControllerNode(Node):
             self.out_pub.publish(msg)
         else:
             self.out_pub.publish(Float64MultiArray(data=command.values.tolist()))
+        if command.kind in ('position', 'target'):
+            if self._last_position is not None:
+                self._max_step = max(self._max_step, float(np.max(np.abs(command.values - self._last_position))))
+            self._last_position = command.values
 
     def _publish_diagnostics(self):
         with self._lock:
@@ -179,6 +185,7 @@ class ControllerNode(Node):
             values['loop_period_p99_ms'] = f'{np.percentile(periods, 99) * 1e3:.3f}'
             values['loop_rate_hz'] = f'{1.0 / periods.mean():.1f}'
         values['overruns'] = str(self._overruns)
+        values['max_command_step_rad'] = f'{self._max_step:.5f}'   # since start: what was really sent
         message = f'{values["state"]}{": " + values["reason"] if values["reason"] else ""}'
         publish_status(self, self.diag_pub, level, 'chunk controller', message, self.robot.name, values)
 

@@ -102,7 +102,7 @@ class LeaderArmNode(Node):
         if engaged != self.engaged or why:
             self.state_pub.publish(String(data=f'{"engaged" if engaged else "disengaged"}: {why}'))
         if engaged != self.engaged:
-            (self.get_logger().info if engaged else self.get_logger().warn)(
+            (self.get_logger().info if engaged else self.get_logger().warning)(
                 f'{"engaged" if engaged else "disengaged"}: {why}')
         self.engaged = engaged
 
