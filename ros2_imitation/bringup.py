@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -96,11 +97,24 @@ class Bringup:
             self._folder = None
 
     def __enter__(self):
+        # a SIGTERM to the process using the graph must stop the graph too: its nodes run in
+        # sessions of their own, so nothing else would reach them
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, _terminate)
         self.start()
         return self
 
     def __exit__(self, *exc):
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            if self._previous is not None:
+                signal.signal(signal.SIGTERM, self._previous)
+
+
+def _terminate(signum, _frame):
+    raise KeyboardInterrupt(f'signal {signum}')
 
 
 def _signal_group(process: subprocess.Popen, sig: int):
