@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ros2_imitation.proprioception import JointMapper, MappingError
 from ros2_imitation.robot import RobotProfile
 from ros2_imitation.safety import SafetyFilter, Watchdog
 from ros2_imitation.trajectory import Trajectory, TrajectoryFollower, retime_for_jtc, validate
@@ -39,6 +40,7 @@ class ChunkController:
             raise ValueError(f'control rate must be positive, got {rate}')
         self.robot, self.mode = robot, mode
         self.joints = robot.arm_joints
+        self._mapper = JointMapper(self.joints)   # joint order is the message's: map by name
         self.safety = SafetyFilter(robot.limits, 1.0 / rate, self.joints)
         self.follower = TrajectoryFollower(self.joints, interpolation)
         self.chunk_timeout, self.hold_timeout = chunk_timeout, hold_timeout
@@ -58,22 +60,15 @@ class ChunkController:
     # ---- inputs ----
     def on_joint_state(self, names, position, velocity, t: float) -> str | None:
         """Map a JointState by name; returns a rejection reason, or None when accepted."""
-        index = {n: i for i, n in enumerate(names)}
-        missing = [j for j in self.joints if j not in index]
         reason = None
-        if missing:
-            reason = f'joint state lacks {missing}'
-        else:
-            take = [index[j] for j in self.joints]
-            pos = np.asarray(position, dtype=float)
-            vel = np.asarray(velocity, dtype=float)
-            if pos.size != len(names) or (vel.size and vel.size != len(names)):
-                reason = 'joint state arrays do not match its names'
-            else:
-                q = pos[take]
-                qd = vel[take] if vel.size else np.zeros(len(take))
-                if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
-                    reason = 'joint state has non-finite values'
+        try:
+            q = self._mapper.map(names, position)
+            qd = self._mapper.map(names, velocity) if len(velocity) else np.zeros(len(self.joints))
+            if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
+                reason = 'joint state has non-finite values'
+        except MappingError as exc:
+            reason = (f'joint state lacks {exc}' if exc.kind == 'missing'
+                      else f'joint state arrays do not match its names: {exc}')
         if reason:
             self.stats['joint_states_rejected'] += 1
             return reason

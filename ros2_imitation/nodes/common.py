@@ -64,9 +64,6 @@ class NodeReasonLog:
             self.node.get_logger().warning(line)
 
 
-ReasonLog = NodeReasonLog  # old name, kept until every node uses NodeReasonLog
-
-
 def publish_status(node: Node, pub, level: int, what: str, message: str, hardware_id: str,
                    values: dict) -> None:
     """One DiagnosticStatus named '<node>: <what>' on /diagnostics, values as strings."""

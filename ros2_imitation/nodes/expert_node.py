@@ -27,7 +27,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ros2_imitation.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS, ReasonLog,
+from ros2_imitation.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS, NodeReasonLog,
                                          StartupError, declare, now_sec, run_node, to_sec)
 from ros2_imitation.nodes.conversions import trajectory_to_msg
 from ros2_imitation.trajectory import Trajectory
@@ -63,7 +63,7 @@ class ExpertNode(Node):
             raise StartupError(f"clock must be joint_states or node, got {p['clock']!r}")
         self.p = p
         self.joints = list(experts.ARM_JOINTS)
-        self.log = ReasonLog(self)
+        self.log = NodeReasonLog(self)
         self._lock = threading.Lock()
         self._q = None
         self._state = None            # latest task state

@@ -21,7 +21,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from ros2_imitation.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, ReasonLog, StartupError, declare,
+from ros2_imitation.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, NodeReasonLog, StartupError, declare,
                                          now_sec, run_node)
 from ros2_imitation.nodes.conversions import trajectory_to_msg
 from ros2_imitation.robot import RobotProfile
@@ -73,7 +73,7 @@ class LeaderArmNode(Node):
         if not (p['rate'] > 0 and p['lead'] > 0 and p['engage_tolerance'] > 0 and p['leader_timeout'] > 0):
             raise StartupError('rate, lead, engage_tolerance and leader_timeout must be positive')
         self.p, self.leader_joints, self.follower_joints = p, leader, follower
-        self.log = ReasonLog(self, period=2.0)
+        self.log = NodeReasonLog(self, period=2.0)
         self._leader = None          # (q mapped to follower joints, monotonic receive time)
         self._follower = None
         self.engaged = False

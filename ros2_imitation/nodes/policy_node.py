@@ -24,6 +24,7 @@ from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, NodeReasonLog,
 from ros2_imitation.nodes.conversions import trajectory_to_msg
 from ros2_imitation.observation import ObservationBuffer, ObservationError
 from ros2_imitation.paths import share_dir
+from ros2_imitation.proprioception import JointMapper, MappingError
 from ros2_imitation.robot import RobotProfile
 
 STATE = 'state'
@@ -44,6 +45,7 @@ class PolicyNode(Node):
         self.policy = self._load(p)
         cfg = self.policy.config
         self.robot = RobotProfile.load(p['robot'])
+        self.mapper = JointMapper(self.robot.arm_joints)
         if cfg.action_dim != self.robot.dof or cfg.state_dim != self.robot.dof:
             raise StartupError(f'the policy acts on {cfg.action_dim} and sees {cfg.state_dim} joint values; '
                                f'robot {self.robot.name} has {self.robot.dof} arm joints')
@@ -121,12 +123,10 @@ class PolicyNode(Node):
             self.buffer.add(key, to_sec(msg.header.stamp), rgb)
 
     def _on_proprio(self, msg: JointState):
-        index = {n: i for i, n in enumerate(msg.name)}
-        missing = [j for j in self.robot.arm_joints if j not in index]
-        if missing or len(msg.position) != len(msg.name):
-            return self.log.warn('rejected proprioception', f'missing joints {missing}' if missing
-                                 else 'positions do not match names')
-        q = np.array([msg.position[index[j]] for j in self.robot.arm_joints], np.float32)
+        try:
+            q = self.mapper.map(msg.name, msg.position).astype(np.float32)
+        except MappingError as exc:
+            return self.log.warn('rejected proprioception', str(exc))
         if not np.all(np.isfinite(q)):
             return self.log.warn('rejected proprioception', 'non-finite joint positions')
         with self._lock:
