@@ -28,9 +28,13 @@ def main():
     fields, _ = load_config('push_cube')
     image = PolicyConfig.from_dict({**fields, 'state_dim': 7, 'action_dim': 7, 'image_shape': [96, 96, 3]})
     state_only = image.replace(image_keys=(), image_shape=None, crop_shape=None)
+    # Diffusion Policy's published CNN U-Net size (down_dims 256-512-1024, step embedding 128) on the
+    # same inputs, encoder and samplers: what the smaller U-Net buys
+    reference = image.replace(down_dims=(256, 512, 1024), diffusion_step_embed_dim=128)
     repeats = 2 if args.quick else args.repeats
     rows = []
-    for name, config in (('image + state (shipped config)', image), ('state only', state_only)):
+    for name, config in (('image + state (shipped config)', image), ('state only', state_only),
+                         ("image + state, Diffusion Policy's U-Net size (256-512-1024)", reference)):
         r = measure(config, args.device, 64, repeats, SAMPLERS)
         rows.append((name, r))
         print(name, r)
@@ -43,7 +47,10 @@ def main():
                      f" | {r['train_step_ms']:.0f} | {r['train_samples_per_s']:.0f} |")
     body = (f'Device `{args.device}`, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1 '
             f'inference (one chunk = the whole denoising loop), best of {repeats} runs. Inference time is '
-            'steps x one U-Net forward plus the observation encoding.\n\n' + '\n'.join(table))
+            'steps x one U-Net forward plus the observation encoding. The last row is the reference U-Net of '
+            "Diffusion Policy's published size (ConditionalUnet1D down_dims 256-512-1024, step embedding 128) "
+            'with everything else equal (encoder, horizon 16, samplers), measured in the same run.\n\n'
+            + '\n'.join(table))
     write_section(f'policy_latency_{args.device.split(":")[0]}', f'Policy latency and training throughput ({args.device})', body)
 
 

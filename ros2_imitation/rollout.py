@@ -32,19 +32,24 @@ class RolloutResult:
 class Rollout:
     def __init__(self, task: str = 'push_cube', mode: str = 'position', control_rate: float = 500.0,
                  physics_rate: float = 500.0, camera_size=(96, 96), render: bool = True,
-                 obs_horizon: int = 2, timing: ChunkTiming = ChunkTiming(), robot: str = 'panda'):
+                 obs_horizon: int = 2, timing: ChunkTiming = ChunkTiming(), robot: str = 'panda',
+                 task_features: bool = False):
         from ros2_imitation.sim import PandaSim
         self.sim = PandaSim(task=task, physics_rate=physics_rate, camera_width=camera_size[0],
                             camera_height=camera_size[1], render=render)
         self.robot = RobotProfile.load(robot)
         self.mode, self.control_rate = mode, control_rate
         self.render, self.obs_horizon, self.timing = render, obs_horizon, timing
+        self.task_features = task_features
         self.control_every = max(1, round(physics_rate / control_rate))
         self.obs_every = max(1, round(timing.dt / self.sim.dt))
         self.act_every = self.obs_every * timing.execute
 
     def _observe(self) -> dict:
-        obs = {'state': self.sim.joint_positions()[:7].astype(np.float32)}
+        state = self.sim.joint_positions()[:7]
+        if self.task_features:
+            state = np.concatenate([state, task_features(self.sim.task_state())])
+        obs = {'state': state.astype(np.float32)}
         if self.render:
             obs['image'] = self.sim.render()
         return obs
@@ -53,15 +58,29 @@ class Rollout:
             record: bool = False) -> RolloutResult:
         """One episode. With `record`, each policy step keeps the observation and the action as
         bag2dataset defines it: the position the chunk active at t commands for t + dt."""
+        episode = self.episode(seed, timeout, record_frames, record)
+        agent.reset(seed)
+        try:
+            request = next(episode)
+            while True:
+                times, positions = agent.act(*request)
+                request = episode.send((times, positions, getattr(agent, 'label', None)))
+        except StopIteration as done:
+            return done.value
+
+    def episode(self, seed: int, timeout: float, record_frames: bool = False, record: bool = False):
+        """One episode as a generator, so many can share one batched policy (evaluation.py): it
+        yields (t, stacked observations, q, task state) when a chunk is due and is sent back
+        (times, positions, label) -- label: the clean (times, positions) an agent meant, or None.
+        Its return value (StopIteration.value) is the RolloutResult."""
         sim = self.sim
         sim.reset(seed)
-        agent.reset(seed)
         ctrl = ChunkController(self.robot, self.mode, self.control_rate)
         history = deque(maxlen=self.obs_horizon)
         frames, states, chunks = [], [], 0
         data = {'image': [], 'state': [], 'action': []} if record else {}
         measured = []
-        active = None
+        active = label = None
         names = sim.joint_names
         step, n_steps = 0, int(round(timeout / sim.dt))
         state = sim.task_state()
@@ -78,7 +97,7 @@ class Rollout:
                     for key in ('image', 'state'):
                         if key in obs:
                             data[key].append(obs[key])
-                    data['action'].append(_position_at(active, t + self.timing.dt))
+                    data['action'].append(_position_at(label if label is not None else active, t + self.timing.dt))
                 if state['success']:
                     break
             control = step % self.control_every == 0
@@ -89,8 +108,10 @@ class Rollout:
                 # before To observations exist, the first one stands in for the missing ones
                 hist = [history[0]] * (self.obs_horizon - len(history)) + list(history)
                 stacked = {k: np.stack([h[k] for h in hist]) for k in hist[-1]}
-                times, positions = agent.act(t, stacked, sim.joint_positions(), state)
+                times, positions, clean = yield t, stacked, sim.joint_positions(), state
                 active = Trajectory.from_absolute(self.robot.arm_joints, times, positions)
+                # an agent that executes perturbed actions labels them with what it meant to do
+                label = Trajectory.from_absolute(self.robot.arm_joints, *clean) if clean else None
                 reason = ctrl.on_chunk(active, t)
                 if reason:
                     raise RuntimeError(f'agent chunk rejected at t={t:.2f}: {reason}')
@@ -114,18 +135,39 @@ def _position_at(traj: Trajectory, t: float) -> np.ndarray:
     return np.array([np.interp(t, times, traj.positions[:, j]) for j in range(traj.positions.shape[1])])
 
 
-class ExpertAgent:
-    """A scripted expert as a rollout agent (privileged task state in)."""
+def task_features(task_state: dict) -> np.ndarray:
+    """The task's privileged state as a policy input (state-based policies, studies): object xy,
+    object yaw as (cos 4a, sin 4a) -- a cube looks the same every quarter turn -- and goal xy."""
+    features = []
+    if 'object_position' in task_state:
+        yaw = 4.0 * task_state.get('object_yaw', 0.0)
+        features += [*task_state['object_position'][:2], np.cos(yaw), np.sin(yaw)]
+    features += list(task_state['goal_position'][:2])
+    return np.asarray(features, dtype=np.float64)
 
-    def __init__(self, expert):
-        self.expert = expert
+
+class ExpertAgent:
+    """A scripted expert as a rollout agent (privileged task state in).
+
+    With `noise` (an experts.ActionNoise) it executes perturbed chunks and keeps the clean chunk as
+    `label` -- noise-injected collection: the data shows recoveries, labelled with the correction.
+    """
+
+    def __init__(self, expert, noise=None):
+        self.expert, self.noise, self.label = expert, noise, None
 
     def reset(self, seed: int):
         self.expert.reset(seed)
+        if self.noise is not None:
+            self.noise.rng = np.random.default_rng(seed)   # the same perturbations for a seed
+            self.noise.reset()
 
     def act(self, now, obs, q, task_state):
         chunk = self.expert.plan(now, q, task_state)
-        return chunk.times, chunk.positions
+        if self.noise is None:
+            return chunk.times, chunk.positions
+        self.label = (chunk.times, chunk.positions)
+        return chunk.times, chunk.positions + self.noise(chunk.times)
 
 
 class PolicyAgent:

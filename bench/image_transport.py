@@ -1,0 +1,115 @@
+"""Camera image transport through DDS: sensor_msgs/Image rgb8 at 30 Hz, 96x96 and 240x320.
+
+A publisher process (as a camera driver: sensor-data QoS, header.stamp = capture time) and a
+subscriber process (as policy_node) on one machine; latency = receive time - header.stamp, drops =
+published - received. Writes the `image_transport` section of docs/benchmarks.md.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import write_section  # noqa: E402
+
+TOPIC = '/camera/camera/color/image_raw'
+
+
+def _node(name):
+    import rclpy
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    return rclpy.create_node(name, context=context), context
+
+
+def publish(width: int, height: int, rate: float, seconds: float) -> None:
+    """The publisher process: prints how many images it sent."""
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+
+    from ros2_imitation.nodes.common import SENSOR_QOS
+    node, context = _node('bench_camera')
+    pub = node.create_publisher(Image, TOPIC, SENSOR_QOS)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    frame = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    msg = Image(height=height, width=width, encoding='rgb8', step=3 * width, data=frame.tobytes())
+    msg.header.frame_id = 'camera_color_optical_frame'
+    time.sleep(2.0)                        # discovery before the measured stream
+    sent, start = 0, time.monotonic()
+    while time.monotonic() - start < seconds:
+        target = start + sent / rate
+        executor.spin_once(timeout_sec=max(0.0, target - time.monotonic()))
+        if time.monotonic() >= target:
+            msg.header.stamp = node.get_clock().now().to_msg()
+            pub.publish(msg)
+            sent += 1
+    time.sleep(0.5)
+    print(json.dumps({'sent': sent}), flush=True)
+
+
+def measure(width: int, height: int, rate: float, seconds: float) -> dict:
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+
+    from ros2_imitation.nodes.common import SENSOR_QOS, to_sec
+    node, context = _node('bench_policy')
+    latencies = []
+
+    def on_image(msg):
+        latencies.append(node.get_clock().now().nanoseconds * 1e-9 - to_sec(msg.header.stamp))
+    node.create_subscription(Image, TOPIC, on_image, SENSOR_QOS)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    publisher = subprocess.Popen([sys.executable, __file__, '--publish', f'{width}x{height}', '--rate', str(rate),
+                                  '--seconds', str(seconds)], stdout=subprocess.PIPE, text=True, env=os.environ)
+    while publisher.poll() is None:
+        executor.spin_once(timeout_sec=0.01)
+    for _ in range(20):                    # anything still in flight
+        executor.spin_once(timeout_sec=0.01)
+    sent = json.loads(publisher.stdout.read().strip().splitlines()[-1])['sent']
+    node.destroy_node()
+    context.try_shutdown()
+    ms = 1e3 * np.asarray(latencies)
+    return {'size': f'{width}x{height}', 'mb_per_s': width * height * 3 * rate / 1e6, 'sent': sent,
+            'received': len(ms), 'dropped': max(0, sent - len(ms)),
+            'p50_ms': float(np.percentile(ms, 50)) if len(ms) else float('nan'),
+            'p99_ms': float(np.percentile(ms, 99)) if len(ms) else float('nan'),
+            'max_ms': float(ms.max()) if len(ms) else float('nan')}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--seconds', type=float, default=20.0, help='streaming time per size')
+    parser.add_argument('--rate', type=float, default=30.0)
+    parser.add_argument('--quick', action='store_true', help='5 s per size')
+    parser.add_argument('--publish', metavar='WxH', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publish:
+        width, height = (int(v) for v in args.publish.split('x'))
+        publish(width, height, args.rate, args.seconds)
+        return
+    seconds = 5.0 if args.quick else args.seconds
+    rows = []
+    for width, height in ((96, 96), (320, 240)):
+        row = measure(width, height, args.rate, seconds)
+        print(row)
+        rows.append(row)
+    rmw = os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp (default)')
+    table = ['| image (WxH rgb8) | MB/s | sent | received | dropped | latency p50 (ms) | p99 (ms) | max (ms) |',
+             '|---|---|---|---|---|---|---|---|']
+    table += [f"| {r['size']} | {r['mb_per_s']:.2f} | {r['sent']} | {r['received']} | {r['dropped']} | "
+              f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} |" for r in rows]
+    body = (f'sensor_msgs/Image at {args.rate:g} Hz for {seconds:g} s per size from a publisher process to a '
+            f'subscriber process on this machine, sensor-data QoS (best effort, keep last 5) as camera drivers '
+            f'and policy_node use, {rmw}. Latency = receive time - header.stamp (one clock).\n\n' + '\n'.join(table))
+    write_section('image_transport', 'Camera image transport over DDS', body)
+
+
+if __name__ == '__main__':
+    main()

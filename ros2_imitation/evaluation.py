@@ -1,0 +1,138 @@
+"""Closed-loop evaluation of a policy on seeded sim episodes, many episodes sharing one batched
+policy call: the policy's cost is per call, not per episode, so a batch of B episodes costs little
+more than one (B = 1 is exactly PolicyAgent's single-episode path).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ros2_imitation.chunking import ChunkScheduler
+from ros2_imitation.robot import RobotProfile
+from ros2_imitation.rollout import PolicyAgent, Rollout, wilson_interval
+
+
+class BatchPolicyAgent:
+    """PolicyAgent for B concurrent episodes: one ChunkScheduler per slot, one predict_chunk call
+    per group of slots whose continuation prefixes have the same shape and weights."""
+
+    def __init__(self, policy, slots: int, dt: float = 0.1, continuity: str = 'inpaint', latency: float = 0.0):
+        cfg = policy.config
+        names = RobotProfile.load('panda').arm_joints
+        self.policy, self.latency = policy, latency
+        self.schedulers = [ChunkScheduler(names, dt, cfg.n_obs_steps - 1, cfg.action_offset_steps or 0,
+                                          continuity, lead=0.0) for _ in range(slots)]
+        self.seeds, self.calls = [0] * slots, [0] * slots
+
+    def reset(self, slot: int, seed: int):
+        self.seeds[slot], self.calls[slot] = seed, 0
+        self.schedulers[slot].reset()
+
+    def act(self, requests: dict[int, tuple]) -> dict[int, tuple]:
+        """requests: slot -> (t, stacked obs, q, task state); returns slot -> (times, positions)."""
+        cfg = self.policy.config
+        keys = [cfg.state_key, *cfg.image_keys]
+        groups: dict[tuple, list] = {}
+        prefixes = {}
+        for slot, (now, *_rest) in requests.items():
+            prefixes[slot] = self.schedulers[slot].prefix(now, cfg.horizon, self.latency)
+            prefix, weights = prefixes[slot]
+            key = None if prefix is None else (len(prefix), tuple(np.round(weights, 6)))
+            groups.setdefault(key, []).append(slot)
+        out = {}
+        for key, slots in groups.items():
+            obs = {k: np.stack([requests[s][1]['image' if k in cfg.image_keys else 'state'] for s in slots])
+                   for k in keys}
+            first = slots[0]
+            seed = self.seeds[first] * 100_003 + self.calls[first]
+            prefix = weights = None
+            if key is not None:
+                prefix = np.stack([prefixes[s][0] for s in slots])
+                weights = prefixes[first][1]
+            chunks = self.policy.predict_chunk(obs, seed=seed, prefix=prefix, prefix_weights=weights)
+            for slot, chunk in zip(slots, chunks):
+                now = requests[slot][0]
+                traj, _ = self.schedulers[slot].schedule(chunk, now, now + self.latency)
+                out[slot] = (traj.stamp + traj.times, traj.positions, None)
+                self.calls[slot] += 1
+        return out
+
+
+def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batch: int = 10,
+             continuity: str = 'inpaint', latency: float = 0.0, mode: str = 'position',
+             control_rate: float = 500.0, execute: int | None = None, record_frames: bool = False,
+             task_features: bool | None = None, progress=None) -> dict:
+    """Success rate with a 95% Wilson interval over `seeds`. `execute`: actions run per chunk
+    (default the checkpoint's n_action_steps). task_features: the state carries the task's
+    privileged state after the arm joints (rollout.task_features); default: when the state is
+    longer than the arm. progress(result) is called after each episode. With batch=1 the episodes
+    run one by one through PolicyAgent, seeded exactly as before."""
+    from ros2_imitation.experts import ChunkTiming
+    cfg = policy.config
+    size = (cfg.image_shape[1], cfg.image_shape[0]) if cfg.image_keys else (96, 96)
+    timing = ChunkTiming(size=cfg.horizon, execute=execute or cfg.n_action_steps)
+    seeds = list(seeds)
+    arm = len(RobotProfile.load('panda').arm_joints)
+    if task_features is None:
+        task_features = bool(cfg.state_dim and cfg.state_dim > arm)
+    n_slots = max(1, min(batch, len(seeds)))
+    rollouts = [Rollout(task=task, mode=mode, control_rate=control_rate, camera_size=size,
+                        render=bool(cfg.image_keys), obs_horizon=cfg.n_obs_steps, timing=timing,
+                        task_features=task_features)
+                for _ in range(n_slots)]
+    start, results = time.monotonic(), []
+
+    def finished(result):
+        results.append(result)
+        if progress is not None:
+            progress(result)
+
+    if n_slots == 1:
+        agent = PolicyAgent(policy, continuity=continuity, latency=latency)
+        for seed in seeds:
+            finished(rollouts[0].run(agent, seed, timeout, record_frames=record_frames))
+    else:
+        _run_batched(policy, rollouts, seeds, timeout, continuity, latency, record_frames, finished)
+    results.sort(key=lambda r: seeds.index(r.seed))
+    wins = sum(r.success for r in results)
+    low, high = wilson_interval(wins, len(results))
+    return {'task': task, 'episodes': len(results), 'success_rate': wins / max(1, len(results)),
+            'ci95': [low, high], 'seeds': [r.seed for r in results],
+            'successes': [r.seed for r in results if r.success],
+            'mean_duration_s': float(np.mean([r.duration for r in results])),
+            'rms_jerk': float(np.mean([r.rms_jerk for r in results])),
+            'noise_sigma': cfg.noise_sigma, 'noise_mode': cfg.noise_mode,
+            'scheduler': cfg.inference_scheduler, 'inference_steps': cfg.num_inference_steps,
+            'execute': timing.execute, 'continuity': continuity, 'latency_s': latency, 'batch': n_slots,
+            'wall_s': time.monotonic() - start, 'results': results}
+
+
+def _run_batched(policy, rollouts, seeds, timeout, continuity, latency, record_frames, finished):
+    agent = BatchPolicyAgent(policy, len(rollouts), continuity=continuity, latency=latency)
+    queue = list(seeds)
+    episodes, requests = {}, {}
+
+    def start(slot):
+        while queue:
+            seed = queue.pop(0)
+            agent.reset(slot, seed)
+            episodes[slot] = rollouts[slot].episode(seed, timeout, record_frames=record_frames)
+            try:
+                requests[slot] = next(episodes[slot])
+                return
+            except StopIteration as done:
+                finished(done.value)
+        episodes.pop(slot, None)
+
+    for slot in range(len(rollouts)):
+        start(slot)
+    while requests:
+        answers = agent.act(requests)
+        requests = {}
+        for slot, answer in answers.items():
+            try:
+                requests[slot] = episodes[slot].send(answer)
+            except StopIteration as done:
+                finished(done.value)
+                start(slot)
