@@ -155,15 +155,18 @@ class ExpertAgent:
 
     def __init__(self, expert, noise=None):
         self.expert, self.noise, self.label = expert, noise, None
+        self.info = {}      # this episode's mode, variation, noise and worst IK error
 
     def reset(self, seed: int):
-        self.expert.reset(seed)
+        self.info = dict(self.expert.reset(seed), max_ik_error=0.0)
         if self.noise is not None:
             self.noise.rng = np.random.default_rng(seed)   # the same perturbations for a seed
             self.noise.reset()
+            self.info.update(self.noise.info())
 
     def act(self, now, obs, q, task_state):
         chunk = self.expert.plan(now, q, task_state)
+        self.info['max_ik_error'] = max(self.info['max_ik_error'], chunk.ik_error)
         if self.noise is None:
             return chunk.times, chunk.positions
         self.label = (chunk.times, chunk.positions)

@@ -3,8 +3,9 @@ ChunkController and the same chunk timing as the graph (16 x 0.1 s chunks, a new
 import numpy as np
 import pytest
 
-from ros2_imitation.experts import (ActionNoise, ChunkTiming, Path, Waypoint, hand_yaw, make_expert,
-                                    nearest_symmetric_yaw, simulate_episode)
+from ros2_imitation.experts import (ActionNoise, ChunkTiming, Path, PushCubeExpert, Waypoint, hand_yaw, make_expert,
+                                    nearest_symmetric_yaw)
+from ros2_imitation.rollout import ExpertAgent, Rollout
 from ros2_imitation.sim import PandaSim
 from ros2_imitation.sim.kinematics import down_quat
 
@@ -18,19 +19,21 @@ def push_sim():
     s.close()
 
 
-@pytest.fixture(scope='module')
-def reach_sim():
-    s = PandaSim(task='reach', render=False)
-    yield s
-    s.close()
+def run_episodes(task, seeds, timeout, noise=None, **expert_kwargs) -> list[dict]:
+    """The expert through the chunk controller in-process (rollout.Rollout), as the graph runs it."""
+    rollout = Rollout(task=task, render=False, control_rate=250.0)
+    agent = ExpertAgent(make_expert(task, rollout.sim.model, **expert_kwargs), noise)
+    results = []
+    for seed in seeds:
+        r = rollout.run(agent, seed, timeout)
+        results.append(dict(agent.info, seed=seed, success=r.success, time=r.duration))
+    return results
 
 
-def test_push_cube_expert_succeeds_from_random_states_in_two_modes(push_sim):
-    expert = make_expert('push_cube', push_sim.model, seed=123)
-    results = [simulate_episode(push_sim, expert, seed, timeout=15.0, control_rate=250.0)
-               for seed in range(N_SEEDS)]
+def test_push_cube_expert_succeeds_from_random_states_in_two_modes():
+    results = run_episodes('push_cube', range(N_SEEDS), 15.0)
     successes = sum(r['success'] for r in results)
-    modes = {m: sum(r['mode'] == m for r in results) for m in expert.MODES}
+    modes = {m: sum(r['mode'] == m for r in results) for m in PushCubeExpert.MODES}
     times = [r['time'] for r in results if r['success']]
     print(f'push_cube expert: {successes}/{N_SEEDS} successes, modes {modes}, '
           f'episode time {np.mean(times):.1f} s mean, {max(times):.1f} s max')
@@ -57,19 +60,16 @@ def test_modes_take_different_paths(push_sim):
     assert sides['left'] > 0.04 and sides['right'] < -0.04, sides
 
 
-def test_reach_expert(reach_sim):
-    expert = make_expert('reach', reach_sim.model, seed=5)
-    results = [simulate_episode(reach_sim, expert, seed, timeout=10.0, control_rate=250.0) for seed in range(6)]
+def test_reach_expert():
+    results = run_episodes('reach', range(6), 10.0)
     assert all(r['success'] for r in results), results
     assert len({r['mode'] for r in results}) >= 2
 
 
-def test_noisy_execution_still_mostly_succeeds(push_sim):
+def test_noisy_execution_still_mostly_succeeds():
     """Executed = expert + smooth noise (0.015 rad), while the expert re-plans from where the arm is."""
-    expert = make_expert('push_cube', push_sim.model, seed=7)
     noise = ActionNoise(0.015, clean_fraction=0.0, seed=3)
-    results = [simulate_episode(push_sim, expert, 100 + seed, noise=noise, control_rate=250.0)
-               for seed in range(6)]
+    results = run_episodes('push_cube', range(100, 106), 15.0, noise)
     assert all(r['noisy'] for r in results)
     assert sum(r['success'] for r in results) >= 5, results
 
