@@ -1,0 +1,114 @@
+"""record-demos on a physical arm (--source kinesthetic | leader): only the recorder (and, for
+leader, the leader_arm bridge) are started -- with --sim, also the sim and controller of
+record_sim -- and the operator starts and ends each episode from the keyboard."""
+import json
+import os
+import time
+from pathlib import Path
+
+from ros2_imitation.commands.record_demos import (_ALIVE, CHUNK_TOPICS, PHYSICAL_TOPICS, GraphDied, Services,
+                                                  _log_episode, wait_recorder_ready)
+
+
+def physical_graph(args, out: Path):
+    """recorder (+ leader_arm) alone, or with sim + controller from record_sim when --sim."""
+    from ros2_imitation.graph import Graph, NodeSpec, load_graph
+    base = load_graph('record_sim', {'output_dir': str(out), 'storage': args.storage,
+                                     'real_time_factor': float(args.real_time_factor)})
+    sim_time = bool(args.sim)
+    topics = list(args.topics or PHYSICAL_TOPICS + (CHUNK_TOPICS if args.source == 'leader' else []))
+    recorder = base.node('recorder')
+    recorder.parameters.update(topics=topics, use_sim_time=sim_time, info_topics=['/leader_arm/state'],
+                               task_state_topic='/sim/task_state' if args.sim else '',
+                               metadata=json.dumps({'source': args.source, 'task': args.task}))
+    nodes = [recorder]
+    if args.sim:
+        nodes = [base.node('sim'), base.node('controller')] + nodes
+        nodes[0].parameters.update(task=args.task)
+    if args.source == 'leader':
+        leader_joints = [j.strip() for j in args.leader_joints.split(',') if j.strip()] or ['']
+        nodes.append(NodeSpec(name='leader_arm', executable='leader_arm_node', parameters=dict(
+            leader_topic=args.leader_topic, leader_joints=leader_joints, use_sim_time=sim_time)))
+    return Graph(name=f'record_{args.source}', description=f'{args.source} demonstrations', nodes=nodes,
+                 arguments={}, use_sim_time=sim_time)
+
+
+def record_interactive(args, log=print, read=input) -> dict:
+    """Operator-driven episodes: Enter starts, then s(uccess, default) / f(ailure) / d(iscard) ends."""
+    import rclpy
+    from ros2_imitation.bringup import Bringup
+    out = Path(args.out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    graph = physical_graph(args, out)
+    domain = os.environ.get('ROS_DOMAIN_ID')
+
+    def ask(prompt: str) -> str:
+        try:
+            return read(prompt)
+        except EOFError:
+            return 'q'
+
+    results, t_start = [], time.monotonic()
+    with Bringup(graph, log=(lambda m: None) if args.quiet else log) as bringup:
+        def alive():
+            died = bringup.poll()
+            if died:
+                raise GraphDied(f'node {died[0]!r} exited with code {died[1]}')
+        _ALIVE[0] = alive
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=int(domain) if domain else None)
+        node = rclpy.create_node('record_demos', context=context)
+        from rclpy.executors import SingleThreadedExecutor
+        import threading
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+
+        class _Runner:       # what Services and wait_recorder_ready need
+            pass
+        runner = _Runner()
+        runner.node = node
+        try:
+            calls = Services(runner)
+            calls.wait(['/recorder/start', '/recorder/stop_success', '/recorder/stop_failure',
+                        '/recorder/discard'], args.startup_timeout)
+            missing = wait_recorder_ready(runner, graph.node('recorder').parameters['topics'],
+                                          min(args.startup_timeout, 10.0))
+            if missing:
+                log(f'[record-demos] no publisher yet for {missing} (they are recorded once they appear)')
+            for i in range(args.episodes):
+                answer = ask(f'[record-demos] episode {i + 1}/{args.episodes}: Enter to start, q to quit: ')
+                if answer.strip().lower().startswith('q'):
+                    break
+                started = json.loads(calls('/recorder/start').message)
+                log(f'[record-demos] recording {started["path"]}')
+                answer = ask('[record-demos] Enter or s = success, f = failure, d = discard, '
+                             'q = discard and quit: ').strip().lower()
+                t_end = time.monotonic()
+                if answer.startswith(('d', 'q')):
+                    calls('/recorder/discard')
+                    results.append(dict(episode=i, bag=None, success=False, discarded=True))
+                    log('[record-demos] discarded')
+                    if answer.startswith('q'):
+                        break
+                    continue
+                success = not answer.startswith('f')
+                saved = json.loads(calls('/recorder/stop_success' if success else '/recorder/stop_failure').message)
+                result = dict(episode=i, bag=saved['path'], success=success, messages=saved['message_count'],
+                              topics=saved['topics'], source=args.source, wall_s=round(t_end - t_start, 1))
+                results.append(result)
+                _log_episode(out, result)
+                log(f'[record-demos] saved {saved["path"]}: {"success" if success else "failure"}, '
+                    f'{saved["message_count"]} messages')
+        finally:
+            _ALIVE[0] = lambda: None
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown(context=context)
+    summary = dict(out=str(out), source=args.source, episodes=len(results),
+                   kept=sum(r['bag'] is not None for r in results),
+                   successes=sum(r['success'] for r in results), wall_s=round(time.monotonic() - t_start, 1))
+    if not args.quiet:
+        log(json.dumps(summary, indent=2))
+    return summary
