@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 APT_PACKAGES := libusb-1.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install apt demo test test-fast bench clean
+.PHONY: install apt demo test bench clean
 
 install: apt $(VENV)/.installed
 
