@@ -137,7 +137,13 @@ def pooled(rows) -> tuple:
     return wins / n, wilson_interval(wins, n), float(np.std(per_seed)), n
 
 
-def report(rows, args, wall: float) -> str:
+def compute_minutes(rows, work: Path) -> float:
+    """Single-core minutes spent: every training (train.json) and evaluation, wherever resumed."""
+    train = sum(json.loads(p.read_text())['seconds'] for p in (work / 'runs').glob('*/train.json'))
+    return (train + sum(r['wall_s'] for r in rows)) / 60
+
+
+def report(rows, args, work: Path) -> str:
     def select(**kv):
         return [r for r in rows if all(r[k] == v for k, v in kv.items())]
 
@@ -145,7 +151,8 @@ def report(rows, args, wall: float) -> str:
     lines = [f'push_cube, state-based DDPM policy (U-Net 32-64-128, horizon 16, 8 actions per chunk, DDIM-10), '
              f'{args.steps} training steps, {args.seeds} training seed(s), {args.episodes} evaluation episodes '
              f'each (seeds 0-{args.episodes - 1}); success pooled over seeds with a 95% Wilson interval '
-             f'(± = std over training seeds). Wall time {wall / 60:.0f} min.', '',
+             f'(± = std over training seeds). Compute: {compute_minutes(rows, work):.0f} single-core minutes '
+             f'(trainings + evaluations; run as --jobs parallel workers).', '',
              '| demos | sigma | replica (train + test noise) | train_only (train noise only) |', '|---|---|---|---|']
     for demos in sizes:
         for sigma in sigmas:
@@ -255,8 +262,8 @@ def main(argv=None) -> int:
             rows += run_unit(job)
             bar.update(1)
     bar.close()
-    wall = time.monotonic() - start
-    body = report(rows, args, wall)
+    print(f'wall time {time.monotonic() - start:.0f} s')
+    body = report(rows, args, work)
     print(body)
     if not args.no_write:
         name = 'noise_study_quick' if quick else 'noise_study'
