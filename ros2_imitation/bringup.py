@@ -17,6 +17,17 @@ from dataclasses import dataclass
 from ros2_imitation.graph import Graph, params_folder
 
 STOP_TIMEOUT_S = 8.0
+DISCOVERY_RANGE = 'ROS_AUTOMATIC_DISCOVERY_RANGE'
+
+
+def isolate(env) -> dict:
+    """Keep a graph on this machine unless the user chose otherwise: ROS_AUTOMATIC_DISCOVERY_RANGE
+    defaults to LOCALHOST when neither it nor the older ROS_LOCALHOST_ONLY is set. `env` (a dict or
+    os.environ) is changed in place and returned. ROS_DOMAIN_ID is left alone (ROS' default is 0).
+    """
+    if not env.get(DISCOVERY_RANGE) and 'ROS_LOCALHOST_ONLY' not in env:
+        env[DISCOVERY_RANGE] = 'LOCALHOST'
+    return env
 
 
 @dataclass
@@ -28,10 +39,14 @@ class Running:
 
 
 class Bringup:
+    """Starts a graph's nodes. With env=None they get this process' environment, where the
+    discovery range is defaulted to LOCALHOST first (isolate()), so that nodes created in this
+    process afterwards (an EpisodeRunner, a probe) discover the graph the same way."""
+
     def __init__(self, graph: Graph, log=print, env: dict | None = None):
         self.graph = graph
         self.log = log
-        self.env = dict(os.environ if env is None else env)
+        self.env = dict(isolate(os.environ) if env is None else isolate(dict(env)))
         self.env.setdefault('PYTHONUNBUFFERED', '1')
         self.running: list[Running] = []
         self._folder = None
@@ -60,6 +75,7 @@ class Bringup:
             if code is None:
                 continue
             if node.required:
+                node.reported = True
                 return node.name, code
             if not node.reported:
                 node.reported = True
@@ -85,7 +101,10 @@ class Bringup:
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for node in self.running:
             try:
-                node.process.wait(max(0.0, deadline - time.monotonic()))
+                code = node.process.wait(max(0.0, deadline - time.monotonic()))
+                if code not in (0, -signal.SIGTERM, -signal.SIGINT) and not node.reported:
+                    # a node that dies on the way out has a bug worth seeing
+                    self.log(f'[bringup] node {node.name!r} exited with code {code} while stopping')
             except subprocess.TimeoutExpired:
                 self.log(f'[bringup] {node.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killing it')
             # the group may still hold grandchildren even when the node itself has exited

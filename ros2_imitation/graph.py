@@ -99,6 +99,25 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+TOP_KEYS = {'description': str, 'include': list, 'use_sim_time': bool, 'episode_resets': list,
+            'arguments': dict, 'nodes': dict}
+NODE_KEYS = {'executable': str, 'package': str, 'namespace': str, 'parameters': dict,
+             'remappings': dict, 'required': bool}
+ARGUMENT_KEYS = {'default': object, 'sets': list, 'description': str}
+TYPE_NAMES = {str: 'a string', list: 'a list', bool: 'true or false', dict: 'a mapping', object: 'a value'}
+
+
+def _check_keys(where: str, body: dict, known: dict, what: str) -> None:
+    """Unknown keys (typos) and values of the wrong type are errors naming the file and the key."""
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise GraphError(f'{where}: {what} has unknown keys {unknown} (known: {sorted(known)})')
+    for key, kind in known.items():
+        if key in body and body[key] is not None and not isinstance(body[key], kind):
+            raise GraphError(f'{where}: {what} key {key!r} must be {TYPE_NAMES[kind]}, '
+                             f'got {body[key]!r}')
+
+
 def _read(name_or_path: str, seen: tuple = ()) -> dict:
     path = resolve('graphs', name_or_path)
     if path in seen:
@@ -109,12 +128,29 @@ def _read(name_or_path: str, seen: tuple = ()) -> dict:
         raise GraphError(f'graph {path}: not valid YAML: {exc}') from exc
     if not isinstance(raw, dict):
         raise GraphError(f'graph {path}: expected a mapping at the top level')
+    where = f'graph {path}'
+    _check_keys(where, raw, TOP_KEYS, 'the graph')
+    for key in ('include', 'episode_resets'):
+        if not all(isinstance(v, str) for v in raw.get(key) or []):
+            raise GraphError(f'{where}: {key!r} must be a list of strings, got {raw[key]!r}')
+    for name, body in (raw.get('nodes') or {}).items():
+        if not isinstance(body, dict):
+            raise GraphError(f'{where}: node {name!r} must be a mapping, got {body!r}')
+        _check_keys(where, body, NODE_KEYS, f'node {name!r}')
+    for name, spec in (raw.get('arguments') or {}).items():
+        if not isinstance(spec, dict):
+            raise GraphError(f'{where}: argument {name!r} must be a mapping, got {spec!r}')
+        _check_keys(where, spec, ARGUMENT_KEYS, f'argument {name!r}')
     merged = {}
     for include in raw.get('include', []) or []:
-        merged = _merge(merged, _read(include, seen + (path,)))
+        try:
+            merged = _merge(merged, _read(include, seen + (path,)))
+        except FileNotFoundError as exc:
+            raise GraphError(f'{where}: include {include!r}: {exc}') from None
     own = {k: v for k, v in raw.items() if k != 'include'}
     merged = _merge(merged, own)
     merged['name'] = path.stem
+    merged['path'] = str(path)
     return merged
 
 
@@ -136,7 +172,7 @@ def _check_parameter(where: str, key: str, value):
 def load_graph(name_or_path: str, arguments: dict | None = None, overrides: dict | None = None) -> Graph:
     """Read a graph, apply argument values ({arg: value}) and overrides ({'node.param': value})."""
     raw = _read(name_or_path)
-    where = f'graph {raw["name"]!r}'
+    where = f'graph {raw["name"]!r} ({raw["path"]})'
     nodes_raw = raw.get('nodes')
     if not isinstance(nodes_raw, dict) or not nodes_raw:
         raise GraphError(f'{where}: needs a non-empty `nodes` mapping')
@@ -145,7 +181,7 @@ def load_graph(name_or_path: str, arguments: dict | None = None, overrides: dict
     for name, body in nodes_raw.items():
         if not isinstance(body, dict) or 'executable' not in body:
             raise GraphError(f'{where}: node {name!r} needs an `executable`')
-        unknown = set(body) - {'executable', 'package', 'namespace', 'parameters', 'remappings', 'required'}
+        unknown = set(body) - set(NODE_KEYS)
         if unknown:
             raise GraphError(f'{where}: node {name!r} has unknown keys {sorted(unknown)}')
         params = dict(body.get('parameters') or {})
@@ -162,7 +198,7 @@ def load_graph(name_or_path: str, arguments: dict | None = None, overrides: dict
                   arguments={}, use_sim_time=use_sim_time,
                   episode_resets=[str(s) for s in raw.get('episode_resets') or []])
     for arg_name, spec in (raw.get('arguments') or {}).items():
-        if not isinstance(spec, dict) or 'sets' not in spec:
+        if not isinstance(spec, dict) or not spec.get('sets'):
             raise GraphError(f'{where}: argument {arg_name!r} needs `sets: [node.param, ...]`')
         graph.arguments[arg_name] = Argument(arg_name, spec.get('default'), list(spec['sets']),
                                              str(spec.get('description', '')))
@@ -188,7 +224,17 @@ def load_graph(name_or_path: str, arguments: dict | None = None, overrides: dict
     for spec in graph.nodes:
         for key, value in spec.parameters.items():
             _check_parameter(f'{where}, node {spec.name!r}', key, value)
+    for spec in graph.nodes:
+        if spec.package == PACKAGE and spec.executable not in node_executables():
+            raise GraphError(f'{where}: node {spec.name!r}: executable {spec.executable!r} is not one of '
+                             f"{PACKAGE}'s nodes {node_executables()}")
     return graph
+
+
+def node_executables() -> list:
+    """The package's node executables: the modules ros2_imitation/nodes/*_node.py."""
+    folder = Path(__file__).resolve().parent / 'nodes'
+    return sorted(p.stem for p in folder.glob('*_node.py'))
 
 
 def params_folder() -> str:

@@ -18,7 +18,11 @@ def image_to_rgb(data, encoding: str, height: int, width: int, step: int,
     step = int(step) or row
     buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
         else np.asarray(data, dtype=np.uint8).reshape(-1)
-    if height <= 0 or width <= 0 or step < row or buf.size < step * height:
+    if height <= 0 or width <= 0:
+        raise ValueError(f'image {width}x{height} has no pixels')
+    if step < row:
+        raise ValueError(f'image {width}x{height} {enc}: step {step} is shorter than a row ({row} bytes)')
+    if buf.size < step * height:
         raise ValueError(f'image {width}x{height} {enc} step {step} has {buf.size} bytes, '
                          f'expected {step * height}')
     img = buf[:step * height].reshape(height, step)[:, :row].reshape(height, width, channels)

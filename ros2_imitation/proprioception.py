@@ -31,8 +31,10 @@ class MappingError(ValueError):
         self.kind = kind
 
 
-def _names(names) -> list:
-    return [str(n) for n in names]
+def _names(names) -> str:
+    """For a log line: at most 12 names, then how many more (a message may carry thousands)."""
+    names = [str(n) for n in names]
+    return str(names[:12])[:-1] + f', ... {len(names) - 12} more]' if len(names) > 12 else str(names)
 
 
 class JointMapper:

@@ -83,6 +83,12 @@ class Trajectory:
         return Trajectory(target, self.stamp, self.times.copy(), pos, vel)
 
 
+def short(names, n: int = 8) -> str:
+    """A list for a log line: at most n items, then how many more (a message may hold thousands)."""
+    names = list(names)
+    return str(names[:n])[:-1] + f', ... {len(names) - n} more]' if len(names) > n else str(names)
+
+
 def _field_problem(rows, n_pts: int, n_j: int, field: str, max_abs: float) -> Optional[str]:
     if len(rows) != n_pts:
         return f'{len(rows)} {field} rows for {n_pts} points'
@@ -115,9 +121,9 @@ def validate(traj: Trajectory, controller_joints: Sequence[str], now: float, *,
         return 'empty joint_names'
     unknown = [n for n in names if n not in controller]
     if unknown:
-        return f'unknown joints {unknown} (controller has {sorted(controller)})'
+        return f'unknown joints {short(unknown)} (controller has {sorted(controller)})'
     if len(set(names)) != len(names):
-        return f'duplicate joint names in {names}'
+        return f'duplicate joint names in {short(names)}'
     missing = [n for n in controller_joints if n not in names]
     if missing and not allow_partial:
         return f'missing controller joints {missing}'
@@ -250,7 +256,9 @@ class TrajectoryFollower:
         s = t - origin
         if not math.isfinite(s):
             raise ValueError(f'cannot sample at t={t}')
-        if s >= knots[-1]:
+        if s >= knots[-1] or not len(coef):
+            # past the end, or a hold (one knot, no segment) sampled before it was set: the clock
+            # went back (a sim restarted, a bag looped); the held pose is the answer either way
             return end.copy(), np.zeros_like(end)
         k = max(int(np.searchsorted(knots, s, side='right')) - 1, 0)
         tau = max(s - knots[k], 0.0)

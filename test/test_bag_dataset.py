@@ -150,8 +150,8 @@ def test_reference_episode_exact_grid_and_values(tmp_path, storage):
 
 
 def test_batch_with_broken_bags_converts_the_good_ones(tmp_path, capsys):
-    good = write_bag(tmp_path / 'a_good', reference_events(), custom={'outcome': 'success', 'noisy': 'true'})
-    gap = write_bag(tmp_path / 'b_gap', reference_events(image_gap=(1050, 1400)))
+    write_bag(tmp_path / 'a_good', reference_events(), custom={'outcome': 'success', 'noisy': 'true'})
+    write_bag(tmp_path / 'b_gap', reference_events(image_gap=(1050, 1400)))
     truncated = write_bag(tmp_path / 'c_truncated', reference_events())
     mcap = next(truncated.glob('*.mcap'))
     mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])

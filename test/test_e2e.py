@@ -1,15 +1,11 @@
 """The full graph (sim, proprioception, policy with the shipped model, controller) over real DDS."""
-import json
-import time
-
 import numpy as np
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import GraphRun, wait_for
+from conftest import GraphRun
 from ros2_imitation.episodes import EpisodeRunner
-from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS, STATE_QOS, to_sec
+from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS, to_sec
 
 
 def test_full_graph_runs_the_shipped_policy(tmp_path):

@@ -69,6 +69,9 @@ class _Offset:
     def __call__(self, times):
         return np.full((len(times), 7), 0.03)
 
+    def info(self):
+        return {'noisy': True, 'action_noise': 0.03}
+
 
 def test_noise_injected_collection_labels_the_intended_action():
     rollout = Rollout(render=False, control_rate=100.0)

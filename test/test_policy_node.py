@@ -1,7 +1,6 @@
 """policy_node in the full graph over real DDS, with a tiny policy trained here (timing, not skill)."""
 import os
 import signal
-import time
 
 import numpy as np
 import pytest

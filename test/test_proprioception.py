@@ -101,7 +101,6 @@ def message(t, q, seed=0, velocity=None, effort=None, drop=None, rename=None):
     names = list(JOINTS)
     if rename:
         names = [rename.get(n, n) for n in names]
-    cols = [q] + [c for c in (velocity, effort) if c is not None]
     order = list(range(len(names)))
     random.Random(seed).shuffle(order)
     order = [i for i in order if names[i] != drop]

@@ -25,41 +25,49 @@ def load_config(name_or_path: str) -> tuple:
     """(policy fields, training arguments) from config/policies/<name>.yaml or a path."""
     import yaml
     from ros2_imitation.paths import resolve
-    raw = yaml.safe_load(resolve('policies', name_or_path).read_text()) or {}
+    path = resolve('policies', name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f'policy config {path}: not valid YAML: {exc}') from None
     if not isinstance(raw, dict):
-        raise ValueError(f'policy config {name_or_path}: expected a mapping')
+        raise ValueError(f'policy config {path}: expected a mapping')
     training = raw.pop('training', {}) or {}
+    if not isinstance(training, dict):
+        raise ValueError(f'policy config {path}: training must be a mapping, got {training!r}')
     return raw, training
 
 
 def run(args) -> int:
     import json
+    import sys
 
+    from ros2_imitation.paths import resolve
     from ros2_imitation.policy import PolicyConfig, train
-
-    fields, training = load_config(args.config)
-    for key, value in (('noise_sigma', args.sigma), ('noise_mode', args.noise_mode), ('seed', args.seed)):
-        if value is not None:
-            fields[key] = value
-    config = PolicyConfig.from_dict(fields)
+    try:
+        fields, training = load_config(args.config)
+        for key, value in (('noise_sigma', args.sigma), ('noise_mode', args.noise_mode), ('seed', args.seed)):
+            if value is not None:
+                fields[key] = value
+        config = PolicyConfig.from_dict(fields)
+    except ValueError as exc:
+        where = '' if str(exc).startswith('policy config') else \
+            f'policy config {resolve("policies", args.config)}: '
+        print(f'ros2-imitation train: {where}{exc}', file=sys.stderr)
+        return 2
     for key, value in (('steps', args.steps), ('epochs', args.epochs), ('batch_size', args.batch_size),
                        ('lr', args.lr)):
         if value is not None:
             training[key] = value
     if args.steps is not None or args.epochs is not None:  # the command line's budget wins
         training.pop('epochs' if args.steps is not None else 'steps', None)
-    eval_fn = None  # or closed-loop sim episodes at each checkpoint
-    if args.eval_episodes:
-        from ros2_imitation.rollout import PolicyAgent, Rollout
-        rollout = Rollout(task=args.task, render=bool(config.image_keys), obs_horizon=config.n_obs_steps)
-
-        def eval_fn(policy, step):
-            agent = PolicyAgent(policy)
-            wins = sum(rollout.run(agent, seed, 20.0).success for seed in range(args.eval_episodes))
-            return {'eval_success_rate': wins / args.eval_episodes}
+    def eval_fn(policy, step):   # closed-loop sim episodes at each checkpoint
+        from ros2_imitation.evaluation import evaluate
+        summary = evaluate(policy, range(args.eval_episodes), task=args.task, batch=args.eval_episodes)
+        return {'eval_success_rate': summary['success_rate']}
 
     result = train(args.dataset, config, args.out, device=args.device, resume=args.resume,
-                   eval_fn=eval_fn, **training)
+                   eval_fn=eval_fn if args.eval_episodes else None, **training)
     print(json.dumps({'policy': str(result.policy_dir), 'step': result.step,
                       'train_loss': result.train_loss, 'val_loss': result.val_loss}, indent=2))
     return 0

@@ -1,11 +1,16 @@
 """What every node shares: start-up and shutdown, QoS profiles, time and parameter helpers."""
+import math
 import sys
+import threading
 import time
+import traceback
 
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
@@ -46,9 +51,55 @@ def now_sec(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
 
 
+def _typed(name: str, value, default):
+    """`value` as the type of `default`, or StartupError naming the parameter."""
+    def wrong(what):
+        return StartupError(f'parameter {name} must be {what}, got {value!r} ({type(value).__name__})')
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise wrong('true or false')
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong('an integer')
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong('a number')
+        if not math.isfinite(value):
+            raise wrong('a finite number')
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise wrong('a string')
+        return value
+    if isinstance(default, (list, tuple)):
+        element = type(default[0]) if len(default) else str
+        if not isinstance(value, (list, tuple)):
+            raise wrong(f'a list of {element.__name__}')
+        return [_typed(f'{name}[{i}]', v, element()) for i, v in enumerate(value)]
+    return value
+
+
 def declare(node: Node, name: str, default):
-    """Declare a parameter and return its value."""
-    return node.declare_parameter(name, default).value
+    """Declare a parameter and return its value, typed like `default`.
+
+    Parameter files and `--set` values are typed by YAML, so `control_rate: 250` is an integer where
+    a float is meant: it is taken as 250.0. Any other mismatch (text for a number, a number for a
+    flag, NaN) is a StartupError naming the parameter, so the node exits with that reason instead of
+    a traceback. Afterwards the parameter has the default's type: a later `ros2 param set` of another
+    type is refused by rclpy.
+    """
+    try:
+        value = node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True)).value
+    except ParameterException as exc:
+        raise StartupError(f'parameter {name}: {exc}') from None
+    value = _typed(name, value, default)
+    if not (isinstance(value, list) and not value):   # rclpy cannot type an empty list
+        node.undeclare_parameter(name)
+        node.declare_parameter(name, value, ignore_override=True)
+    return value
 
 
 class NodeReasonLog:
@@ -76,26 +127,80 @@ def publish_status(node: Node, pub, level: int, what: str, message: str, hardwar
     pub.publish(msg)
 
 
+def check_positive(params: dict, *names: str, allow_zero: tuple = ()) -> None:
+    """StartupError naming the first of `names` that is not > 0 (>= 0 for those in allow_zero)."""
+    for name in names:
+        value = params[name]
+        if not (value > 0 or (name in allow_zero and value == 0)):
+            raise StartupError(f'parameter {name} must be {">= 0" if name in allow_zero else "> 0"}, '
+                               f'got {value!r}')
+
+
+def _node_name(node_factory, args) -> str:
+    """The node's name for start-up errors: `-r __node:=NAME` if given, else the factory's name."""
+    for arg in list(args or sys.argv):
+        if str(arg).startswith('__node:='):
+            return str(arg).split(':=', 1)[1]
+    name = getattr(node_factory, '__name__', 'node')   # ControllerNode -> controller
+    return name[:-4].lower() if name.endswith('Node') and len(name) > 4 else name
+
+
 def run_node(node_factory, args=None, threads: int = 1) -> int:
-    """Create a node, spin it until SIGINT/SIGTERM, and exit with a reason if start-up fails."""
+    """Create a node, spin it until SIGINT/SIGTERM, and exit with a logged reason otherwise.
+
+    Exit codes: 0 stopped by a signal or shutdown; 2 cannot start (bad parameter, missing file...):
+    one line `[name] cannot start: reason` on stderr; 1 an unexpected error in a callback or a
+    worker thread: `[name] stopped: reason` and the traceback. A worker thread that dies takes the
+    node down with it instead of leaving a node that answers services but no longer works.
+    """
     rclpy.init(args=args)  # handles SIGINT and SIGTERM: both end the spin below
+    name = _node_name(node_factory, args)
     node = None
     code = 0
+    crashed = []
+
+    def thread_died(hook):
+        if hook.exc_type is SystemExit:
+            return
+        crashed.append(f'thread {hook.thread.name if hook.thread else "?"}: '
+                       f'{hook.exc_type.__name__}: {hook.exc_value}')
+        traceback.print_exception(hook.exc_type, hook.exc_value, hook.exc_traceback, file=sys.stderr)
+        rclpy.try_shutdown()   # ends the spin below
+
+    previous_hook = threading.excepthook
+    threading.excepthook = thread_died
     try:
-        node = node_factory()
+        try:
+            node = node_factory()
+        except (StartupError, ParameterException) as exc:
+            raise StartupError(str(exc)) from None
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else None
         rclpy.spin(node, executor=executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except StartupError as exc:
-        name = node.get_name() if node else getattr(node_factory, '__name__', 'node')
         print(f'[{name}] cannot start: {exc}', file=sys.stderr, flush=True)
         code = 2
+    except Exception as exc:  # noqa: BLE001 - reported, then the node exits
+        if node is None or rclpy.ok():
+            traceback.print_exc()
+            print(f'[{name}] {"cannot start" if node is None else "stopped"}: unexpected '
+                  f'{type(exc).__name__}: {exc}', file=sys.stderr, flush=True)
+            code = 2 if node is None else 1
+        # else: SIGTERM shut the context down while the executor was between two waits, and rclpy
+        # raised RCLError ("the given context is not valid") instead of ending the spin: a shutdown
     finally:
+        threading.excepthook = previous_hook
         if node is not None:
             close = getattr(node, 'close', None)
             if close:
-                close()
+                try:
+                    close()
+                except Exception as exc:  # noqa: BLE001 - shutting down anyway
+                    print(f'[{name}] error while closing: {exc}', file=sys.stderr, flush=True)
             node.destroy_node()
         rclpy.try_shutdown()
+    if crashed:
+        print(f'[{name}] stopped: {crashed[0]}', file=sys.stderr, flush=True)
+        code = 1
     return code

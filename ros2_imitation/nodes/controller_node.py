@@ -14,19 +14,23 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ros2_imitation.controller import MODES, ChunkController
-from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, NodeReasonLog, StartupError, declare,
-                                         now_sec, publish_status, run_node, to_stamp)
+from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, NodeReasonLog, StartupError,
+                                         check_positive, declare, now_sec, publish_status, run_node,
+                                         to_stamp)
 from ros2_imitation.nodes.conversions import trajectory_from_msg, trajectory_to_msg
 from ros2_imitation.robot import RobotProfile
 
 # Receivers (forward_command_controller, the sim) act on the latest command only; a deep history lets
 # a slower reader that wants every command (rosbag2, a monitor) keep up without losing any.
+# A policy chunk is 16 points (~2 kB); this allows ~1600 points with velocities.
+MAX_CHUNK_BYTES = 256 * 1024
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LEVEL = {'tracking': DiagnosticStatus.OK, 'holding': DiagnosticStatus.OK,
          'resting': DiagnosticStatus.WARN, 'stopped': DiagnosticStatus.WARN,
@@ -43,9 +47,11 @@ class ControllerNode(Node):
             joint_states_topic='/joint_states', effort_topic='/effort_controller/commands',
             position_topic='/position_controller/commands',
             trajectory_topic='/joint_trajectory_controller/joint_trajectory',
-            target_topic='/target_joint').items()}
+            target_topic='/target_joint', max_chunk_bytes=MAX_CHUNK_BYTES).items()}
         if p['mode'] not in MODES:
             raise StartupError(f'mode must be one of {MODES}, got {p["mode"]!r}')
+        check_positive(p, 'control_rate', 'chunk_timeout', 'hold_timeout', 'joint_state_timeout',
+                       'diagnostics_rate', 'max_chunk_bytes', allow_zero=('hold_timeout',))
         try:
             self.robot = RobotProfile.load(p['robot'])
             self.core = ChunkController(
@@ -72,7 +78,9 @@ class ControllerNode(Node):
         self.out_pub = self.create_publisher(msg_type, topic[kind], OUTPUT_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         self.create_subscription(JointState, p['joint_states_topic'], self._on_joint_state, SENSOR_QOS)
-        self.create_subscription(JointTrajectory, p['chunk_topic'], self._on_chunk, COMMAND_QOS)
+        # raw: the size is checked before rclpy turns the message into Python objects, which for a
+        # 20000-point chunk blocks this process (and its control loop) for half a second
+        self.create_subscription(JointTrajectory, p['chunk_topic'], self._on_chunk_data, COMMAND_QOS, raw=True)
         self.create_service(Trigger, '~/stop', self._stop)
         self.create_service(Trigger, '~/resume', self._resume)
         self.create_service(Trigger, '~/reset', self._reset)
@@ -89,6 +97,18 @@ class ControllerNode(Node):
             reason = self.core.on_joint_state(msg.name, msg.position, msg.velocity, now_sec(self))
         if reason:
             self.log.warn('ignored joint state', reason)
+
+    def _on_chunk_data(self, data: bytes):
+        if len(data) > self.p['max_chunk_bytes']:
+            reason = f'{len(data)} bytes, more than max_chunk_bytes={self.p["max_chunk_bytes"]} (not read)'
+        else:
+            try:
+                return self._on_chunk(deserialize_message(data, JointTrajectory))
+            except Exception as exc:  # noqa: BLE001 - whatever the bytes were, it is not a chunk
+                reason = f'cannot deserialize it: {exc}'
+        with self._lock:
+            self.core.stats['chunks_rejected'] += 1
+        self.log.warn('rejected chunk', reason)
 
     def _on_chunk(self, msg: JointTrajectory):
         traj = trajectory_from_msg(msg)

@@ -19,8 +19,9 @@ from trajectory_msgs.msg import JointTrajectory
 
 from ros2_imitation.chunking import CONTINUITY, ChunkScheduler
 from ros2_imitation.images import image_to_rgb
-from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, NodeReasonLog, StartupError, declare,
-                                         now_sec, publish_status, run_node, to_sec)
+from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, NodeReasonLog, StartupError,
+                                         check_positive, declare, now_sec, publish_status, run_node,
+                                         to_sec)
 from ros2_imitation.nodes.conversions import trajectory_to_msg
 from ros2_imitation.observation import ObservationBuffer, ObservationError
 from ros2_imitation.paths import share_dir
@@ -28,6 +29,9 @@ from ros2_imitation.proprioception import JointMapper, MappingError
 from ros2_imitation.robot import RobotProfile
 
 STATE = 'state'
+# Frames with more pixels than this are rejected before they are copied or decoded: a misconfigured
+# or hostile publisher must not make the policy spend its CPU and memory on resizing them.
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 class PolicyNode(Node):
@@ -38,13 +42,18 @@ class PolicyNode(Node):
             image_topics=['/camera/camera/color/image_raw'], proprio_topic='/ros2_imitation/proprio',
             chunk_topic='/ros2_imitation/action_chunk', robot='panda', rate=10.0, execute_steps=0,
             action_offset_steps=-1, max_obs_age=0.25, continuity='inpaint', seed=0, warmup=True,
-            threads=0).items()}
+            threads=0, max_image_pixels=MAX_IMAGE_PIXELS).items()}
         if p['continuity'] not in CONTINUITY:
             raise StartupError(f'continuity must be one of {CONTINUITY}, got {p["continuity"]!r}')
+        check_positive(p, 'rate', 'max_obs_age', 'max_image_pixels', 'threads', 'execute_steps',
+                       'inference_steps', allow_zero=('threads', 'execute_steps', 'inference_steps'))
         self.p = p
+        try:
+            self.robot = RobotProfile.load(p['robot'])
+        except (FileNotFoundError, ValueError) as exc:
+            raise StartupError(str(exc)) from None
         self.policy = self._load(p)
         cfg = self.policy.config
-        self.robot = RobotProfile.load(p['robot'])
         self.mapper = JointMapper(self.robot.arm_joints)
         if cfg.action_dim != self.robot.dof or cfg.state_dim != self.robot.dof:
             raise StartupError(f'the policy acts on {cfg.action_dim} and sees {cfg.state_dim} joint values; '
@@ -115,6 +124,10 @@ class PolicyNode(Node):
     # ---- inputs ----
     def _on_image(self, key: str, msg: Image):
         h, w = self.policy.config.image_shape[:2]
+        pixels = int(msg.width) * int(msg.height)
+        if pixels > self.p['max_image_pixels'] or len(msg.data) > 4 * self.p['max_image_pixels']:
+            return self.log.warn(f'rejected image on {key}', f'{msg.width}x{msg.height} with {len(msg.data)} '
+                                 f'bytes is larger than max_image_pixels={self.p["max_image_pixels"]}')
         try:
             rgb = image_to_rgb(bytes(msg.data), msg.encoding, msg.height, msg.width, msg.step, (w, h))
         except ValueError as exc:
@@ -159,8 +172,14 @@ class PolicyNode(Node):
                     except ObservationError as exc:
                         self._reason = str(exc)
                         self._stats['rejected'] += 1
-                        self.log.warn('waiting for observations', str(exc))
+                        self.log.warn('waiting for observations', str(exc), kind='waiting for observations')
                     prefix, weights = self.scheduler.prefix(t_obs, cfg.horizon, self._latency_estimate)
+                elif now > 0 and (t_obs is None or now - t_obs > self.p['max_obs_age']):
+                    # the stream stopped between two queries: say so (log and /diagnostics) instead
+                    # of reporting 'running' while no chunk comes
+                    self._reason = (f'no {newest} yet' if t_obs is None else
+                                    f'newest {newest} is {now - t_obs:.2f} s old')
+                    self.log.warn('waiting for observations', self._reason, kind='waiting for observations')
                 epoch = self._epoch
             if obs is None:
                 time.sleep(0.005)
@@ -185,8 +204,13 @@ class PolicyNode(Node):
             traj, dropped = self.scheduler.schedule(chunk, t_obs, now)
             self._next_query = t_obs + self.execute * self.dt
         latency = now - t_obs
-        self._latency_estimate = 0.8 * self._latency_estimate + 0.2 * latency
-        self._stats['latency'].append(latency)
+        if 0.0 <= latency <= self.policy.config.horizon * self.dt:
+            self._latency_estimate = 0.8 * self._latency_estimate + 0.2 * latency
+            self._stats['latency'].append(latency)
+        else:
+            # not a latency but the clock jumping (a bogus /clock, a clock reset): one such value
+            # must not poison the estimate that inpainting and the statistics rely on
+            self.log.warn('clock jump', f'observation at {t_obs:.3f} s, clock now {now:.3f} s')
         self._stats['inference'].append(inference)
         self._stats['dropped'] += dropped - (self.policy.config.n_obs_steps - 1)
         if traj is None:
@@ -207,7 +231,8 @@ class PolicyNode(Node):
         if lat.size:
             values.update(latency_p50_ms=round(float(np.percentile(lat, 50)) * 1e3, 1),
                           latency_p99_ms=round(float(np.percentile(lat, 99)) * 1e3, 1),
-                          inference_ms=round(float(np.median(inf)) * 1e3, 1))
+                          inference_ms=round(float(np.median(inf)) * 1e3, 1),
+                          latency_last_ms=round(float(lat[-1]) * 1e3, 1))
         level = DiagnosticStatus.OK if not self._reason else DiagnosticStatus.WARN
         publish_status(self, self.diag_pub, level, 'diffusion policy', self._reason or 'running',
                        str(self.policy.device), values)

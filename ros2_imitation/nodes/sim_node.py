@@ -21,7 +21,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ros2_imitation.nodes.common import (CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, STATE_QOS, NodeReasonLog,
-                                         StartupError, declare, run_node, to_stamp)
+                                         StartupError, check_positive, declare, run_node, to_stamp)
 from ros2_imitation.nodes.conversions import trajectory_from_msg
 from ros2_imitation.trajectory import TrajectoryFollower, validate
 
@@ -36,6 +36,9 @@ class SimNode(Node):
             image_topic='/camera/camera/color/image_raw',
             camera_info_topic='/camera/camera/color/camera_info',
             initial_mode='position', robot='panda', effort_timeout=0.05).items()}
+        check_positive(p, 'physics_rate', 'joint_state_rate', 'camera_rate', 'camera_width',
+                       'camera_height', 'task_state_rate', 'effort_timeout', 'real_time_factor',
+                       allow_zero=('effort_timeout', 'real_time_factor'))
         if p['physics_rate'] < 100.0:
             raise StartupError(f'physics_rate must be >= 100 Hz, got {p["physics_rate"]}')
         if p['initial_mode'] not in ('position', 'effort'):

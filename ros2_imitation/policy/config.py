@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,35 @@ from typing import Any
 NOISE_MODES = ('replica', 'train_only', 'off')
 SCHEDULERS = ('ddpm', 'ddim')
 PREDICTION_TYPES = ('epsilon', 'sample', 'v_prediction')
+
+
+_BAD = object()
+
+
+def _convert(value, kind):
+    """value as `kind` (int, float, bool, str, or a tuple spec (element type, length or None)), or _BAD."""
+    if isinstance(kind, tuple):
+        element, length = kind
+        if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
+            return _BAD
+        items = [_convert(v, element) for v in value]
+        return _BAD if any(v is _BAD for v in items) else tuple(items)
+    if kind is bool:
+        return value if isinstance(value, bool) else _BAD
+    if kind is int:
+        return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else _BAD
+    if kind is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else _BAD
+    return value if isinstance(value, kind) else _BAD
+
+
+def _describe(kind) -> str:
+    if isinstance(kind, tuple):
+        element, length = kind
+        plural = {bool: 'booleans', int: 'integers', float: 'numbers', str: 'strings'}[element]
+        return f'a list of {length} {plural}' if length else f'a list of {plural}'
+    return {bool: 'true/false', int: 'an integer', float: 'a finite number', str: 'a string'}[kind]
 
 
 @dataclass
@@ -63,12 +94,31 @@ class PolicyConfig:
     seed: int = 0
 
     def __post_init__(self):
+        self._check_types()
         # JSON/YAML give lists; tuples keep equality and hashing predictable.
         for name in ('image_keys', 'encoder_channels', 'down_dims', 'image_shape', 'crop_shape'):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, tuple(value))
         self.validate()
+
+    def _check_types(self) -> None:
+        """Each field of its declared type (ints as ints, lists of ints...), with a message naming
+        the field: a config file saying `horizon: sixteen` is an error, not a crash further on."""
+        problems = []
+        for f in fields(self):
+            kind, optional = _FIELD_TYPES[f.name]
+            value = getattr(self, f.name)
+            if value is None and optional:
+                continue
+            converted = _convert(value, kind)
+            if converted is _BAD:
+                problems.append(f'{f.name} must be {_describe(kind)}{" or null" if optional else ""}, '
+                                f'got {value!r}')
+            else:
+                setattr(self, f.name, converted)
+        if problems:
+            raise ValueError('invalid PolicyConfig: ' + '; '.join(problems))
 
     def validate(self) -> None:
         problems = []
@@ -154,3 +204,19 @@ class PolicyConfig:
         except (TypeError, ValueError) as exc:
             raise ValueError(f'{path}: {exc}') from None
 
+
+
+# field -> (type, may be None); checked by PolicyConfig._check_types
+_FIELD_TYPES = {
+    'image_keys': ((str, None), False), 'state_key': (str, False), 'action_key': (str, False),
+    'n_obs_steps': (int, False), 'horizon': (int, False), 'n_action_steps': (int, False),
+    'action_offset_steps': (int, True), 'image_shape': ((int, 3), True), 'state_dim': (int, True),
+    'action_dim': (int, True), 'crop_shape': ((int, 2), True), 'encoder_channels': ((int, None), False),
+    'encoder_blocks': (int, False), 'num_keypoints': (int, False), 'encoder_weights': (str, True),
+    'freeze_encoder': (bool, False), 'down_dims': ((int, None), False), 'kernel_size': (int, False),
+    'n_groups': (int, False), 'diffusion_step_embed_dim': (int, False), 'num_train_timesteps': (int, False),
+    'beta_schedule': (str, False), 'prediction_type': (str, False), 'clip_sample': (bool, False),
+    'inference_scheduler': (str, False), 'num_inference_steps': (int, False), 'noise_sigma': (float, False),
+    'noise_mode': (str, False), 'seed': (int, False),
+}
+assert set(_FIELD_TYPES) == {f.name for f in fields(PolicyConfig)}, 'every PolicyConfig field needs a type'

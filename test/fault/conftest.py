@@ -1,0 +1,128 @@
+"""The fault suite's results: each fault test records a row; when every fault has one, the session's
+end rewrites docs/reliability.md from them (a single test run leaves the file alone)."""
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import pytest
+
+DOC = Path(__file__).resolve().parents[2] / 'docs' / 'reliability.md'
+
+# The table's rows, in order: key -> fault. Every key must be recorded for the table to be written.
+FAULTS = {
+    'camera_stops': 'camera stops',
+    'bad_frames': 'frames with a wrong encoding or size',
+    'huge_image': 'a huge image',
+    'nan_joint_states': 'NaN joint states',
+    'inf_joint_states': 'infinite joint states',
+    'missing_joint': 'joint states with a missing joint',
+    'renamed_joints': 'joint states with renamed joints',
+    'bad_joint_states_graph': 'bad joint states mixed into /joint_states (whole graph)',
+    'joint_states_stop': 'joint states stop',
+    'policy_killed': 'policy process killed and restarted',
+    'controller_restarted': 'controller killed and restarted',
+    'sim_reset': 'sim reset mid-chunk',
+    'clock_jump': 'clock jump mid-chunk',
+    'clock_jump_policy': 'clock jump with the policy running',
+    'chunk_flood': 'a flood of 1000 chunks/s',
+    'absurd_chunks': 'chunks with absurd lengths',
+    'absurd_values': 'chunks with absurd values',
+    'corrupt_checkpoint': 'a corrupt checkpoint',
+    'corrupt_bag': 'a corrupt bag',
+    'bad_config': 'configs with missing keys or wrong types',
+    'bad_parameters': 'nodes given bad parameters',
+}
+
+
+class Reliability:
+    def __init__(self):
+        self.rows = {}
+        self.seconds = 0.0      # summed durations of the fault tests
+
+    def record(self, key, injected, outcome, checked, out_of_limits, recovered, recovery_s=None):
+        """checked: commands checked by the monitor (None: no command path, e.g. an offline tool);
+        recovered: True/False; recovery_s: seconds from the fault clearing to recovery."""
+        assert key in FAULTS, key
+        self.rows[key] = dict(injected=injected, outcome=outcome, checked=checked,
+                              out_of_limits=out_of_limits, recovered=recovered, recovery_s=recovery_s)
+
+    def complete(self) -> bool:
+        return set(FAULTS) <= set(self.rows)
+
+    def markdown(self) -> str:
+        lines = [
+            '# Reliability: faults injected and what the stack did',
+            '',
+            'Written by the fault-injection suite (`python -m pytest test/fault`, part of `make test`) each time it '
+            'runs in full; do not edit by hand. Every row is measured in that run: the real node processes over '
+            'DDS (one fresh `ROS_DOMAIN_ID` per graph), faults injected by publishing bad messages, killing '
+            'processes and calling services. A command monitor subscribes to every topic the controller commands '
+            'on (position, effort, trajectory, impedance target, and their dry-run twins) and checks each command '
+            'against `config/robots/panda.yaml`: finite, inside the position limits, torques and velocities '
+            'inside their limits, and no position step larger than `max_step` per control cycle (unless it lands '
+            'where the arm measurably is: re-anchoring after a reset or restart). A row fails its test if any '
+            'node crashed without a logged reason, any command was out of limits, or it did not recover.',
+            '',
+            f'Last run: {datetime.date.today().isoformat()}, {machine()}; the suite took {self.seconds:.0f} s.',
+            '',
+            '| fault | injected | outcome | commands checked | out of limits | recovered |',
+            '|---|---|---|---|---|---|',
+        ]
+        for key, fault in FAULTS.items():
+            row = self.rows[key]
+            checked = 'offline' if row['checked'] is None else str(row['checked'])
+            recovered = 'yes' if row['recovered'] else 'NO'
+            if row['recovered'] and row['recovery_s'] is not None:
+                recovered += f' ({row["recovery_s"]:.1f} s)'
+            cells = [fault, row['injected'], row['outcome'], checked, str(row['out_of_limits']), recovered]
+            lines.append('| ' + ' | '.join(c.replace('|', '/').replace('\n', ' ') for c in cells) + ' |')
+        lines += [
+            '',
+            '"commands checked" counts the commands the monitor saw from the fault until 1 s after recovery; "offline" '
+            'rows exercise a tool or a start-up path that commands nothing. Recovery time runs from the moment '
+            'the fault cleared (or the process was restarted) until the graph did its job again: the controller '
+            'tracking chunks within 0.05 rad, or the policy publishing chunks again.',
+            '',
+        ]
+        return '\n'.join(lines)
+
+
+def machine() -> str:
+    cpu = platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return f'{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}'
+
+
+RELIABILITY = Reliability()
+
+
+@pytest.fixture(scope='session')
+def reliability():
+    return RELIABILITY
+
+
+def pytest_runtest_logreport(report):
+    RELIABILITY.seconds += report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RELIABILITY.rows:
+        return
+    terminalreporter.section('faults injected')
+    for key, row in RELIABILITY.rows.items():
+        terminalreporter.write_line(
+            f'{key}: out of limits {row["out_of_limits"]}/{row["checked"]}, recovered {row["recovered"]} '
+            f'({row["recovery_s"] if row["recovery_s"] is None else round(row["recovery_s"], 1)} s): {row["outcome"]}')
+    if not RELIABILITY.complete():
+        terminalreporter.write_line(f'{DOC.name} not rewritten: the run did not cover '
+                                    f'{sorted(set(FAULTS) - set(RELIABILITY.rows))}')
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if RELIABILITY.complete():
+        DOC.write_text(RELIABILITY.markdown())

@@ -1,0 +1,474 @@
+"""What the fault-injection tests share: a command monitor that checks every command the controller
+sends against the robot profile, relays the tests can corrupt or cut, a chunk stream, and the node
+processes of a running graph.
+"""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+
+from conftest import GraphRun, Process, wait_for
+from ros2_imitation.graph import load_graph
+from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS, to_sec
+from ros2_imitation.nodes.controller_node import OUTPUT_QOS
+from ros2_imitation.nodes.conversions import trajectory_to_msg
+from ros2_imitation.robot import RobotProfile
+from ros2_imitation.trajectory import Trajectory
+
+ROBOT = RobotProfile.load('panda')
+ARM = ROBOT.arm_joints
+LIMITS = ROBOT.limits
+# A command may also land where the arm measurably is (the controller re-anchoring after a sim reset
+# or a restart): that is no jump for the arm, whatever the previous command was.
+REANCHOR_TOL = 0.02
+EPS = 1e-9
+
+# Every topic controller_node can command on, with dry_run or without.
+COMMAND_TOPICS = {
+    'position': (Float64MultiArray, ['/position_controller/commands', '/controller/dry_run/position']),
+    'effort': (Float64MultiArray, ['/effort_controller/commands', '/controller/dry_run/effort']),
+    'trajectory': (JointTrajectory, ['/joint_trajectory_controller/joint_trajectory',
+                                     '/controller/dry_run/trajectory']),
+    'target': (JointState, ['/target_joint', '/controller/dry_run/target']),
+}
+
+
+def stamp_of(msg) -> float:
+    return to_sec(msg.header.stamp)
+
+
+def arm_of(msg) -> np.ndarray:
+    index = {n: i for i, n in enumerate(msg.name)}
+    return np.array([msg.position[index[j]] for j in ARM])
+
+
+class CommandMonitor:
+    """Checks every command on every command topic against config/robots/panda.yaml.
+
+    Out of limits: wrong length or non-finite values; a position outside [position_lower,
+    position_upper]; a torque beyond the effort limit; a velocity beyond the velocity limit; a
+    position command more than max_step away from the previous one of the same publisher per control
+    cycle (the DDS publication sequence number counts the cycles, so a message lost on the way to
+    this monitor is not mistaken for a jump) unless it lands where the arm is; a trajectory whose
+    segments would need more than the velocity limit.
+    """
+
+    def __init__(self, node):
+        self.lock = threading.Lock()
+        self.checked = 0
+        self.by_kind = {kind: 0 for kind in COMMAND_TOPICS}
+        self.violations = []          # (index, text)
+        self._last = {}               # (topic, publisher gid) -> (sequence number, positions)
+        self.joints = deque(maxlen=2000)   # (sim stamp, arm position), from /joint_states
+        for kind, (msg_type, topics) in COMMAND_TOPICS.items():
+            for topic in topics:
+                node.create_subscription(msg_type, topic,
+                                         lambda m, info, k=kind, t=topic: self._on_command(k, t, m, info),
+                                         OUTPUT_QOS)
+        node.create_subscription(JointState, '/joint_states', self._on_joint_state, SENSOR_QOS)
+
+    # ---- inputs ----
+    def _on_joint_state(self, msg):
+        try:
+            q = arm_of(msg)
+        except (KeyError, IndexError):
+            return
+        if not np.all(np.isfinite(q)):   # a test's own bad joint states: not where the arm is
+            return
+        with self.lock:
+            self.joints.append((stamp_of(msg), q))
+
+    def _on_command(self, kind, topic, msg, info):
+        with self.lock:
+            q = self.joints[-1][1] if self.joints else None
+            problem = getattr(self, f'_check_{kind}')(topic, msg, info, q)
+            self.checked += 1
+            self.by_kind[kind] += 1
+            if problem:
+                self.violations.append((self.checked, f'{topic}: {problem}'))
+
+    # ---- checks ----
+    @staticmethod
+    def _vector(values, n=len(ARM)):
+        v = np.asarray(values, dtype=float)
+        if v.shape != (n,):
+            return None, f'{v.size} values, expected {n}'
+        if not np.all(np.isfinite(v)):
+            return None, f'non-finite values {v.tolist()}'
+        return v, None
+
+    @staticmethod
+    def _position_problem(v):
+        bad = (v < LIMITS.lower - EPS) | (v > LIMITS.upper + EPS)
+        if bad.any():
+            return f'position outside the limits on joints {np.flatnonzero(bad).tolist()}: {v.round(4).tolist()}'
+        return None
+
+    def _step_problem(self, topic, info, v, q):
+        key = (topic, bytes((info or {}).get('publisher_gid', {}).get('data', b'')))
+        seq = (info or {}).get('publication_sequence_number')
+        last = self._last.get(key)
+        self._last[key] = (seq, v)
+        near_arm = q is not None and np.max(np.abs(v - q)) <= LIMITS.max_step + REANCHOR_TOL
+        if last is None:          # a publisher's first command: it must start where the arm is
+            if q is not None and not near_arm:
+                return f'first command {np.max(np.abs(v - q)):.4f} rad away from the arm'
+            return None
+        cycles = max(1, (seq - last[0]) if seq is not None and last[0] is not None else 1)
+        step = float(np.max(np.abs(v - last[1])))
+        if step > cycles * LIMITS.max_step + EPS and not near_arm:
+            return f'step {step:.4f} rad over {cycles} cycle(s) (max_step {LIMITS.max_step})'
+        return None
+
+    def _check_position(self, topic, msg, info, q):
+        v, problem = self._vector(msg.data)
+        return problem or self._position_problem(v) or self._step_problem(topic, info, v, q)
+
+    def _check_effort(self, topic, msg, info, q):
+        v, problem = self._vector(msg.data)
+        if problem:
+            return problem
+        if np.any(np.abs(v) > LIMITS.effort + EPS):
+            return f'torque beyond the effort limits: {v.round(3).tolist()}'
+        return None
+
+    def _check_target(self, topic, msg, info, q):
+        if list(msg.name) != list(ARM):
+            return f'joint names {list(msg.name)}'
+        v, problem = self._vector(msg.position)
+        if problem:
+            return problem
+        vel, problem = self._vector(msg.velocity)
+        if problem:
+            return f'velocity: {problem}'
+        if np.any(np.abs(vel) > LIMITS.velocity + EPS):
+            return f'velocity beyond the limits: {vel.round(3).tolist()}'
+        return self._position_problem(v) or self._step_problem(topic, info, v, q)
+
+    def _check_trajectory(self, topic, msg, info, q):
+        try:
+            order = [list(msg.joint_names).index(j) for j in ARM]
+        except ValueError:
+            return f'joint names {list(msg.joint_names)}'
+        if not msg.points:
+            return 'no points'
+        prev_q, prev_t = q, 0.0
+        for i, point in enumerate(msg.points):
+            v, problem = self._vector(np.asarray(point.positions)[order] if len(point.positions) == len(order)
+                                      else point.positions)
+            if problem:
+                return f'point {i}: {problem}'
+            problem = self._position_problem(v)
+            if problem:
+                return f'point {i}: {problem}'
+            if len(point.velocities):
+                vel, problem = self._vector(np.asarray(point.velocities)[order])
+                if problem or np.any(np.abs(vel) > LIMITS.velocity + EPS):
+                    return f'point {i}: velocity {problem or vel.round(3).tolist()}'
+            t = point.time_from_start.sec + point.time_from_start.nanosec * 1e-9
+            if prev_q is not None:
+                need = np.abs(v - prev_q) - (REANCHOR_TOL if i == 0 else 0.0)
+                if np.any(need > LIMITS.velocity * max(t - prev_t, 0.0) * (1 + 1e-6) + EPS):
+                    return f'point {i}: faster than the velocity limits'
+            prev_q, prev_t = v, t
+        return None
+
+    # ---- results ----
+    def mark(self):
+        with self.lock:
+            return self.checked, len(self.violations)
+
+    def since(self, mark):
+        """(commands checked, [violation texts]) since mark()."""
+        with self.lock:
+            return self.checked - mark[0], [text for _, text in self.violations[mark[1]:]]
+
+    def arm(self):
+        with self.lock:
+            return self.joints[-1] if self.joints else (None, None)
+
+    def window(self, seconds):
+        with self.lock:
+            if not self.joints:
+                return []
+            end = self.joints[-1][0]
+            return [(t, q) for t, q in self.joints if t >= end - seconds]
+
+
+class JointStateRelay:
+    """Republishes /joint_states on `topic` (what the controller reads), as `mode` says:
+    pass, nan, inf (the arm positions), missing (panda_joint3 left out), renamed (every joint
+    prefixed 'left_'), stop (nothing)."""
+
+    MODES = ('pass', 'nan', 'inf', 'missing', 'renamed', 'stop')
+
+    def __init__(self, node, topic):
+        self.mode = 'pass'
+        self.sent = 0
+        self.pub = node.create_publisher(JointState, topic, COMMAND_QOS)
+        node.create_subscription(JointState, '/joint_states', self._on, SENSOR_QOS)
+
+    def _on(self, msg):
+        mode = self.mode
+        if mode == 'stop':
+            return
+        if mode != 'pass':
+            msg = self.corrupt(msg, mode)
+        self.pub.publish(msg)
+        self.sent += 1
+
+    @staticmethod
+    def corrupt(msg, mode):
+        out = JointState(header=msg.header, name=list(msg.name), position=list(msg.position),
+                         velocity=list(msg.velocity), effort=list(msg.effort))
+        arm = [i for i, n in enumerate(out.name) if n in ARM]
+        if mode in ('nan', 'inf'):
+            value = float(mode)
+            for k, i in enumerate(arm):
+                if k % 2 == 0 or mode == 'nan':
+                    out.position[i] = value if k % 3 else -value
+        elif mode == 'missing':
+            keep = [i for i, n in enumerate(out.name) if n != 'panda_joint3']
+            out.name = [out.name[i] for i in keep]
+            out.position = [out.position[i] for i in keep]
+            out.velocity = [out.velocity[i] for i in keep] if len(out.velocity) else []
+            out.effort = [out.effort[i] for i in keep] if len(out.effort) else []
+        elif mode == 'renamed':
+            out.name = [f'left_{n}' for n in out.name]
+        return out
+
+
+class ImageRelay:
+    """Republishes the sim camera on `topic` (what the policy reads) unless `on` is False."""
+
+    def __init__(self, node, topic, source='/camera/camera/color/image_raw'):
+        self.on = True
+        self.sent = 0
+        self.pub = node.create_publisher(Image, topic, SENSOR_QOS)
+        node.create_subscription(Image, source, self._on, SENSOR_QOS)
+
+    def _on(self, msg):
+        if self.on:
+            self.pub.publish(msg)
+            self.sent += 1
+
+
+class ChunkStream:
+    """A slow sine around an anchor pose, cut into 16-point chunks at 10 Hz, one every 0.4 s of sim
+    time, each starting just ahead of the newest joint state (a stand-in for the policy)."""
+
+    AMP = np.array([0.1, 0.08, 0.1, 0.1, 0.1, 0.1, 0.1])
+    FREQ, DT, POINTS, EVERY = 0.25, 0.1, 16, 0.4
+
+    def __init__(self, node, monitor, topic='/ros2_imitation/action_chunk'):
+        self.monitor = monitor
+        self.pub = node.create_publisher(JointTrajectory, topic, COMMAND_QOS)
+        self.paused = False
+        self.sent = 0
+        self.q0 = self.t0 = None
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self):
+        wait_for(lambda: self.pub.get_subscription_count() > 0 and self.monitor.arm()[0] is not None, 60,
+                 what='the controller to subscribe to chunks')
+        self.anchor()
+        self._thread.start()
+
+    def anchor(self):
+        """Start the sine again where the arm is now (after a sim reset)."""
+        t, q = self.monitor.arm()
+        self.q0, self.t0 = q.copy(), t + 0.1
+
+    def reference(self, t):
+        s = np.clip(np.asarray(t, dtype=float) - self.t0, 0, None)
+        return self.q0 + np.sin(2 * np.pi * self.FREQ * s)[..., None] * self.AMP
+
+    def chunk(self, t_first):
+        times = t_first + np.arange(self.POINTS) * self.DT
+        return trajectory_to_msg(Trajectory.from_absolute(ARM, times, self.reference(times)))
+
+    def _loop(self):
+        next_pub = 0.0
+        while self._running:
+            now = self.monitor.arm()[0]
+            if not self.paused and now is not None and now >= next_pub:
+                try:
+                    self.pub.publish(self.chunk(now + 0.05))
+                except Exception:  # the probe is shutting down
+                    return
+                self.sent += 1
+                next_pub = now + self.EVERY
+            time.sleep(0.005)
+
+    def tracking_error(self, seconds=0.6):
+        """Largest |q - reference| over the newest `seconds` of joint states."""
+        window = self.monitor.window(seconds)
+        if not window or self.t0 is None:
+            return math.inf
+        return max(float(np.max(np.abs(q - self.reference(t)))) for t, q in window)
+
+    def stop(self):
+        self._running = False
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+
+class Diagnostics:
+    """The newest /diagnostics status of each named node part ('controller: chunk controller', ...)."""
+
+    def __init__(self, node):
+        self.latest = {}
+        self.arrived = {}
+        self.history = deque(maxlen=5000)
+        node.create_subscription(DiagnosticArray, '/diagnostics', self._on, COMMAND_QOS)
+
+    def _on(self, msg):
+        for s in msg.status:
+            values = {kv.key: kv.value for kv in s.values}
+            self.latest[s.name] = (s.message, values)
+            self.arrived[s.name] = time.monotonic()
+            self.history.append((time.monotonic(), s.name, s.message, values))
+
+    def get(self, name, since=None):
+        """(message, values) of the newest status of `name`; empty if none arrived after `since`."""
+        if since is not None and self.arrived.get(name, -math.inf) < since:
+            return '', {}
+        return self.latest.get(name, ('', {}))
+
+    def states_since(self, name, t):
+        return [values.get('state', msg) for tm, n, msg, values in list(self.history) if n == name and tm >= t]
+
+
+def node_processes(parent_pid: int) -> dict:
+    """{ROS node name: pid} of the node processes bringup started (its direct children)."""
+    found = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+            if ppid != parent_pid:
+                continue
+            with open(f'/proc/{entry}/cmdline', 'rb') as f:
+                args = f.read().decode(errors='replace').split('\0')
+        except (OSError, IndexError, ValueError):
+            continue
+        for arg in args:
+            if arg.startswith('__node:='):
+                found[arg.split(':=', 1)[1]] = int(entry)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+class FaultGraph(GraphRun):
+    """A graph under fault injection: the monitor, diagnostics, the node processes, and a record of
+    which node exits the test caused (any other exit, traceback or 'stopped:' line is a crash)."""
+
+    def __init__(self, folder: Path, graph: str, *cli_args, wait_nodes: int):
+        self.folder = Path(folder)
+        self.graph_name, self.cli_args = graph, cli_args
+        super().__init__(self.folder / 'bringup.log', graph, *cli_args)
+        self.monitor = CommandMonitor(self.node)
+        self.diagnostics = Diagnostics(self.node)
+        self.expected_exits = set()     # pids the test killed, or started expecting them to exit
+        self.extra = []                 # (node name, Process) the test started (restarts)
+        try:
+            self.nodes = wait_for(lambda: len(node_processes(self.proc.pid)) >= wait_nodes and
+                                  node_processes(self.proc.pid), 60, what=f'{wait_nodes} node processes')
+        except AssertionError:
+            self.close()
+            raise
+
+    def output(self) -> str:
+        return self.proc.output() + ''.join(p.output() for _, p in self.extra)
+
+    def pid(self, name: str) -> int:
+        """The running process of node `name`: the newest the test started, else bringup's."""
+        for extra_name, proc in reversed(self.extra):
+            if extra_name == name and proc.proc.poll() is None:
+                return proc.pid
+        return self.nodes[name]
+
+    def crashes(self) -> list:
+        """Unexplained crashes so far: a node process gone that the test did not end, a traceback,
+        a node reporting an unexpected error, bringup reporting an exit the test did not cause."""
+        problems = []
+        if self.proc.proc.poll() is not None:
+            problems.append(f'bringup exited with code {self.proc.proc.returncode}')
+        pids = list(self.nodes.items()) + [(name, proc.pid) for name, proc in self.extra]
+        for name, pid in pids:
+            if pid not in self.expected_exits and not alive(pid):
+                problems.append(f'node {name} (pid {pid}) is gone')
+        text = self.output()
+        if 'Traceback (most recent call last)' in text:
+            problems.append('a traceback in the node output')
+        for line in text.splitlines():
+            if '] stopped: ' in line:
+                problems.append(line.strip())
+            if '[bringup] node' in line and 'exited with code' in line:
+                name = line.split("node '", 1)[1].split("'", 1)[0]
+                if self.nodes.get(name) not in self.expected_exits:
+                    problems.append(line.strip())
+        return problems
+
+    def kill(self, name: str, sig=signal.SIGKILL) -> int:
+        pid = self.pid(name)
+        self.expected_exits.add(pid)
+        os.kill(pid, sig)
+        return pid
+
+    def start_node(self, name: str, overrides: dict | None = None, graph_args: dict | None = None,
+                   expect_exit: bool = False) -> Process:
+        """Start graph node `name` again as the test's own process, with the graph's parameters
+        (plus `overrides`, {'node.param': value}); expect_exit: it is meant to fail at start-up."""
+        graph = load_graph(self.graph_name, graph_args or {}, overrides or {})
+        spec = graph.node(name)
+        folder = self.folder / f'{name}{len(self.extra)}'
+        folder.mkdir(exist_ok=True)
+        params = spec.write_params_file(str(folder))
+        proc = Process([sys.executable, '-m', spec.module, *spec.ros_arguments(params)], self.env,
+                       str(self.folder / f'{name}{len(self.extra)}.log'))
+        self.extra.append((name, proc))
+        if expect_exit:
+            self.expected_exits.add(proc.pid)
+        return proc
+
+    def close(self):
+        self.extra_exit_codes = {}
+        for name, proc in self.extra:
+            code = proc.stop()
+            if proc.pid not in self.expected_exits:
+                self.extra_exit_codes[f'{name} (pid {proc.pid})'] = code
+        super().close()
+
+
+def flood(env: dict, rate: float, seconds: float, topic='/ros2_imitation/action_chunk') -> dict:
+    """Publish chunks at `rate` per second for `seconds` from a process of its own (so that this
+    test's relays keep their pace); returns what it achieved."""
+    script = Path(__file__).with_name('flood.py')
+    out = subprocess.run([sys.executable, str(script), '--rate', str(rate), '--seconds', str(seconds),
+                          '--topic', topic], env=env, capture_output=True, text=True, timeout=seconds + 90)
+    if out.returncode != 0:
+        raise AssertionError(f'flood publisher failed ({out.returncode}): {out.stderr[-2000:]}')
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,0 +1,77 @@
+"""Publish valid action chunks as fast as asked (the fault suite's chunk flood), from a process of
+its own. Chunks hold the arm near where it is (small random offsets), stamped just ahead of the
+newest /joint_states. Prints one JSON line: chunks sent, seconds, achieved rate.
+
+    python test/fault/flood.py --rate 1000 --seconds 3
+"""
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import rclpy
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory
+
+from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS, to_sec
+from ros2_imitation.nodes.conversions import trajectory_to_msg
+from ros2_imitation.robot import RobotProfile
+from ros2_imitation.trajectory import Trajectory
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--rate', type=float, default=1000.0)
+    parser.add_argument('--seconds', type=float, default=3.0)
+    parser.add_argument('--topic', default='/ros2_imitation/action_chunk')
+    args = parser.parse_args()
+    arm = RobotProfile.load('panda').arm_joints
+    rclpy.init()
+    node = rclpy.create_node('chunk_flood')
+    latest = {}
+
+    def on_joints(msg):
+        index = {n: i for i, n in enumerate(msg.name)}
+        latest['t'] = to_sec(msg.header.stamp)
+        latest['q'] = np.array([msg.position[index[j]] for j in arm])
+
+    node.create_subscription(JointState, '/joint_states', on_joints, SENSOR_QOS)
+    pub = node.create_publisher(JointTrajectory, args.topic, COMMAND_QOS)
+    deadline = time.monotonic() + 60
+    while (pub.get_subscription_count() == 0 or 'q' not in latest) and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    if 'q' not in latest:
+        print('no joint states / no chunk subscriber', file=sys.stderr)
+        return 1
+    rng = np.random.default_rng(0)
+    # a few pre-built chunks (building messages is the slow part in Python); restamped when sent
+    templates = []
+    for _ in range(8):
+        positions = latest['q'] + rng.uniform(-0.03, 0.03, size=(16, len(arm)))
+        templates.append(trajectory_to_msg(Trajectory.from_absolute(arm, 1.0 + np.arange(16) * 0.1, positions)))
+    sent = 0
+    period = 1.0 / args.rate
+    start = time.monotonic()
+    next_send = start
+    while time.monotonic() - start < args.seconds:
+        rclpy.spin_once(node, timeout_sec=0.0)
+        now = latest['t'] + 0.05
+        msg = templates[sent % len(templates)]
+        msg.header.stamp.sec = int(now)
+        msg.header.stamp.nanosec = int((now - int(now)) * 1e9)
+        pub.publish(msg)
+        sent += 1
+        next_send += period
+        lag = next_send - time.monotonic()
+        if lag > 0:
+            time.sleep(lag)
+    seconds = time.monotonic() - start
+    print(json.dumps({'sent': sent, 'seconds': round(seconds, 3), 'rate': round(sent / seconds, 1)}))
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
