@@ -357,6 +357,30 @@ def test_file_replay_publishes_rgb_at_rate_with_geometry_and_info(spawn, probe, 
     assert any(stamp_sec(i) in image_stamps for i in infos.messages), 'camera_info shares image stamps'
 
 
+def test_full_size_frames_arrive_reliably(spawn, probe, video):
+    """640x480 rgb8 (921 kB): camera_node publishes reliable, and a reliable subscriber (policy_node's
+    image_reliability:=reliable) gets every frame -- best effort in Fast DDS loses most of them."""
+    from rclpy.qos import ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from conftest import wait_for
+    from ros2_imitation.nodes.common import image_qos
+    topic = '/camera/camera/color/image_raw'
+    frames = []
+    probe.create_subscription(Image, topic, lambda m: frames.append(stamp_sec(m)), image_qos('reliable'))
+    proc = spawn('bringup', 'camera_replay', '--arg', f'video_file={video}', '--arg', 'width=640',
+                 '--arg', 'height=480')
+    wait_for(lambda: len(frames) >= 5, 30, what=f'640x480 images\n{proc.output()}')
+    offered = probe.get_publishers_info_by_topic(topic)
+    assert offered and offered[0].qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    n0 = len(frames)
+    time.sleep(3.0)
+    stamps = np.array(frames[n0:])
+    expected = (stamps[-1] - stamps[0]) * FPS + 1
+    assert len(stamps) >= 0.95 * expected, f'{len(stamps)} of {expected:.0f} frames arrived'
+    assert np.diff(stamps).max() < 2.5 / FPS, 'no frame lost'
+
+
 def test_sim_time_waits_for_clock_and_file_end_without_loop(ros_env, tmp_path, probe):
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image

@@ -15,7 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ros2_imitation.camera_sources import (BACKENDS, Backoff, ImageGeometry, Intrinsics, SourceConfigError,
                                            SourceError, SourceUnavailable, open_source, parse_profile)
-from ros2_imitation.nodes.common import SENSOR_QOS, StartupError, run_node, to_stamp
+from ros2_imitation.nodes.common import StartupError, image_qos, run_node, to_stamp
 
 PARAMETERS = dict(
     backend='realsense',
@@ -37,6 +37,8 @@ PARAMETERS = dict(
     frame_id='camera_color_optical_frame',
     depth_frame_id='camera_depth_optical_frame',
     image_topic='/camera/camera/color/image_raw',
+    # reliable, as realsense2_camera's default: best-effort subscribers receive it too (common.image_qos)
+    image_reliability='reliable',
     camera_info_topic='/camera/camera/color/camera_info',
     depth_topic='',        # '' = .../aligned_depth_to_color/image_raw or .../depth/image_rect_raw
     depth_info_topic='',
@@ -72,12 +74,13 @@ class CameraNode(Node):
                                            else f'{NS}/depth/image_rect_raw')
         depth_info_topic = p['depth_info_topic'] or (f'{NS}/aligned_depth_to_color/camera_info' if aligned
                                                      else f'{NS}/depth/camera_info')
-        self.image_pub = self.create_publisher(Image, p['image_topic'], SENSOR_QOS)
-        self.info_pub = self.create_publisher(CameraInfo, p['camera_info_topic'], SENSOR_QOS)
+        qos = image_qos(p['image_reliability'])
+        self.image_pub = self.create_publisher(Image, p['image_topic'], qos)
+        self.info_pub = self.create_publisher(CameraInfo, p['camera_info_topic'], qos)
         self.depth_pub = self.depth_info_pub = None
         if self.source.has_depth:
-            self.depth_pub = self.create_publisher(Image, depth_topic, SENSOR_QOS)
-            self.depth_info_pub = self.create_publisher(CameraInfo, depth_info_topic, SENSOR_QOS)
+            self.depth_pub = self.create_publisher(Image, depth_topic, qos)
+            self.depth_info_pub = self.create_publisher(CameraInfo, depth_info_topic, qos)
 
         self._stop = threading.Event()
         self._opened = False

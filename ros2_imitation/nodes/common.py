@@ -29,6 +29,21 @@ STATE_QOS = COMMAND_QOS
 # What rclcpp's ClockQoS is; rclpy's time source subscribes best effort, depth 1.
 CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                        reliability=ReliabilityPolicy.BEST_EFFORT)
+# Camera images. Fast DDS hands a best-effort sample over 512 kB (its shared-memory segment)
+# to UDP fragments, and loses most 640x480 rgb8 frames (bench/image_transport.py); reliable
+# delivery keeps them. A reliable publisher serves both kinds of subscriber, so cameras publish
+# reliable; a subscriber picks: best_effort (any publisher, small frames) or reliable.
+IMAGE_RELIABILITY = ('reliable', 'best_effort')
+
+
+def image_qos(reliability: str) -> QoSProfile:
+    if reliability not in IMAGE_RELIABILITY:
+        raise StartupError(f'image_reliability must be one of {IMAGE_RELIABILITY}, got {reliability!r}')
+    if reliability == 'best_effort':
+        return SENSOR_QOS
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
+
+
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                          reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -20,7 +20,7 @@ from trajectory_msgs.msg import JointTrajectory
 from ros2_imitation.chunking import CONTINUITY, ChunkScheduler
 from ros2_imitation.images import image_to_rgb
 from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, NodeReasonLog, StartupError,
-                                         check_positive, declare, now_sec, publish_status, run_node,
+                                         check_positive, declare, image_qos, now_sec, publish_status, run_node,
                                          to_sec)
 from ros2_imitation.nodes.conversions import trajectory_to_msg
 from ros2_imitation.observation import ObservationBuffer, ObservationError
@@ -42,7 +42,7 @@ class PolicyNode(Node):
             image_topics=['/camera/camera/color/image_raw'], proprio_topic='/ros2_imitation/proprio',
             chunk_topic='/ros2_imitation/action_chunk', robot='panda', rate=10.0, execute_steps=0,
             action_offset_steps=-1, max_obs_age=0.25, continuity='inpaint', seed=0, warmup=True,
-            threads=0, max_image_pixels=MAX_IMAGE_PIXELS).items()}
+            threads=0, max_image_pixels=MAX_IMAGE_PIXELS, image_reliability='best_effort').items()}
         if p['continuity'] not in CONTINUITY:
             raise StartupError(f'continuity must be one of {CONTINUITY}, got {p["continuity"]!r}')
         check_positive(p, 'rate', 'max_obs_age', 'max_image_pixels', 'threads', 'execute_steps',
@@ -79,7 +79,8 @@ class PolicyNode(Node):
         self.chunk_pub = self.create_publisher(JointTrajectory, p['chunk_topic'], COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         for key, topic in zip(cfg.image_keys, topics):
-            self.create_subscription(Image, topic, lambda m, k=key: self._on_image(k, m), SENSOR_QOS)
+            self.create_subscription(Image, topic, lambda m, k=key: self._on_image(k, m),
+                                     image_qos(p['image_reliability']))
         self.create_subscription(JointState, p['proprio_topic'], self._on_proprio, SENSOR_QOS)
         self.create_service(Trigger, '~/reset', self._reset)
         self.create_timer(1.0, self._publish_diagnostics)
