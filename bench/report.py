@@ -26,7 +26,10 @@ def machine() -> str:
 
 def write_section(name: str, title: str, body: str) -> None:
     """Replace (or append) the section `name` of docs/benchmarks.md."""
-    command = 'python ' + ' '.join(sys.argv)
+    script = Path(sys.argv[0]).resolve()
+    if script.is_relative_to(DOC.parent.parent):   # as typed in the repository root
+        script = script.relative_to(DOC.parent.parent)
+    command = 'python ' + ' '.join([str(script), *sys.argv[1:]])
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     section = (f'<!-- {name}:start -->\n## {title}\n\n'
                f'Machine: {machine()}. Command: `{command}`. Date: {stamp}.\n\n{body.strip()}\n'
