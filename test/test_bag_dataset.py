@@ -8,7 +8,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from ros2_imitation import cli
-from ros2_imitation.bag_dataset import ARM_JOINTS, ConvertConfig, convert_bag, convert_bags
+from ros2_imitation.bag_dataset import ConvertConfig, convert_bag, convert_bags
+from ros2_imitation.bag_reading import ARM_JOINTS
 from ros2_imitation.images import image_to_rgb
 
 TS = get_typestore(Stores.ROS2_JAZZY)
