@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from ros2_imitation.camera_sources import (Backoff, ClockMapper, FileSource, ImageGeometry, Intrinsics,
-                                           OpenCVSource, RealSenseSource, SourceConfigError,
-                                           SourceUnavailable, open_source, parse_profile)
+                                           OpenCVSource, SourceConfigError, SourceUnavailable, open_source,
+                                           parse_profile)
+from ros2_imitation.realsense_source import RealSenseSource
 
 W, H, FPS, N_FRAMES = 64, 48, 20.0, 40
 RED, BLUE = (255, 0, 0), (0, 0, 255)
