@@ -1,6 +1,6 @@
 """Closed-loop evaluation of a policy on seeded sim episodes, many episodes sharing one batched
-policy call: the policy's cost is per call, not per episode, so a batch of B episodes costs little
-more than one (B = 1 is exactly PolicyAgent's single-episode path).
+policy call (rollout.BatchPolicyAgent): the policy's cost is per call, not per episode, so a batch of
+B episodes costs little more than one.
 """
 from __future__ import annotations
 
@@ -8,55 +8,8 @@ import time
 
 import numpy as np
 
-from ros2_imitation.chunking import ChunkScheduler
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.rollout import PolicyAgent, Rollout, wilson_interval
-
-
-class BatchPolicyAgent:
-    """PolicyAgent for B concurrent episodes: one ChunkScheduler per slot, one predict_chunk call
-    per group of slots whose continuation prefixes have the same shape and weights."""
-
-    def __init__(self, policy, slots: int, dt: float = 0.1, continuity: str = 'inpaint', latency: float = 0.0):
-        cfg = policy.config
-        names = RobotProfile.load('panda').arm_joints
-        self.policy, self.latency = policy, latency
-        self.schedulers = [ChunkScheduler(names, dt, cfg.n_obs_steps - 1, cfg.action_offset_steps or 0,
-                                          continuity, lead=0.0) for _ in range(slots)]
-        self.seeds, self.calls = [0] * slots, [0] * slots
-
-    def reset(self, slot: int, seed: int):
-        self.seeds[slot], self.calls[slot] = seed, 0
-        self.schedulers[slot].reset()
-
-    def act(self, requests: dict[int, tuple]) -> dict[int, tuple]:
-        """requests: slot -> (t, stacked obs, q, task state); returns slot -> (times, positions)."""
-        cfg = self.policy.config
-        keys = [cfg.state_key, *cfg.image_keys]
-        groups: dict[tuple, list] = {}
-        prefixes = {}
-        for slot, (now, *_rest) in requests.items():
-            prefixes[slot] = self.schedulers[slot].prefix(now, cfg.horizon, self.latency)
-            prefix, weights = prefixes[slot]
-            key = None if prefix is None else (len(prefix), tuple(np.round(weights, 6)))
-            groups.setdefault(key, []).append(slot)
-        out = {}
-        for key, slots in groups.items():
-            obs = {k: np.stack([requests[s][1]['image' if k in cfg.image_keys else 'state'] for s in slots])
-                   for k in keys}
-            first = slots[0]
-            seed = self.seeds[first] * 100_003 + self.calls[first]
-            prefix = weights = None
-            if key is not None:
-                prefix = np.stack([prefixes[s][0] for s in slots])
-                weights = prefixes[first][1]
-            chunks = self.policy.predict_chunk(obs, seed=seed, prefix=prefix, prefix_weights=weights)
-            for slot, chunk in zip(slots, chunks):
-                now = requests[slot][0]
-                traj, _ = self.schedulers[slot].schedule(chunk, now, now + self.latency)
-                out[slot] = (traj.stamp + traj.times, traj.positions, None)
-                self.calls[slot] += 1
-        return out
+from ros2_imitation.rollout import BatchPolicyAgent, Rollout, wilson_interval
 
 
 def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batch: int = 10,
@@ -66,8 +19,8 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batc
     """Success rate with a 95% Wilson interval over `seeds`. `execute`: actions run per chunk
     (default the checkpoint's n_action_steps). task_features: the state carries the task's
     privileged state after the arm joints (rollout.task_features); default: when the state is
-    longer than the arm. progress(result) is called after each episode. With batch=1 the episodes
-    run one by one through PolicyAgent, seeded exactly as before."""
+    longer than the arm. progress(result) is called after each episode. Each episode is seeded by its
+    own seed, as PolicyAgent seeds it, whatever the batch."""
     from ros2_imitation.experts import ChunkTiming
     cfg = policy.config
     size = (cfg.image_shape[1], cfg.image_shape[0]) if cfg.image_keys else (96, 96)
@@ -88,12 +41,7 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batc
         if progress is not None:
             progress(result)
 
-    if n_slots == 1:
-        agent = PolicyAgent(policy, continuity=continuity, latency=latency)
-        for seed in seeds:
-            finished(rollouts[0].run(agent, seed, timeout, record_frames=record_frames))
-    else:
-        _run_batched(policy, rollouts, seeds, timeout, continuity, latency, record_frames, finished)
+    _run_batched(policy, rollouts, seeds, timeout, continuity, latency, record_frames, finished)
     results.sort(key=lambda r: seeds.index(r.seed))
     wins = sum(r.success for r in results)
     low, high = wilson_interval(wins, len(results))

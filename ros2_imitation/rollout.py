@@ -173,39 +173,69 @@ class ExpertAgent:
         return chunk.times, chunk.positions + self.noise(chunk.times)
 
 
-class PolicyAgent:
-    """A diffusion policy as a rollout agent, scheduled exactly as policy_node schedules it.
+class BatchPolicyAgent:
+    """A diffusion policy driving B concurrent episodes, scheduled exactly as policy_node schedules it.
 
     Chunk index i applies at t_obs + (i - (To - 1) + offset) * dt (offset: the checkpoint's
-    action_offset_steps); how consecutive chunks join is the ChunkScheduler's `continuity`.
+    action_offset_steps); how consecutive chunks join is each slot's ChunkScheduler `continuity`.
     `latency` (s) pretends inference took that long: actions due before it are dropped, and inpaint
-    freezes them, as on a robot.
+    freezes them, as on a robot. One predict_chunk call serves every slot whose continuation prefix
+    has the same shape and weights, so B episodes cost little more than one.
     """
+
+    def __init__(self, policy, slots: int = 1, dt: float = 0.1, continuity: str = 'inpaint',
+                 latency: float = 0.0, joint_names=None):
+        from ros2_imitation.chunking import ChunkScheduler
+        cfg = policy.config
+        names = joint_names or RobotProfile.load('panda').arm_joints
+        self.policy, self.latency = policy, latency
+        self.schedulers = [ChunkScheduler(names, dt, cfg.n_obs_steps - 1, cfg.action_offset_steps or 0,
+                                          continuity, lead=0.0) for _ in range(slots)]
+        self.seeds, self.calls = [0] * slots, [0] * slots
+
+    def reset(self, slot: int, seed: int):
+        self.seeds[slot], self.calls[slot] = seed, 0
+        self.schedulers[slot].reset()
+
+    def act(self, requests: dict) -> dict:
+        """requests: slot -> (t, stacked obs, q, task state); returns slot -> (times, positions, None)."""
+        cfg = self.policy.config
+        keys = [cfg.state_key, *cfg.image_keys]
+        groups, prefixes = {}, {}
+        for slot, (now, *_rest) in requests.items():
+            prefix, weights = prefixes[slot] = self.schedulers[slot].prefix(now, cfg.horizon, self.latency)
+            key = None if prefix is None else (len(prefix), tuple(np.round(weights, 6)))
+            groups.setdefault(key, []).append(slot)
+        out = {}
+        for key, slots in groups.items():
+            obs = {k: np.stack([requests[s][1]['image' if k in cfg.image_keys else 'state'] for s in slots])
+                   for k in keys}
+            first = slots[0]
+            prefix = None if key is None else np.stack([prefixes[s][0] for s in slots])
+            chunks = self.policy.predict_chunk(obs, seed=self.seeds[first] * 100_003 + self.calls[first],
+                                               prefix=prefix, prefix_weights=prefixes[first][1])
+            for slot, chunk in zip(slots, chunks):
+                now = requests[slot][0]
+                traj, _ = self.schedulers[slot].schedule(chunk, now, now + self.latency)
+                out[slot] = (traj.stamp + traj.times, traj.positions, None)
+                self.calls[slot] += 1
+        return out
+
+
+class PolicyAgent:
+    """A diffusion policy as the agent of one rollout: a BatchPolicyAgent of one slot."""
 
     def __init__(self, policy, dt: float = 0.1, continuity: str = 'replan', latency: float = 0.0,
                  joint_names=None):
-        from ros2_imitation.chunking import ChunkScheduler
-        cfg = policy.config
-        self.policy, self.latency = policy, latency
-        names = joint_names or RobotProfile.load('panda').arm_joints
-        self.scheduler = ChunkScheduler(names, dt, cfg.n_obs_steps - 1, cfg.action_offset_steps or 0,
-                                        continuity, lead=0.0)
-        self.seed, self._calls = 0, 0
+        self.policy = policy
+        self.batch = BatchPolicyAgent(policy, 1, dt, continuity, latency, joint_names)
 
     def reset(self, seed: int):
-        self.seed, self._calls = seed, 0
-        self.scheduler.reset()
+        self.batch.reset(0, seed)
 
     def act(self, now, obs, q, task_state):
-        cfg = self.policy.config
-        keys = [cfg.state_key, *cfg.image_keys]
-        prefix, weights = self.scheduler.prefix(now, cfg.horizon, self.latency)
-        chunk = self.policy.predict_chunk({k: obs['image' if k in cfg.image_keys else 'state'] for k in keys},
-                                          seed=self.seed * 100_003 + self._calls, prefix=prefix,
-                                          prefix_weights=weights)
-        self._calls += 1
-        traj, _ = self.scheduler.schedule(chunk, now, now + self.latency)
-        return traj.stamp + traj.times, traj.positions
+        times, positions, _ = self.batch.act({0: (now, obs, q, task_state)})[0]
+        return times, positions
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple:

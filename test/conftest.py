@@ -194,3 +194,12 @@ def call_service(node, srv_type, name: str, request=None, timeout: float = 20.0)
         return future.result()
     finally:
         node.destroy_client(client)
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False

@@ -13,7 +13,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from conftest import GraphRun, call_service, wait_for
+from conftest import GraphRun, alive, call_service, wait_for
 from ros2_imitation.nodes.common import COMMAND_QOS
 from ros2_imitation.robot import RobotProfile
 
@@ -171,14 +171,6 @@ def descendants(pid: int) -> set:
             out.add(child)
             todo.append(child)
     return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except OSError:
-        return False
 
 
 def test_stopping_bringup_leaves_no_child(spawn):

@@ -1,11 +1,13 @@
 """The fault suite's results: each fault test records a row; when every fault has one, the session's
 end rewrites docs/reliability.md from them (a single test run leaves the file alone)."""
 import datetime
-import os
-import platform
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
+from report import machine  # noqa: E402  (the machine line every benchmark section carries)
 
 DOC = Path(__file__).resolve().parents[2] / 'docs' / 'reliability.md'
 
@@ -86,16 +88,6 @@ class Reliability:
             '',
         ]
         return '\n'.join(lines)
-
-
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    return f'{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}'
 
 
 RELIABILITY = Reliability()

@@ -19,7 +19,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import GraphRun, Process, wait_for
+from conftest import GraphRun, Process, alive, wait_for
 from ros2_imitation.graph import load_graph
 from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS, to_sec
 from ros2_imitation.nodes.controller_node import OUTPUT_QOS
@@ -373,14 +373,6 @@ def node_processes(parent_pid: int) -> dict:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except OSError:
-        return False
-
-
 class FaultGraph(GraphRun):
     """A graph under fault injection: the monitor, diagnostics, the node processes, and a record of
     which node exits the test caused (any other exit, traceback or 'stopped:' line is a crash)."""
@@ -461,6 +453,29 @@ class FaultGraph(GraphRun):
             if proc.pid not in self.expected_exits:
                 self.extra_exit_codes[f'{name} (pid {proc.pid})'] = code
         super().close()
+
+
+# ---------------------------------------------------------------- what the controller reports
+CONTROLLER = 'controller: chunk controller'
+
+
+def state(run, since=None) -> str:
+    """The controller's state from its newest /diagnostics (only one that arrived after `since`)."""
+    return run.diagnostics.get(CONTROLLER, since)[1].get('state', '')
+
+
+def states_seen(run, since) -> str:
+    seen = []
+    for s in run.diagnostics.states_since(CONTROLLER, since):
+        if not seen or seen[-1] != s:
+            seen.append(s)
+    return ' -> '.join(seen)
+
+
+def assert_stopped_cleanly(run) -> None:
+    """After close(): no node failed while stopping, and every node the test started exited 0."""
+    assert not [line for line in run.output().splitlines() if 'while stopping' in line]
+    assert all(code == 0 for code in run.extra_exit_codes.values()), run.extra_exit_codes
 
 
 def flood(env: dict, rate: float, seconds: float, topic='/ros2_imitation/action_chunk') -> dict:

@@ -19,9 +19,9 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from conftest import call_service, wait_for
 from ros2_imitation.nodes.common import CLOCK_QOS, COMMAND_QOS, to_stamp
 
-from .faultlib import ARM, ChunkStream, FaultGraph, JointStateRelay, flood
+from .faultlib import (ARM, CONTROLLER, ChunkStream, FaultGraph, JointStateRelay, assert_stopped_cleanly,
+                       flood, state, states_seen)
 
-CONTROLLER = 'controller: chunk controller'
 RELAY_TOPIC = '/fault/joint_states'
 OVERRIDES = {'controller.joint_states_topic': RELAY_TOPIC, 'controller.diagnostics_rate': 10.0}
 TRACK_TOL = 0.05
@@ -48,16 +48,10 @@ def rig(tmp_path_factory):
     finally:
         run.stream.stop()
         run.close()
-    assert not [line for line in run.output().splitlines() if 'while stopping' in line]
-    assert all(code == 0 for code in run.extra_exit_codes.values()), run.extra_exit_codes
+    assert_stopped_cleanly(run)
 
 
 # ---------------------------------------------------------------- helpers
-
-def state(run, since=None) -> str:
-    """The controller's state from its newest /diagnostics (only one that arrived after `since`)."""
-    return run.diagnostics.get(CONTROLLER, since)[1].get('state', '')
-
 
 def stat(run, key) -> int:
     return int(run.diagnostics.get(CONTROLLER)[1].get(key, 0))
@@ -70,14 +64,6 @@ def recover(run, timeout=20.0) -> float:
     wait_for(lambda: state(run, t0) == 'tracking' and run.stream.tracking_error() < TRACK_TOL, timeout,
              what='the controller to track chunks again')
     return time.monotonic() - t0
-
-
-def states_seen(run, since) -> str:
-    seen = []
-    for s in run.diagnostics.states_since(CONTROLLER, since):
-        if not seen or seen[-1] != s:
-            seen.append(s)
-    return ' -> '.join(seen)
 
 
 def first_line(text, marker) -> str:

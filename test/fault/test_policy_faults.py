@@ -18,9 +18,9 @@ from conftest import wait_for
 from ros2_imitation.nodes.common import CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, to_stamp
 from ros2_imitation.paths import share_dir
 
-from .faultlib import FaultGraph, ImageRelay, JointStateRelay
+from .faultlib import (FaultGraph, ImageRelay, JointStateRelay, assert_stopped_cleanly, state,
+                       states_seen)
 
-CONTROLLER = 'controller: chunk controller'
 POLICY = 'policy: diffusion policy'
 IMAGE_TOPIC = '/fault/image'
 OVERRIDES = {'policy.image_topics': [IMAGE_TOPIC], 'controller.diagnostics_rate': 10.0}
@@ -47,27 +47,13 @@ def rig(tmp_path_factory):
         yield run
     finally:
         run.close()
-    assert not [line for line in run.output().splitlines() if 'while stopping' in line]
-    assert all(code == 0 for code in run.extra_exit_codes.values()), run.extra_exit_codes
+    assert_stopped_cleanly(run)
 
 
 # ---------------------------------------------------------------- helpers
 
-def state(run, since=None) -> str:
-    """The controller's state from its newest /diagnostics (only one that arrived after `since`)."""
-    return run.diagnostics.get(CONTROLLER, since)[1].get('state', '')
-
-
 def chunks_since(run, t) -> int:
     return sum(1 for tm in list(run.chunks) if tm >= t)
-
-
-def states_seen(run, since) -> str:
-    seen = []
-    for s in run.diagnostics.states_since(CONTROLLER, since):
-        if not seen or seen[-1] != s:
-            seen.append(s)
-    return ' -> '.join(seen)
 
 
 def lines(text, marker, n=3) -> list:
