@@ -1,6 +1,6 @@
 """Chunk continuity: execute-then-replan vs temporal ensembling vs inpainting, with the shipped model.
 
-In-process sim + chunk controller + policy (ros2_imitation.evaluation), the same seeds for each
+In-process sim + chunk controller + policy (ros2_imitation.sim.evaluation), the same seeds for each
 mode; `--latency` pretends inference takes that long (what the full graph shows on this CPU), so
 actions due before it are dropped and, with inpaint, frozen. Success and the arm's RMS jerk.
 Writes the `continuity` section of docs/benchmarks.md.
@@ -28,8 +28,8 @@ def main():
     args = parser.parse_args()
     import torch
 
-    from ros2_imitation.evaluation import evaluate
     from ros2_imitation.policy import load_policy
+    from ros2_imitation.sim.evaluation import evaluate
     episodes = 5 if args.quick else args.episodes
     policy = load_policy(args.model)
     rows = []

@@ -22,12 +22,13 @@ def measure(rate: float, seconds: float, mode: str) -> dict:
     from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory
 
-    from ros2_imitation.bringup import Bringup
-    from ros2_imitation.graph import load_graph
-    from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS, to_sec
+    from ros2_imitation.control.trajectory import Trajectory
+    from ros2_imitation.graph.bringup import Bringup
+    from ros2_imitation.graph.spec import load_graph
+    from ros2_imitation.nodes.common import to_sec
     from ros2_imitation.nodes.conversions import trajectory_to_msg
+    from ros2_imitation.qos import COMMAND_QOS, SENSOR_QOS
     from ros2_imitation.robot import RobotProfile
-    from ros2_imitation.trajectory import Trajectory
 
     robot = RobotProfile.load('panda')
     graph = load_graph('sim_control', {'mode': mode}, {'controller.control_rate': float(rate),

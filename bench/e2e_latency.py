@@ -25,10 +25,10 @@ def main():
     args = parser.parse_args()
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from ros2_imitation.bringup import Bringup
-    from ros2_imitation.episodes import EpisodeRunner
-    from ros2_imitation.graph import load_graph
-    from ros2_imitation.nodes.common import COMMAND_QOS
+    from ros2_imitation.graph.bringup import Bringup
+    from ros2_imitation.graph.episodes import EpisodeRunner
+    from ros2_imitation.graph.spec import load_graph
+    from ros2_imitation.qos import COMMAND_QOS
 
     graph = load_graph('demo', {'model': args.model, 'continuity': args.continuity})
     episodes = 1 if args.quick else args.episodes

@@ -33,7 +33,7 @@ def publish(width: int, height: int, rate: float, seconds: float) -> None:
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
-    from ros2_imitation.nodes.common import image_qos
+    from ros2_imitation.qos import image_qos
     node, context = _node('bench_camera')
     pub = node.create_publisher(Image, TOPIC, image_qos('reliable'))
     executor = SingleThreadedExecutor(context=context)
@@ -58,7 +58,8 @@ def measure(width: int, height: int, rate: float, seconds: float, reliability: s
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
-    from ros2_imitation.nodes.common import image_qos, to_sec
+    from ros2_imitation.nodes.common import to_sec
+    from ros2_imitation.qos import image_qos
     node, context = _node('bench_policy')
     latencies = []
 

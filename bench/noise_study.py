@@ -71,9 +71,9 @@ def make_datasets(work: Path, top: int, sizes) -> None:
     """`top` successful demonstrations each, clean and noise-collected; subsets of the first N."""
     from tqdm import tqdm
 
-    from ros2_imitation.experts import ActionNoise, make_expert
     from ros2_imitation.policy.dataset import write_episodes
-    from ros2_imitation.rollout import ExpertAgent, Rollout
+    from ros2_imitation.sim.experts import ActionNoise, make_expert
+    from ros2_imitation.sim.rollout import ExpertAgent, Rollout
     for data, first_seed, noise in (('clean', 10000, None), ('noisy', 20000, COLLECTION_NOISE)):
         paths = {n: work / 'data' / f'{data}{n}.zarr' for n in sizes}
         if all(p.exists() for p in paths.values()):
@@ -98,9 +98,9 @@ def run_unit(job) -> list[dict]:
     run, modes, work, steps, episodes = job
     import torch
     torch.set_num_threads(1)
-    from ros2_imitation.evaluation import evaluate
     from ros2_imitation.policy import PolicyConfig, load_policy
     from ros2_imitation.policy.train import train
+    from ros2_imitation.sim.evaluation import evaluate
 
     out = work / 'runs' / run.name
     policy_dir = out / 'policy'
@@ -130,7 +130,7 @@ def run_unit(job) -> list[dict]:
 
 # ---- report --------------------------------------------------------------------------------------
 def pooled(rows) -> tuple:
-    from ros2_imitation.rollout import wilson_interval
+    from ros2_imitation.sim.rollout import wilson_interval
     wins = sum(len(r['successes']) for r in rows)
     n = sum(r['episodes'] for r in rows)
     per_seed = [r['success_rate'] for r in rows]

@@ -21,12 +21,10 @@ def main():
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--quick', action='store_true', help='fewer repeats')
     args = parser.parse_args()
-    from ros2_imitation.commands.train import load_config
-    from ros2_imitation.policy import PolicyConfig
     from ros2_imitation.policy.benchmark import measure
+    from ros2_imitation.policy.config import load_policy_file
 
-    fields, _ = load_config('push_cube')
-    image = PolicyConfig.from_dict({**fields, 'state_dim': 7, 'action_dim': 7, 'image_shape': [96, 96, 3]})
+    image, _ = load_policy_file('push_cube', {'state_dim': 7, 'action_dim': 7, 'image_shape': [96, 96, 3]})
     state_only = image.replace(image_keys=(), image_shape=None, crop_shape=None)
     # Diffusion Policy's published CNN U-Net size (down_dims 256-512-1024, step embedding 128) on the
     # same inputs, encoder and samplers: what the smaller U-Net buys

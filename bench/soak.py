@@ -102,10 +102,10 @@ def main() -> int:
 
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from ros2_imitation.bringup import Bringup
-    from ros2_imitation.episodes import EpisodeRunner
-    from ros2_imitation.graph import load_graph
-    from ros2_imitation.nodes.common import COMMAND_QOS
+    from ros2_imitation.graph.bringup import Bringup
+    from ros2_imitation.graph.episodes import EpisodeRunner
+    from ros2_imitation.graph.spec import load_graph
+    from ros2_imitation.qos import COMMAND_QOS
 
     graph = load_graph('demo', {'model': args.model})
     lock = threading.Lock()

@@ -19,7 +19,6 @@ Starts
 
 docs/gazebo.md says which topic maps to what.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition, UnlessCondition
 from launch.event_handlers import OnProcessExit
@@ -29,7 +28,8 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from ros2_imitation.launch_support import graph_actions
+from launch import LaunchDescription
+from ros2_imitation.graph.launch_support import graph_actions
 from ros2_imitation.paths import share_dir
 
 GRAPH = 'gazebo'

@@ -7,7 +7,7 @@ expert, episode recorder).
 or drive episodes by hand with the services (docs/recording.md): /expert/pause, /controller/stop +
 /controller/resume, /sim/reset, /recorder/start, /expert/reset, ..., /recorder/stop_success.
 """
-from ros2_imitation.launch_support import graph_launch_description
+from ros2_imitation.graph.launch_support import graph_launch_description
 
 
 def generate_launch_description():

@@ -18,8 +18,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, Pyth
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
-from ros2_imitation.graph import load_graph
-from ros2_imitation.launch_support import graph_actions
+from ros2_imitation.graph.launch_support import graph_actions
+from ros2_imitation.graph.spec import load_graph
 
 GRAPH = 'robot'
 

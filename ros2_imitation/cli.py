@@ -9,7 +9,7 @@ import pkgutil
 import sys
 
 from ros2_imitation import commands
-from ros2_imitation.graph import GraphError
+from ros2_imitation.graph.spec import GraphError
 
 
 def build_parser() -> argparse.ArgumentParser:

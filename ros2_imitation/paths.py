@@ -15,10 +15,11 @@ def share_dir() -> Path:
     repo = Path(__file__).resolve().parent.parent
     if (repo / 'config').is_dir() and (repo / 'package.xml').is_file():
         return repo
-    candidates = [Path(sys.prefix) / 'share' / PACKAGE]
-    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-        if prefix:
-            candidates.append(Path(prefix) / 'share' / PACKAGE)
+    # the ament index `ros2 launch` resolved (a sourced colcon workspace) before this interpreter's
+    # own prefix: a stale pip install in a venv must not shadow the workspace's config and models
+    candidates = [Path(prefix) / 'share' / PACKAGE
+                  for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if prefix]
+    candidates.append(Path(sys.prefix) / 'share' / PACKAGE)
     for candidate in candidates:
         if (candidate / 'config').is_dir():
             return candidate
@@ -38,3 +39,17 @@ def resolve(kind: str, name_or_path: str, suffix: str = '.yaml') -> Path:
     raise FileNotFoundError(
         f'unknown {kind[:-1] if kind.endswith("s") else kind} {name_or_path!r}: '
         f'not a file and not one of {available}')
+
+
+def read_config(kind: str, name_or_path: str, what: str, error=ValueError) -> tuple:
+    """(path, mapping) of a YAML config file by name (config/<kind>/<name>.yaml) or path; invalid
+    YAML or a top level that is not a mapping is `error`, naming `what` and the file."""
+    import yaml
+    path = resolve(kind, name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise error(f'{what} {path}: not valid YAML: {exc}') from None
+    if not isinstance(raw, dict):
+        raise error(f'{what} {path}: expected a mapping at the top level')
+    return path, raw

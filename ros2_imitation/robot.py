@@ -2,9 +2,8 @@
 from dataclasses import dataclass
 
 import numpy as np
-import yaml
 
-from ros2_imitation.paths import resolve
+from ros2_imitation.paths import read_config
 
 
 @dataclass(frozen=True)
@@ -43,11 +42,7 @@ class RobotProfile:
     def load(cls, name_or_path: str = 'panda') -> 'RobotProfile':
         """A profile by name (config/robots/<name>.yaml) or path. Every problem is a ValueError that
         names the file and the key: a missing key, a wrong type, a limit that is not positive."""
-        path = resolve('robots', name_or_path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f'robot profile {path}: not valid YAML: {exc}') from None
+        path, raw = read_config('robots', name_or_path, 'robot profile')
         try:
             return cls._parse(raw, path)
         except ValueError as exc:

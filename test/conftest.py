@@ -98,7 +98,7 @@ class Recorder:
     """Keeps every message of a topic with its arrival time."""
 
     def __init__(self, node, msg_type, topic, qos=None):
-        from ros2_imitation.nodes.common import SENSOR_QOS
+        from ros2_imitation.qos import SENSOR_QOS
         self.messages, self.times = [], []
         self._sub = node.create_subscription(msg_type, topic, self._on, qos or SENSOR_QOS)
 

@@ -8,9 +8,9 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from ros2_imitation import cli
-from ros2_imitation.bag_dataset import ConvertConfig, convert_bag, convert_bags
-from ros2_imitation.bag_reading import ARM_JOINTS
-from ros2_imitation.images import image_to_rgb
+from ros2_imitation.data.bag_dataset import ConvertConfig, convert_bag, convert_bags
+from ros2_imitation.data.bag_reading import ARM_JOINTS
+from ros2_imitation.sensors.images import image_to_rgb
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 T = TS.types

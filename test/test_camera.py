@@ -11,10 +11,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ros2_imitation.camera_sources import (Backoff, ClockMapper, FileSource, ImageGeometry, Intrinsics,
-                                           OpenCVSource, SourceConfigError, SourceUnavailable, open_source,
-                                           parse_profile)
-from ros2_imitation.realsense_source import RealSenseSource
+from ros2_imitation.sensors.camera_sources import (
+    Backoff,
+    ClockMapper,
+    FileSource,
+    ImageGeometry,
+    Intrinsics,
+    OpenCVSource,
+    SourceConfigError,
+    SourceUnavailable,
+    open_source,
+    parse_profile,
+)
+from ros2_imitation.sensors.realsense_source import RealSenseSource
 
 W, H, FPS, N_FRAMES = 64, 48, 20.0, 40
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -309,7 +318,7 @@ def start_camera(ros_env, tmp_path, *params, name='camera'):
 
 class Recorder:
     def __init__(self, node, msg_type, topic):
-        from ros2_imitation.nodes.common import SENSOR_QOS
+        from ros2_imitation.qos import SENSOR_QOS
         self.messages, self.times = [], []
         node.create_subscription(msg_type, topic, self._on, SENSOR_QOS)
 
@@ -323,9 +332,8 @@ def stamp_sec(msg):
 
 
 def test_file_replay_publishes_rgb_at_rate_with_geometry_and_info(spawn, probe, video):
-    from sensor_msgs.msg import CameraInfo, Image
-
     from conftest import wait_for
+    from sensor_msgs.msg import CameraInfo, Image
     images = Recorder(probe, Image, '/camera/camera/color/image_raw')
     infos = Recorder(probe, CameraInfo, '/camera/camera/color/camera_info')
     proc = spawn('bringup', 'camera_replay', '--arg', f'video_file={video}', '--arg', 'width=16',
@@ -361,11 +369,11 @@ def test_file_replay_publishes_rgb_at_rate_with_geometry_and_info(spawn, probe, 
 def test_full_size_frames_arrive_reliably(spawn, probe, video):
     """640x480 rgb8 (921 kB): camera_node publishes reliable, and a reliable subscriber (policy_node's
     image_reliability:=reliable) gets every frame -- best effort in Fast DDS loses most of them."""
+    from conftest import wait_for
     from rclpy.qos import ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from conftest import wait_for
-    from ros2_imitation.nodes.common import image_qos
+    from ros2_imitation.qos import image_qos
     topic = '/camera/camera/color/image_raw'
     frames = []
     probe.create_subscription(Image, topic, lambda m: frames.append(stamp_sec(m)), image_qos('reliable'))
@@ -383,11 +391,12 @@ def test_full_size_frames_arrive_reliably(spawn, probe, video):
 
 
 def test_sim_time_waits_for_clock_and_file_end_without_loop(ros_env, tmp_path, probe):
+    from conftest import wait_for
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image
 
-    from conftest import wait_for
-    from ros2_imitation.nodes.common import CLOCK_QOS, to_stamp
+    from ros2_imitation.nodes.common import to_stamp
+    from ros2_imitation.qos import CLOCK_QOS
     short = make_video(tmp_path / 'short.mp4', frames=30)
     images = Recorder(probe, Image, '/camera/camera/color/image_raw')
     proc = start_camera(ros_env, tmp_path, 'backend:=file', f'video_file:={short}', 'loop:=false',
@@ -454,9 +463,8 @@ def test_realsense_retry_backs_off_without_crashing(ros_env, tmp_path):
 
 def test_device_lost_mid_stream_exits_or_reconnects(ros_env, tmp_path, probe):
     """An OpenCV 'camera' that is a 10-frame clip: at its end read() fails like an unplugged camera."""
-    from sensor_msgs.msg import Image
-
     from conftest import wait_for
+    from sensor_msgs.msg import Image
     clip = make_video(tmp_path / 'clip.mp4', frames=10)
     proc = start_camera(ros_env, tmp_path, 'backend:=opencv', f'device:={clip}', name='no_retry')
     assert proc.proc.wait(20) == 2

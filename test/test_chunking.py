@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from ros2_imitation.chunking import ChunkScheduler
-from ros2_imitation.observation import ObservationBuffer, ObservationError
+from ros2_imitation.runtime.chunking import ChunkScheduler
+from ros2_imitation.runtime.observation import ObservationBuffer, ObservationError
 
 JOINTS = [f'j{i}' for i in range(3)]
 

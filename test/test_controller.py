@@ -4,9 +4,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ros2_imitation.controller import ChunkController
+from ros2_imitation.control.controller import ChunkController
+from ros2_imitation.control.trajectory import Trajectory
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.trajectory import Trajectory
 
 ROBOT = RobotProfile.load('panda')
 ARM = ROBOT.arm_joints

@@ -7,18 +7,17 @@ import time
 
 import numpy as np
 import pytest
+from conftest import GraphRun, call_service, wait_for
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import GraphRun, call_service, wait_for
-from ros2_imitation.nodes.common import COMMAND_QOS
-from ros2_imitation.nodes.controller_node import OUTPUT_QOS
+from ros2_imitation.control.trajectory import Trajectory
 from ros2_imitation.nodes.conversions import trajectory_to_msg
+from ros2_imitation.qos import COMMAND_QOS, OUTPUT_QOS
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.trajectory import Trajectory
 
 ROBOT = RobotProfile.load('panda')
 ARM = ROBOT.arm_joints

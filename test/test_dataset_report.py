@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ros2_imitation import cli
-from ros2_imitation.dataset_report import action_determinism
+from ros2_imitation.data.dataset_report import action_determinism
 
 
 def reach_demos(noise=0.0, bimodal=False, episodes=10, length=50, seed=0):
@@ -72,5 +72,5 @@ def test_report_writes_figures_and_flags_constant_dimension(tmp_path, capsys):
 def test_report_rejects_a_non_dataset(tmp_path):
     (tmp_path / 'empty').mkdir()
     with pytest.raises(FileNotFoundError):
-        from ros2_imitation.dataset_report import report
+        from ros2_imitation.data.dataset_report import report
         report(tmp_path / 'empty')

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from ros2_imitation.graph import load_graph
-from ros2_imitation.paths import PACKAGE, share_dir
 from test_launch_files import declared_arguments, evaluate, load_launch_file, recording_modules, runs
+
+from ros2_imitation.graph.spec import load_graph
+from ros2_imitation.paths import PACKAGE, share_dir
 
 ROOT = share_dir()
 DOCKER = ROOT / 'docker'

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_launch_files import declared_arguments
 
 from ros2_imitation.cli import build_parser
 from ros2_imitation.paths import PACKAGE, share_dir
-from test_launch_files import declared_arguments
 
 ROOT = share_dir()
 DOCS = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]

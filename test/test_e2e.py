@@ -1,11 +1,12 @@
 """The full graph (sim, proprioception, policy with the shipped model, controller) over real DDS."""
 import numpy as np
+from conftest import GraphRun
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import GraphRun
-from ros2_imitation.episodes import EpisodeRunner
-from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS, to_sec
+from ros2_imitation.graph.episodes import EpisodeRunner
+from ros2_imitation.nodes.common import to_sec
+from ros2_imitation.qos import COMMAND_QOS, SENSOR_QOS
 
 
 def test_full_graph_runs_the_shipped_policy(tmp_path):

@@ -7,7 +7,7 @@ import zarr
 
 from ros2_imitation import cli
 from ros2_imitation.policy import load_policy
-from ros2_imitation.rollout import wilson_interval
+from ros2_imitation.sim.rollout import wilson_interval
 
 
 def test_dataset_train_eval_pipeline(tmp_path):

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ros2_imitation.evaluation import evaluate
-from ros2_imitation.experts import make_expert
 from ros2_imitation.policy import DiffusionPolicy, PolicyConfig
-from ros2_imitation.rollout import ExpertAgent, Rollout, task_features
+from ros2_imitation.sim.evaluation import evaluate
+from ros2_imitation.sim.experts import make_expert
+from ros2_imitation.sim.rollout import ExpertAgent, Rollout, task_features
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,7 @@ def test_batched_evaluation_runs_every_seed_once_and_is_deterministic(state_poli
 
 
 def test_batch_of_one_is_the_single_episode_path(state_policy):
-    from ros2_imitation.rollout import PolicyAgent
+    from ros2_imitation.sim.rollout import PolicyAgent
     single = evaluate(state_policy, [7], timeout=1.0, batch=1, control_rate=100.0)['results'][0]
     rollout = Rollout(render=False, task_features=True, control_rate=100.0)
     direct = rollout.run(PolicyAgent(state_policy, continuity='inpaint'), 7, 1.0)

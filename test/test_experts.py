@@ -3,11 +3,19 @@ ChunkController and the same chunk timing as the graph (16 x 0.1 s chunks, a new
 import numpy as np
 import pytest
 
-from ros2_imitation.experts import (ActionNoise, ChunkTiming, Path, PushCubeExpert, Waypoint, hand_yaw, make_expert,
-                                    nearest_symmetric_yaw)
-from ros2_imitation.rollout import ExpertAgent, Rollout
+from ros2_imitation.runtime.chunking import ChunkTiming
 from ros2_imitation.sim import PandaSim
+from ros2_imitation.sim.experts import (
+    ActionNoise,
+    Path,
+    PushCubeExpert,
+    Waypoint,
+    hand_yaw,
+    make_expert,
+    nearest_symmetric_yaw,
+)
 from ros2_imitation.sim.kinematics import down_quat
+from ros2_imitation.sim.rollout import ExpertAgent, Rollout
 
 N_SEEDS = 40
 

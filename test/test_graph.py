@@ -2,7 +2,7 @@
 import pytest
 import yaml
 
-from ros2_imitation.graph import GraphError, load_graph
+from ros2_imitation.graph.spec import GraphError, load_graph
 from ros2_imitation.paths import share_dir
 
 

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
-from ros2_imitation.graph import load_graph
+from ros2_imitation.graph.spec import load_graph
 from ros2_imitation.paths import share_dir
 from ros2_imitation.robot import RobotProfile
 
@@ -73,16 +73,16 @@ def launch_modules(monkeypatch):
         pytest.skip('real launch_ros present: run `ros2 launch --show-args` instead')
     for name, module in _install_recording_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.delitem(sys.modules, 'ros2_imitation.launch_support', raising=False)
+    monkeypatch.delitem(sys.modules, 'ros2_imitation.graph.launch_support', raising=False)
 
 
 @contextlib.contextmanager
 def recording_modules():
     """The recording modules in sys.modules for a while (for other tests: test_docs, test_docker)."""
-    names = (*MODULES, 'ros2_imitation.launch_support')
+    names = (*MODULES, 'ros2_imitation.graph.launch_support')
     saved = {name: sys.modules.get(name) for name in names}
     sys.modules.update(_install_recording_modules())
-    sys.modules.pop('ros2_imitation.launch_support', None)
+    sys.modules.pop('ros2_imitation.graph.launch_support', None)
     try:
         yield
     finally:

@@ -10,10 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ros2_imitation.policy import (CheckpointError, DiffusionPolicy, MinMaxNormalizer, PolicyConfig,
-                                   ReplayBuffer, WindowDataset, load_policy, save_encoder, save_policy,
-                                   soft_prefix_weights, train, write_episodes)
+from ros2_imitation.policy import (
+    CheckpointError,
+    DiffusionPolicy,
+    MinMaxNormalizer,
+    PolicyConfig,
+    ReplayBuffer,
+    WindowDataset,
+    load_policy,
+    save_encoder,
+    save_policy,
+    train,
+    write_episodes,
+)
 from ros2_imitation.policy.checkpoint import CONFIG_FILE, MODEL_FILE, save_tensors
+from ros2_imitation.runtime.chunking import soft_prefix_weights
 
 # Tiny networks: the tests check behaviour, not capacity.
 SMALL = dict(down_dims=(32, 64), diffusion_step_embed_dim=32, horizon=8, n_action_steps=4,

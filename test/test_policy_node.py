@@ -5,14 +5,15 @@ import signal
 import numpy as np
 import pytest
 import yaml
+from conftest import GraphRun, call_service, wait_for
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import GraphRun, call_service, wait_for
 from ros2_imitation import cli
-from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS, to_sec
+from ros2_imitation.nodes.common import to_sec
+from ros2_imitation.qos import COMMAND_QOS, SENSOR_QOS
 
 
 @pytest.fixture(scope='module')

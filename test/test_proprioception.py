@@ -10,10 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ros2_imitation.proprioception import (ERROR, OK, WARN, JointMapper, MappingError, ProprioTracker,
-                                           RateMeter, VelocityEstimator)
-from ros2_imitation.throttle import ReasonLog
+from ros2_imitation.nodes.throttle import ReasonLog
 from ros2_imitation.robot import RobotProfile
+from ros2_imitation.sensors.proprioception import (
+    ERROR,
+    OK,
+    WARN,
+    JointMapper,
+    MappingError,
+    ProprioTracker,
+    RateMeter,
+    VelocityEstimator,
+)
 
 PANDA = RobotProfile.load('panda')
 ARM, GRIPPER = PANDA.arm_joints, PANDA.gripper_joints
@@ -188,11 +196,12 @@ def test_reason_log_and_rate_meter():
 # ---------------------------------------------------------------- the node through DDS
 
 def test_node_orders_filters_and_reports_stale(ros_env, tmp_path, probe):
+    from conftest import Process, wait_for
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from sensor_msgs.msg import JointState
 
-    from conftest import Process, wait_for
-    from ros2_imitation.nodes.common import SENSOR_QOS, STATE_QOS, to_sec, to_stamp
+    from ros2_imitation.nodes.common import to_sec, to_stamp
+    from ros2_imitation.qos import SENSOR_QOS, STATE_QOS
 
     rate, stale = 50.0, 0.3
     proc = Process([sys.executable, '-m', 'ros2_imitation.nodes.proprioception_node', '--ros-args',
@@ -278,12 +287,13 @@ def test_node_orders_filters_and_reports_stale(ros_env, tmp_path, probe):
 
 
 def test_node_waits_for_sim_clock(ros_env, tmp_path, probe):
+    from conftest import Process, wait_for
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import JointState
 
-    from conftest import Process, wait_for
-    from ros2_imitation.nodes.common import CLOCK_QOS, SENSOR_QOS, to_sec, to_stamp
+    from ros2_imitation.nodes.common import to_sec, to_stamp
+    from ros2_imitation.qos import CLOCK_QOS, SENSOR_QOS
 
     proc = Process([sys.executable, '-m', 'ros2_imitation.nodes.proprioception_node', '--ros-args',
                     '-p', 'use_sim_time:=true', '-p', 'diagnostics_rate:=5'], ros_env, str(tmp_path / 'p.log'))

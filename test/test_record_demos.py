@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 import yaml
-
 from conftest import Process, wait_for
-from ros2_imitation.recording import read_custom_data
+
+from ros2_imitation.data.recording import read_custom_data
 
 EPISODES = 3
 ROSBAG2_KEYS = {'version', 'storage_identifier', 'relative_file_paths', 'duration', 'starting_time',
@@ -27,6 +27,7 @@ def stamp(header) -> float:
 @pytest.fixture(scope='module')
 def recorded(tmp_path_factory):
     import os
+
     from conftest import next_domain_id
     folder = tmp_path_factory.mktemp('record_demos')
     out = folder / 'demos'
@@ -151,8 +152,10 @@ def test_leader_arm_source_in_sim(tmp_path, ros_env, probe):
     import os
     import signal
     import subprocess
+
     from sensor_msgs.msg import JointState
-    from ros2_imitation.nodes.common import SENSOR_QOS
+
+    from ros2_imitation.qos import SENSOR_QOS
     out = tmp_path / 'leader'
     log_path = tmp_path / 'leader.log'
     with open(log_path, 'w') as log:

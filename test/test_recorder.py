@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ros2_imitation import recording
-from ros2_imitation.recording import BagRecorder, RecorderError, TopicInfo, make_qos
+from ros2_imitation.data import recording
+from ros2_imitation.data.recording import BagRecorder, RecorderError, TopicInfo, make_qos
 
 
 def string_cdr(text: str) -> bytes:
@@ -113,13 +113,14 @@ def recorder_graph(tmp_path, ros_env, probe):
 
 
 def test_recorder_node_records_episodes(recorder_graph):
+    from conftest import call_service, wait_for
+    from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
     from std_srvs.srv import Trigger
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-    from rclpy.serialization import deserialize_message, serialize_message
-    from conftest import call_service, wait_for
-    from ros2_imitation.nodes.common import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS
+
+    from ros2_imitation.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS
 
     proc, node, out = recorder_graph
     pubs = dict(joints=node.create_publisher(JointState, '/joint_states', STATE_QOS),
@@ -204,8 +205,8 @@ def test_recorder_node_records_episodes(recorder_graph):
 
 
 def test_recorder_killed_mid_episode_leaves_no_valid_bag(recorder_graph):
-    from std_srvs.srv import Trigger
     from conftest import call_service
+    from std_srvs.srv import Trigger
     proc, node, out = recorder_graph
     assert call_service(node, Trigger, '/recorder/start', timeout=30).success
     time.sleep(0.3)

@@ -3,11 +3,12 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from ros2_imitation.control.safety import SafetyFilter, Watchdog
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.safety import SafetyFilter, Watchdog
 
 PANDA = RobotProfile.load('panda')
 LIM = PANDA.limits

@@ -4,7 +4,8 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ros2_imitation.sim import PandaSim, solve_ik
 from ros2_imitation.sim.kinematics import down_quat, solver_for

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import GraphRun, alive, call_service, wait_for
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import Image, JointState
@@ -13,8 +14,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from conftest import GraphRun, alive, call_service, wait_for
-from ros2_imitation.nodes.common import COMMAND_QOS
+from ros2_imitation.qos import COMMAND_QOS
 from ros2_imitation.robot import RobotProfile
 
 ARM = RobotProfile.load('panda').arm_joints

@@ -3,11 +3,11 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ros2_imitation.trajectory import (
-    Trajectory, TrajectoryFollower, chunk_times, drop_overtaken, retime_for_jtc, validate)
+from ros2_imitation.control.trajectory import Trajectory, TrajectoryFollower, drop_overtaken, retime_for_jtc, validate
 
 J = ('j1', 'j2', 'j3')
 NOW = 1000.25
@@ -85,6 +85,7 @@ def test_reordered_maps_by_name():
 
 
 def test_chunk_timing_helpers():
+    from ros2_imitation.runtime.chunking import chunk_times
     t = chunk_times(10.0, 4, 0.1, offset=1)
     np.testing.assert_allclose(t, [10.1, 10.2, 10.3, 10.4])
     assert drop_overtaken(t, now=10.0, latency=0.15) == 1   # 10.1 is overtaken

@@ -1,5 +1,5 @@
 """Subcommands of `ros2-imitation`: one module each (see ros2_imitation/cli.py)."""
-from ros2_imitation.graph import parse_value
+from ros2_imitation.graph.spec import parse_value
 
 
 def key_values(items, what: str) -> dict:

@@ -6,13 +6,15 @@ import os
 import time
 from pathlib import Path
 
-from ros2_imitation.commands.record_demos import (_ALIVE, CHUNK_TOPICS, PHYSICAL_TOPICS, GraphDied, Services,
-                                                  _log_episode, wait_recorder_ready)
+from ros2_imitation.graph.session import GraphSession, liveness, log_episode
+
+PHYSICAL_TOPICS = ['/joint_states', '/camera/camera/color/image_raw', '/camera/camera/color/camera_info']
+CHUNK_TOPICS = ['/ros2_imitation/action_chunk', '/ros2_imitation/expert_label']
 
 
 def physical_graph(args, out: Path):
     """recorder (+ leader_arm) alone, or with sim + controller from record_sim when --sim."""
-    from ros2_imitation.graph import Graph, NodeSpec, load_graph
+    from ros2_imitation.graph.spec import Graph, NodeSpec, load_graph
     base = load_graph('record_sim', {'output_dir': str(out), 'storage': args.storage,
                                      'real_time_factor': float(args.real_time_factor)})
     sim_time = bool(args.sim)
@@ -36,7 +38,8 @@ def physical_graph(args, out: Path):
 def record_interactive(args, log=print, read=input) -> dict:
     """Operator-driven episodes: Enter starts, then s(uccess, default) / f(ailure) / d(iscard) ends."""
     import rclpy
-    from ros2_imitation.bringup import Bringup
+
+    from ros2_imitation.graph.bringup import Bringup
     out = Path(args.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     graph = physical_graph(args, out)
@@ -50,31 +53,22 @@ def record_interactive(args, log=print, read=input) -> dict:
 
     results, t_start = [], time.monotonic()
     with Bringup(graph, log=(lambda m: None) if args.quiet else log) as bringup:
-        def alive():
-            died = bringup.poll()
-            if died:
-                raise GraphDied(f'node {died[0]!r} exited with code {died[1]}')
-        _ALIVE[0] = alive
         context = rclpy.Context()
         rclpy.init(context=context, domain_id=int(domain) if domain else None)
         node = rclpy.create_node('record_demos', context=context)
-        from rclpy.executors import SingleThreadedExecutor
         import threading
+
+        from rclpy.executors import SingleThreadedExecutor
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
-
-        class _Runner:       # what Services and wait_recorder_ready need
-            pass
-        runner = _Runner()
-        runner.node = node
         try:
-            calls = Services(runner)
-            calls.wait(['/recorder/start', '/recorder/stop_success', '/recorder/stop_failure',
+            calls = GraphSession(node, liveness(bringup))
+            calls.wait_services(['/recorder/start', '/recorder/stop_success', '/recorder/stop_failure',
                         '/recorder/discard'], args.startup_timeout)
-            missing = wait_recorder_ready(runner, graph.node('recorder').parameters['topics'],
-                                          min(args.startup_timeout, 10.0))
+            missing = calls.wait_recorder_ready(graph.node('recorder').parameters['topics'],
+                                                min(args.startup_timeout, 10.0))
             if missing:
                 log(f'[record-demos] no publisher yet for {missing} (they are recorded once they appear)')
             for i in range(args.episodes):
@@ -98,11 +92,10 @@ def record_interactive(args, log=print, read=input) -> dict:
                 result = dict(episode=i, bag=saved['path'], success=success, messages=saved['message_count'],
                               topics=saved['topics'], source=args.source, wall_s=round(t_end - t_start, 1))
                 results.append(result)
-                _log_episode(out, result)
+                log_episode(out, result)
                 log(f'[record-demos] saved {saved["path"]}: {"success" if success else "failure"}, '
                     f'{saved["message_count"]} messages')
         finally:
-            _ALIVE[0] = lambda: None
             executor.shutdown()
             node.destroy_node()
             rclpy.try_shutdown(context=context)

@@ -2,7 +2,7 @@ HELP = 'convert rosbag2 episodes (one bag each) into a Diffusion Policy zarr rep
 
 
 def add_arguments(p):
-    from ros2_imitation.bag_reading import ACTION_SOURCES, DEFAULT_TOPICS
+    from ros2_imitation.data.bag_reading import ACTION_SOURCES, DEFAULT_TOPICS
     p.add_argument('bags', nargs='+', metavar='BAG',
                    help='bag folders (or a folder of bag folders); one bag = one episode')
     p.add_argument('--out', required=True, metavar='DATASET', help='output zarr folder (e.g. demos.zarr)')
@@ -33,8 +33,8 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from ros2_imitation.bag_dataset import ConvertConfig, convert_bags, parse_image_size, write_dataset
-    from ros2_imitation.bag_reading import ARM_JOINTS
+    from ros2_imitation.data.bag_dataset import ConvertConfig, convert_bags, parse_image_size, write_dataset
+    from ros2_imitation.data.bag_reading import ARM_JOINTS
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         print(f'ros2-imitation bag2dataset: {out} exists (use --overwrite to replace it)', file=sys.stderr)

@@ -9,8 +9,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ros2_imitation import bringup
     from ros2_imitation.commands import key_values
-    from ros2_imitation.graph import load_graph
+    from ros2_imitation.graph import bringup
+    from ros2_imitation.graph.spec import load_graph
     graph = load_graph(args.graph, key_values(args.arg, '--arg'), key_values(args.set, '--set'))
     return bringup.run(graph, duration=args.duration)

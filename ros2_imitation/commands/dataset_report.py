@@ -12,7 +12,7 @@ def add_arguments(p):
 def run(args) -> int:
     import sys
 
-    from ros2_imitation.dataset_report import report
+    from ros2_imitation.data.dataset_report import report
     try:
         summary = report(args.dataset, args.out, n_episodes=args.episodes, k=args.k)
     except (KeyError, ValueError) as exc:

@@ -24,10 +24,10 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ros2_imitation.bringup import Bringup
-    from ros2_imitation.episodes import EpisodeRunner
-    from ros2_imitation.graph import load_graph
-    from ros2_imitation.media import plot_episodes, write_video
+    from ros2_imitation.data.media import plot_episodes, write_video
+    from ros2_imitation.graph.bringup import Bringup
+    from ros2_imitation.graph.episodes import EpisodeRunner
+    from ros2_imitation.graph.spec import load_graph
 
     values = {k: v for k, v in (('task', args.task), ('model', args.model), ('sigma', args.sigma))
               if v is not None}
@@ -48,7 +48,8 @@ def run(args) -> int:
     with Bringup(graph) as bringup:
         runner = EpisodeRunner(record_frames=not args.no_video)
         from diagnostic_msgs.msg import DiagnosticArray
-        from ros2_imitation.nodes.common import COMMAND_QOS
+
+        from ros2_imitation.qos import COMMAND_QOS
         runner.node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, COMMAND_QOS)
         try:
             runner.wait_for_state(timeout=120)

@@ -28,8 +28,8 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
-    from ros2_imitation.evaluation import evaluate
     from ros2_imitation.policy import load_policy
+    from ros2_imitation.sim.evaluation import evaluate
 
     policy = load_policy(args.model, inference_scheduler=args.scheduler,
                          num_inference_steps=args.steps, noise_mode=args.noise_mode)
@@ -54,7 +54,7 @@ def run(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     if args.video:
-        from ros2_imitation.media import write_video
+        from ros2_imitation.data.media import write_video
         write_video([(f'seed {r.seed} {"success" if r.success else "failure"}', r.frames, r.success)
                      for r in results], args.video)
     return 0

@@ -6,7 +6,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ros2_imitation.graph import load_graph
+    from ros2_imitation.graph.spec import load_graph
     from ros2_imitation.paths import share_dir
     for path in sorted((share_dir() / 'config' / 'graphs').glob('*.yaml')):
         graph = load_graph(path.stem)

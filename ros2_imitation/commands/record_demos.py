@@ -20,11 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+from ros2_imitation.commands._record_physical import PHYSICAL_TOPICS, record_interactive
+from ros2_imitation.graph.session import GraphDied, log_episode
+
 HELP = 'record demonstrations, one rosbag2 per episode: scripted expert in sim (with noise), leader arm, kinesthetic'
 
 
-PHYSICAL_TOPICS = ['/joint_states', '/camera/camera/color/image_raw', '/camera/camera/color/camera_info']
-CHUNK_TOPICS = ['/ros2_imitation/action_chunk', '/ros2_imitation/expert_label']
 
 
 def add_arguments(p):
@@ -68,93 +69,13 @@ def add_arguments(p):
                    help='also start the sim and controller (sim_control) to try a source without a robot')
 
 
-class GraphDied(RuntimeError):
-    pass
-
-
-_ALIVE = [lambda: None]     # raises GraphDied when a node of the graph has exited
-
-
-def _check_alive():
-    _ALIVE[0]()
-
-
-class Services:
-    """Persistent Trigger clients on the runner's node (created once: no discovery per call)."""
-
-    def __init__(self, runner):
-        from std_srvs.srv import Trigger
-        self.runner, self.Trigger, self.clients = runner, Trigger, {}
-
-    def wait(self, names, timeout: float):
-        deadline = time.monotonic() + timeout
-        for name in names:
-            client = self._client(name)
-            while not client.wait_for_service(timeout_sec=0.5):
-                _check_alive()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f'service {name} did not appear within {timeout:.0f} s')
-
-    def _client(self, name):
-        if name not in self.clients:
-            self.clients[name] = self.runner.node.create_client(self.Trigger, name)
-        return self.clients[name]
-
-    def __call__(self, name: str, timeout: float = 30.0, check: bool = True):
-        future = self._client(name).call_async(self.Trigger.Request())
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > deadline:
-                _check_alive()
-                raise TimeoutError(f'service {name} did not answer within {timeout:.0f} s')
-            time.sleep(0.002)
-        reply = future.result()
-        if check and not reply.success:
-            raise RuntimeError(f'{name} failed: {reply.message}')
-        return reply
-
-
-def _state(runner):
-    with runner._lock:
-        return runner._state
-
-
-def wait_state(runner, predicate, wall_timeout: float, what: str):
-    deadline = time.monotonic() + wall_timeout
-    while time.monotonic() < deadline:
-        state = _state(runner)
-        if state is not None and predicate(state):
-            return state
-        _check_alive()
-        time.sleep(0.005)
-    raise TimeoutError(f'timed out after {wall_timeout:.0f} s waiting for {what}')
-
-
-def wait_recorder_ready(runner, topics, timeout: float) -> list:
-    """Until the recorder subscribed to every topic (its latched ~/status); returns what is missing."""
-    from std_msgs.msg import String
-    from ros2_imitation.nodes.common import LATCHED_QOS
-    status = {}
-    sub = runner.node.create_subscription(String, '/recorder/status',
-                                          lambda m: status.update(json.loads(m.data)), LATCHED_QOS)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if status and not status.get('missing'):
-                return []
-            _check_alive()
-            time.sleep(0.05)
-        return status.get('missing', list(topics))
-    finally:
-        runner.node.destroy_subscription(sub)
-
-
 def record(args, log=print) -> dict:
     """Run the whole recording; returns the summary (also printed)."""
-    from ros2_imitation.bringup import Bringup
     from ros2_imitation.commands import key_values
-    from ros2_imitation.episodes import EpisodeRunner
-    from ros2_imitation.graph import load_graph
+    from ros2_imitation.graph.bringup import Bringup
+    from ros2_imitation.graph.episodes import EpisodeRunner
+    from ros2_imitation.graph.session import GraphSession, liveness
+    from ros2_imitation.graph.spec import load_graph
 
     if args.episodes < 1:
         raise SystemExit('record-demos: --episodes must be >= 1')
@@ -179,19 +100,14 @@ def record(args, log=print) -> dict:
     t_start = time.monotonic()
     bringup = _Attached() if args.attach else Bringup(graph, log=(lambda m: None) if args.quiet else log)
     with bringup:
-        def alive():
-            died = bringup.poll()
-            if died:
-                raise GraphDied(f'node {died[0]!r} exited with code {died[1]}')
-        _ALIVE[0] = alive
         runner = EpisodeRunner(domain_id=int(domain) if domain else None)
         try:
-            calls = Services(runner)
+            calls = GraphSession(runner.node, liveness(bringup))
             runner.wait_for_state(args.startup_timeout)
-            calls.wait(['/expert/reset', '/expert/pause', '/controller/stop', '/controller/resume',
+            calls.wait_services(['/expert/reset', '/expert/pause', '/controller/stop', '/controller/resume',
                         '/recorder/start', '/recorder/stop_success', '/recorder/stop_failure',
                         '/recorder/discard'], args.startup_timeout)
-            missing = wait_recorder_ready(runner, topics, args.startup_timeout)
+            missing = calls.wait_recorder_ready(topics, args.startup_timeout)
             if missing:
                 log(f'[record-demos] warning: no publisher for {missing}; recording without them')
             t_ready = time.monotonic()
@@ -200,7 +116,7 @@ def record(args, log=print) -> dict:
                 seed = args.seed + i
                 result = _episode(runner, calls, seed, args)
                 results.append(result)
-                _log_episode(out, result)
+                log_episode(out, result)
                 if progress is not None:
                     progress.update(1)
                     progress.set_postfix(success=f'{sum(r["success"] for r in results)}/{len(results)}')
@@ -211,7 +127,6 @@ def record(args, log=print) -> dict:
             if progress is not None:
                 progress.close()
         finally:
-            _ALIVE[0] = lambda: None
             runner.close()
     wall = time.monotonic() - t_start
     summary = _summary(results, wall, time.monotonic() - t_ready if results else 0.0, out)
@@ -238,19 +153,20 @@ def _episode(runner, calls, seed: int, args) -> dict:
     calls('/expert/pause')
     calls('/controller/stop')
     calls('/controller/resume')
-    t0 = _state(runner)['time']
+    t0 = runner.state()['time']
     wall = max(30.0, 20.0 / max(args.real_time_factor, 0.05))
-    wait_state(runner, lambda s: s['time'] >= t0 + 0.4 or s['time'] < t0, wall, 'the controller to release the arm')
+    calls.wait_for(runner.state, lambda s: s['time'] >= t0 + 0.4 or s['time'] < t0, wall,
+                   'the controller to release the arm')
     # 2. seeded reset, then the recorder and the expert start on it
     reset = runner.reset(seed)
     episode = reset['episode']
-    wait_state(runner, lambda s: s.get('episode') == episode, wall, f'task state of episode {episode}')
+    calls.wait_for(runner.state, lambda s: s.get('episode') == episode, wall, f'task state of episode {episode}')
     started = json.loads(calls('/recorder/start').message)
     expert = json.loads(calls('/expert/reset').message)
     # 3. until success or the time limit (sim seconds)
     wall_limit = max(60.0, 10.0 * args.timeout / max(args.real_time_factor, 0.05))
-    state = wait_state(runner, lambda s: s.get('episode') == episode and (s['success'] or s['time'] >= args.timeout),
-                       wall_limit, f'episode {episode} (seed {seed}) to end')
+    state = calls.wait_for(runner.state, lambda s: s.get('episode') == episode and (
+        s['success'] or s['time'] >= args.timeout), wall_limit, f'episode {episode} (seed {seed}) to end')
     success = bool(state['success'])
     if success or not args.discard_failures:
         saved = json.loads(calls('/recorder/stop_success' if success else '/recorder/stop_failure').message)
@@ -274,11 +190,6 @@ def _progress(args):
     return tqdm(total=args.episodes, desc=f'record-demos {args.task}', unit='episode')
 
 
-def _log_episode(out: Path, result: dict):
-    with open(out / 'record_demos.jsonl', 'a') as f:
-        f.write(json.dumps(result) + '\n')
-
-
 def _summary(results, wall: float, episodes_wall: float, out: Path) -> dict:
     n = len(results)
     modes, noisy = {}, 0
@@ -294,7 +205,6 @@ def _summary(results, wall: float, episodes_wall: float, out: Path) -> dict:
 def run(args) -> int:
     try:
         if args.source != 'expert':
-            from ros2_imitation.commands._record_physical import record_interactive
             record_interactive(args)
             return 0
         summary = record(args)

@@ -19,9 +19,9 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
-    from ros2_imitation.experts import make_expert
     from ros2_imitation.policy.dataset import write_replay_buffer
-    from ros2_imitation.rollout import ExpertAgent, Rollout
+    from ros2_imitation.sim.experts import make_expert
+    from ros2_imitation.sim.rollout import ExpertAgent, Rollout
 
     width, height = (int(v) for v in args.image_size.lower().split('x'))
     rollout = Rollout(task=args.task, mode=args.mode, camera_size=(width, height))

@@ -21,39 +21,17 @@ def add_arguments(p):
     p.add_argument('--task', default='push_cube', help='sim task for --eval-episodes')
 
 
-def load_config(name_or_path: str) -> tuple:
-    """(policy fields, training arguments) from config/policies/<name>.yaml or a path."""
-    import yaml
-    from ros2_imitation.paths import resolve
-    path = resolve('policies', name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f'policy config {path}: not valid YAML: {exc}') from None
-    if not isinstance(raw, dict):
-        raise ValueError(f'policy config {path}: expected a mapping')
-    training = raw.pop('training', {}) or {}
-    if not isinstance(training, dict):
-        raise ValueError(f'policy config {path}: training must be a mapping, got {training!r}')
-    return raw, training
-
-
 def run(args) -> int:
     import json
     import sys
 
-    from ros2_imitation.paths import resolve
-    from ros2_imitation.policy import PolicyConfig, train
+    from ros2_imitation.policy import train
+    from ros2_imitation.policy.config import load_policy_file
     try:
-        fields, training = load_config(args.config)
-        for key, value in (('noise_sigma', args.sigma), ('noise_mode', args.noise_mode), ('seed', args.seed)):
-            if value is not None:
-                fields[key] = value
-        config = PolicyConfig.from_dict(fields)
-    except ValueError as exc:
-        where = '' if str(exc).startswith('policy config') else \
-            f'policy config {resolve("policies", args.config)}: '
-        print(f'ros2-imitation train: {where}{exc}', file=sys.stderr)
+        config, training = load_policy_file(args.config, dict(
+            noise_sigma=args.sigma, noise_mode=args.noise_mode, seed=args.seed))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f'ros2-imitation train: {exc}', file=sys.stderr)
         return 2
     for key, value in (('steps', args.steps), ('epochs', args.epochs), ('batch_size', args.batch_size),
                        ('lr', args.lr)):
@@ -62,7 +40,7 @@ def run(args) -> int:
     if args.steps is not None or args.epochs is not None:  # the command line's budget wins
         training.pop('epochs' if args.steps is not None else 'steps', None)
     def eval_fn(policy, step):   # closed-loop sim episodes at each checkpoint
-        from ros2_imitation.evaluation import evaluate
+        from ros2_imitation.sim.evaluation import evaluate
         summary = evaluate(policy, range(args.eval_episodes), task=args.task, batch=args.eval_episodes)
         return {'eval_success_rate': summary['success_rate']}
 

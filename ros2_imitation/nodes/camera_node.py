@@ -3,7 +3,7 @@
 Image (rgb8) + CameraInfo on realsense2_camera's topic names, sensor-data QoS, stamped with the
 capture time (device time mapped to ROS time when the backend has one). Capture runs in its own
 thread; the executor only serves parameters and the like. The capture logic itself lives in
-ros2_imitation.camera_sources (ROS-free).
+ros2_imitation.sensors.camera_sources (ROS-free).
 """
 import math
 import threading
@@ -13,9 +13,18 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from ros2_imitation.camera_sources import (BACKENDS, Backoff, ImageGeometry, Intrinsics, SourceConfigError,
-                                           SourceError, SourceUnavailable, open_source, parse_profile)
 from ros2_imitation.nodes.common import StartupError, image_qos, run_node, to_stamp
+from ros2_imitation.sensors.camera_sources import (
+    BACKENDS,
+    Backoff,
+    ImageGeometry,
+    Intrinsics,
+    SourceConfigError,
+    SourceError,
+    SourceUnavailable,
+    open_source,
+    parse_profile,
+)
 
 PARAMETERS = dict(
     backend='realsense',

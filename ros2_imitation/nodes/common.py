@@ -1,4 +1,4 @@
-"""What every node shares: start-up and shutdown, QoS profiles, time and parameter helpers."""
+"""What every node shares: start-up and shutdown, time and parameter helpers (QoS profiles: ros2_imitation.qos)."""
 import math
 import sys
 import threading
@@ -13,44 +13,21 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
 
-from ros2_imitation import throttle
-
-# Sensors: best effort, latest few. A best-effort subscriber also receives from reliable
-# publishers (joint_state_broadcaster, ros_gz_bridge), so subscribers use it everywhere.
-SENSOR_QOS = qos_profile_sensor_data
-# Commands and chunks: nothing silently lost.
-COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                         reliability=ReliabilityPolicy.RELIABLE)
-# State that several subscribers want, such as /joint_states (joint_state_broadcaster's QoS).
-STATE_QOS = COMMAND_QOS
-# What rclcpp's ClockQoS is; rclpy's time source subscribes best effort, depth 1.
-CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                       reliability=ReliabilityPolicy.BEST_EFFORT)
-# Camera images. Fast DDS hands a best-effort sample over 512 kB (its shared-memory segment)
-# to UDP fragments, and loses most 640x480 rgb8 frames (bench/image_transport.py); reliable
-# delivery keeps them. A reliable publisher serves both kinds of subscriber, so cameras publish
-# reliable; a subscriber picks: best_effort (any publisher, small frames) or reliable.
-IMAGE_RELIABILITY = ('reliable', 'best_effort')
-
-
-def image_qos(reliability: str) -> QoSProfile:
-    if reliability not in IMAGE_RELIABILITY:
-        raise StartupError(f'image_reliability must be one of {IMAGE_RELIABILITY}, got {reliability!r}')
-    if reliability == 'best_effort':
-        return SENSOR_QOS
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
-
-
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+from ros2_imitation import qos
+from ros2_imitation.nodes import throttle
 
 
 class StartupError(RuntimeError):
     """A node cannot start with the parameters it was given; the message says why."""
+
+
+def image_qos(reliability: str):
+    """qos.image_qos, a bad value being a start-up error."""
+    try:
+        return qos.image_qos(reliability)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def to_sec(stamp: Time) -> float:

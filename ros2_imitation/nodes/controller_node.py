@@ -13,25 +13,29 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ros2_imitation.controller import MODES, ChunkController
-from ros2_imitation.nodes.common import (COMMAND_QOS, SENSOR_QOS, NodeReasonLog, StartupError,
-                                         check_positive, declare, now_sec, publish_status, run_node,
-                                         to_stamp)
+from ros2_imitation.control.controller import MODES, ChunkController
+from ros2_imitation.nodes.common import (
+    NodeReasonLog,
+    StartupError,
+    check_positive,
+    declare,
+    now_sec,
+    publish_status,
+    run_node,
+    to_stamp,
+)
 from ros2_imitation.nodes.conversions import trajectory_from_msg, trajectory_to_msg
+from ros2_imitation.qos import COMMAND_QOS, OUTPUT_QOS, SENSOR_QOS
 from ros2_imitation.robot import RobotProfile
 
-# Receivers (forward_command_controller, the sim) act on the latest command only; a deep history lets
-# a slower reader that wants every command (rosbag2, a monitor) keep up without losing any.
 # A policy chunk is 16 points (~2 kB); this allows ~1600 points with velocities.
 MAX_CHUNK_BYTES = 256 * 1024
-OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LEVEL = {'tracking': DiagnosticStatus.OK, 'holding': DiagnosticStatus.OK,
          'resting': DiagnosticStatus.WARN, 'stopped': DiagnosticStatus.WARN,
          'waiting': DiagnosticStatus.ERROR}

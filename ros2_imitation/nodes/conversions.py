@@ -1,8 +1,8 @@
 """Messages <-> core types. The only place that knows both."""
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from ros2_imitation.control.trajectory import Trajectory
 from ros2_imitation.nodes.common import to_sec, to_stamp
-from ros2_imitation.trajectory import Trajectory
 
 
 def _duration_sec(d) -> float:

@@ -1,4 +1,4 @@
-"""Scripted expert for the sim tasks: privileged task state in, action chunks out (ros2_imitation.experts).
+"""Scripted expert for the sim tasks: privileged task state in, action chunks out (ros2_imitation.sim.experts).
 
 It acts through the same controller as a policy: every `execute_steps` x `chunk_dt` of sim time it
 publishes a JointTrajectory chunk of `chunk_size` points (header.stamp = when the first point
@@ -27,10 +27,11 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ros2_imitation.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS, NodeReasonLog,
-                                         StartupError, declare, now_sec, run_node, to_sec)
+from ros2_imitation.control.trajectory import Trajectory
+from ros2_imitation.nodes.common import NodeReasonLog, StartupError, declare, now_sec, run_node, to_sec
 from ros2_imitation.nodes.conversions import trajectory_to_msg
-from ros2_imitation.trajectory import Trajectory
+from ros2_imitation.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS
+from ros2_imitation.runtime.chunking import ChunkTiming
 
 
 class ExpertNode(Node):
@@ -43,11 +44,11 @@ class ExpertNode(Node):
             chunk_topic='/ros2_imitation/action_chunk', label_topic='/ros2_imitation/expert_label',
             task_state_topic='/sim/task_state', joint_states_topic='/joint_states').items()}
         try:
-            from ros2_imitation import experts
-            from ros2_imitation.sim import scene
             import mujoco
+
+            from ros2_imitation.sim import experts, scene
             model = mujoco.MjModel.from_xml_string(scene.build_xml())    # kinematics only
-            timing = experts.ChunkTiming(int(p['chunk_size']), float(p['chunk_dt']), int(p['execute_steps']),
+            timing = ChunkTiming(int(p['chunk_size']), float(p['chunk_dt']), int(p['execute_steps']),
                                          float(p['lead']))
             seeds = np.random.SeedSequence(None if int(p['seed']) < 0 else int(p['seed'])).spawn(2)
             modes = [m.strip() for m in str(p['modes']).split(',') if m.strip()] or None

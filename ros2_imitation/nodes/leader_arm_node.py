@@ -21,11 +21,11 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from ros2_imitation.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, NodeReasonLog, StartupError, declare,
-                                         now_sec, run_node)
+from ros2_imitation.control.trajectory import Trajectory
+from ros2_imitation.nodes.common import NodeReasonLog, StartupError, declare, now_sec, run_node
 from ros2_imitation.nodes.conversions import trajectory_to_msg
+from ros2_imitation.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.trajectory import Trajectory
 
 
 def map_leader(names, positions, leader_joints, scale, offset):

@@ -4,7 +4,7 @@ Joints are mapped by name into the configured order (arm then gripper joints, de
 robot profile); velocities are estimated when the source has none; stale, non-finite or
 incomplete input is reported (log, throttled, and /diagnostics) and never published as if fine.
 The published message keeps the source's header (stamp and frame), not the publish time.
-The logic is in ros2_imitation.proprioception (ROS-free).
+The logic is in ros2_imitation.sensors.proprioception (ROS-free).
 """
 import math
 
@@ -14,11 +14,11 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from ros2_imitation.nodes.common import (SENSOR_QOS, STATE_QOS, StartupError, declare, publish_status,
-                                         run_node, to_sec)
-from ros2_imitation.proprioception import ERROR, LEVEL_NAMES, ProprioTracker, RateMeter
-from ros2_imitation.throttle import ReasonLog
+from ros2_imitation.nodes.common import StartupError, declare, publish_status, run_node, to_sec
+from ros2_imitation.nodes.throttle import ReasonLog
+from ros2_imitation.qos import SENSOR_QOS, STATE_QOS
 from ros2_imitation.robot import RobotProfile
+from ros2_imitation.sensors.proprioception import ERROR, LEVEL_NAMES, ProprioTracker, RateMeter
 
 LEVEL_BYTES = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
 

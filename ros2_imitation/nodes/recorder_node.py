@@ -4,7 +4,7 @@ What `ros2 bag record` does, as a node with episode services: it subscribes to e
 `topics` as soon as a publisher appears (type and QoS taken from the publishers, as rosbag2 does),
 and while an episode is being recorded it queues each message, still serialised, with its receive
 time on the node clock (sim time under use_sim_time, as `ros2 bag record --use-sim-time`); a writer
-thread writes the bag (see ros2_imitation/recording.py for the on-disk layout and crash safety).
+thread writes the bag (see ros2_imitation/data/recording.py for the on-disk layout and crash safety).
 Under use_sim_time nothing is recorded before the first /clock message, as with ros2 bag record.
 
 Services (std_srvs/Trigger; the reply's message is JSON):
@@ -27,8 +27,9 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from ros2_imitation import recording
-from ros2_imitation.nodes.common import LATCHED_QOS, STATE_QOS, StartupError, declare, run_node
+from ros2_imitation.data import recording
+from ros2_imitation.nodes.common import StartupError, declare, run_node
+from ros2_imitation.qos import LATCHED_QOS, STATE_QOS
 
 DEFAULT_TOPICS = [
     '/joint_states',

@@ -20,10 +20,10 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ros2_imitation.nodes.common import (CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, STATE_QOS, NodeReasonLog,
-                                         StartupError, check_positive, declare, run_node, to_stamp)
+from ros2_imitation.control.trajectory import TrajectoryFollower, validate
+from ros2_imitation.nodes.common import NodeReasonLog, StartupError, check_positive, declare, run_node, to_stamp
 from ros2_imitation.nodes.conversions import trajectory_from_msg
-from ros2_imitation.trajectory import TrajectoryFollower, validate
+from ros2_imitation.qos import CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, STATE_QOS
 
 
 class SimNode(Node):

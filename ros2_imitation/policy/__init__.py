@@ -8,10 +8,10 @@
 from .checkpoint import CheckpointError, load_policy, save_encoder, save_policy
 from .config import PolicyConfig
 from .dataset import ReplayBuffer, WindowDataset, write_episodes, write_replay_buffer
-from .model import DiffusionPolicy, soft_prefix_weights
+from .model import DiffusionPolicy
 from .normalize import MinMaxNormalizer
 from .train import TrainResult, train
 
 __all__ = ['CheckpointError', 'DiffusionPolicy', 'MinMaxNormalizer', 'PolicyConfig', 'ReplayBuffer',
-           'TrainResult', 'WindowDataset', 'load_policy', 'save_encoder', 'save_policy', 'soft_prefix_weights', 'train',
+           'TrainResult', 'WindowDataset', 'load_policy', 'save_encoder', 'save_policy', 'train',
            'write_episodes', 'write_replay_buffer']

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 NOISE_MODES = ('replica', 'train_only', 'off')
+# bag2dataset's convention: dataset action k is the target one step ahead of observation k.
+DEFAULT_ACTION_OFFSET_STEPS = 1
 SCHEDULERS = ('ddpm', 'ddim')
 PREDICTION_TYPES = ('epsilon', 'sample', 'v_prediction')
 
@@ -157,6 +159,11 @@ class PolicyConfig:
             raise ValueError('invalid PolicyConfig: ' + '; '.join(problems))
 
     @property
+    def action_offset(self) -> int:
+        """action_offset_steps, or the dataset convention when the checkpoint does not say."""
+        return DEFAULT_ACTION_OFFSET_STEPS if self.action_offset_steps is None else self.action_offset_steps
+
+    @property
     def noise_at_train(self) -> bool:
         return self.noise_sigma > 0 and self.noise_mode in ('replica', 'train_only')
 
@@ -189,21 +196,39 @@ class PolicyConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> 'PolicyConfig':
-        """From a .json or .yaml file; a YAML file may nest the fields under a `policy:` key."""
+        """From a .json file (a checkpoint's config) or a policy YAML (see load_policy_file)."""
         path = Path(path)
-        text = path.read_text()
         if path.suffix in ('.yaml', '.yml'):
-            import yaml
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        if isinstance(data, dict) and isinstance(data.get('policy'), dict):
-            data = data['policy']
+            return load_policy_file(path)[0]
         try:
-            return cls.from_dict(data)
+            return cls.from_dict(json.loads(path.read_text()))
         except (TypeError, ValueError) as exc:
             raise ValueError(f'{path}: {exc}') from None
 
+
+def load_policy_file(name_or_path: str | Path, overrides: dict | None = None) -> tuple[PolicyConfig, dict]:
+    """(PolicyConfig, training arguments) from config/policies/<name>.yaml or a YAML path: the policy
+    fields at the top level (or under `policy:`), an optional `training:` section of train()
+    arguments, `overrides` applied to the fields. Errors name the file."""
+    import yaml
+
+    from ros2_imitation.paths import resolve
+    path = resolve('policies', str(name_or_path))
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f'policy config {path}: not valid YAML: {exc}') from None
+    if not isinstance(raw, dict):
+        raise ValueError(f'policy config {path}: expected a mapping')
+    training = raw.pop('training', None) or {}
+    if not isinstance(training, dict):
+        raise ValueError(f'policy config {path}: training must be a mapping, got {training!r}')
+    fields_ = raw['policy'] if isinstance(raw.get('policy'), dict) else raw
+    fields_.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return PolicyConfig.from_dict(fields_), training
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f'policy config {path}: {exc}') from None
 
 
 # field -> (type, may be None); checked by PolicyConfig._check_types

@@ -76,6 +76,6 @@ class ImageEncoder(nn.Module):
 
     def load_pretrained(self, path: str | Path) -> None:
         """Weights from a local safetensors file whose keys match this encoder's state_dict."""
-        from .checkpoint import load_tensors
+        from .tensor_files import load_tensors
         state = load_tensors(path, expected=self.state_dict())
         self.load_state_dict(state)

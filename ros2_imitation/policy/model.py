@@ -5,8 +5,6 @@ DDPM/DDIM denoising of a (horizon, action_dim) chunk in [-1, 1] -> unnormalized 
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,20 +15,6 @@ from .config import PolicyConfig
 from .encoder import ImageEncoder
 from .normalize import MinMaxNormalizer, normalize_images
 from .unet import ConditionalUnet1D
-
-
-def soft_prefix_weights(horizon: int, prefix_len: int, frozen: int) -> np.ndarray:
-    """Real-time-chunking guidance weights (Black et al. 2025): 1 for the `frozen` actions that will
-    run during the inference delay, then an exponential decay over the rest of the overlap with the
-    previous chunk, 0 beyond it."""
-    if not 0 <= frozen <= prefix_len <= horizon:
-        raise ValueError(f'need 0 <= frozen ({frozen}) <= prefix_len ({prefix_len}) <= horizon ({horizon})')
-    w = np.zeros(horizon, dtype=np.float32)
-    w[:frozen] = 1.0
-    for i in range(frozen, prefix_len):
-        c = (prefix_len - i) / (prefix_len - frozen + 1)
-        w[i] = c * math.expm1(c) / math.expm1(1.0)
-    return w
 
 
 def make_scheduler(config: PolicyConfig, kind: str = 'ddpm'):
@@ -219,7 +203,7 @@ class DiffusionPolicy(nn.Module):
         prefix: (K, A) or (B, K, A) actions, robot units, that the new chunk's indices 0..K-1 should
         continue (real-time chunking: the part of the previous chunk that overlaps this one, aligned
         so prefix[i] is due at the same time as chunk[i]). prefix_weights: (K,) in [0, 1], default
-        all 1 (hard inpainting); see soft_prefix_weights().
+        all 1 (hard inpainting); see runtime.chunking.soft_prefix_weights().
 
         Deterministic for a given seed -- including the injected observation noise, so a deployed
         policy must not reuse one fixed seed: pass None (fresh draws) or a new seed per query.

@@ -23,8 +23,7 @@ from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from .checkpoint import (CONFIG_FILE, CheckpointError, load_tensors, read_json, save_policy,
-                         save_tensors, write_json)
+from .checkpoint import CONFIG_FILE, CheckpointError, load_tensors, read_json, save_policy, save_tensors, write_json
 from .config import PolicyConfig
 from .dataset import ReplayBuffer, WindowDataset, dataset_stats, fill_shapes, split_episodes
 from .model import DiffusionPolicy

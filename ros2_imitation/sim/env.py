@@ -29,8 +29,8 @@ def _make_renderer(model, height: int, width: int) -> mujoco.Renderer:
     # module set MUJOCO_GL, it picked GLFW, which aborts the process without an X display.
     if not (os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')):
         try:
-            from mujoco.rendering.classic import gl_context
             from mujoco.glfw import GLContext as GlfwContext
+            from mujoco.rendering.classic import gl_context
             if gl_context.GLContext is GlfwContext:
                 from mujoco.egl import GLContext as EglContext
                 gl_context.GLContext = EglContext

@@ -14,18 +14,18 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
+from conftest import GraphRun, Process, alive, wait_for
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import GraphRun, Process, alive, wait_for
-from ros2_imitation.graph import load_graph
-from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS, to_sec
-from ros2_imitation.nodes.controller_node import OUTPUT_QOS
+from ros2_imitation.control.trajectory import Trajectory
+from ros2_imitation.graph.spec import load_graph
+from ros2_imitation.nodes.common import to_sec
 from ros2_imitation.nodes.conversions import trajectory_to_msg
+from ros2_imitation.qos import COMMAND_QOS, OUTPUT_QOS, SENSOR_QOS
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.trajectory import Trajectory
 
 ROBOT = RobotProfile.load('panda')
 ARM = ROBOT.arm_joints

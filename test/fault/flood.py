@@ -14,10 +14,11 @@ import rclpy
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from ros2_imitation.nodes.common import COMMAND_QOS, SENSOR_QOS, to_sec
+from ros2_imitation.control.trajectory import Trajectory
+from ros2_imitation.nodes.common import to_sec
 from ros2_imitation.nodes.conversions import trajectory_to_msg
+from ros2_imitation.qos import COMMAND_QOS, SENSOR_QOS
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.trajectory import Trajectory
 
 
 def main() -> int:

@@ -16,17 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from ros2_imitation import cli
-from ros2_imitation.commands.train import load_config
-from ros2_imitation.graph import GraphError, load_graph
-from ros2_imitation.paths import share_dir
-from ros2_imitation.policy.config import PolicyConfig
-from ros2_imitation.robot import RobotProfile
-
 from conftest import Process, next_domain_id, wait_for
 from test_bag_dataset import reference_events, write_bag
 
+from ros2_imitation import cli
+from ros2_imitation.graph.spec import GraphError, load_graph
+from ros2_imitation.paths import share_dir
+from ros2_imitation.policy.config import PolicyConfig, load_policy_file
+from ros2_imitation.robot import RobotProfile
 
 # ---------------------------------------------------------------- a corrupt bag
 
@@ -145,7 +142,8 @@ def test_config_files_with_missing_keys_or_wrong_types(tmp_path, capsys, reliabi
     failed = {k: v for k, v in problems.items() if v}
     # the shipped files beside them still load
     good = bool(load_graph('demo').nodes and RobotProfile.load('panda').dof and
-                PolicyConfig.from_dict(load_config('push_cube')[0]).horizon)
+                load_policy_file('push_cube')[0].horizon and
+                PolicyConfig.load(share_dir() / 'config' / 'policies' / 'push_cube.yaml').horizon)
     reliability.record(
         'bad_config',
         f'{len(GRAPH_VARIANTS)} graph, {len(ROBOT_VARIANTS)} robot-profile and {len(POLICY_VARIANTS)} policy-config '

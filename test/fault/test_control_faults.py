@@ -12,15 +12,25 @@ import time
 import numpy as np
 import pytest
 import yaml
+from conftest import call_service, wait_for
 from rosgraph_msgs.msg import Clock
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from conftest import call_service, wait_for
-from ros2_imitation.nodes.common import CLOCK_QOS, COMMAND_QOS, to_stamp
+from ros2_imitation.nodes.common import to_stamp
+from ros2_imitation.qos import CLOCK_QOS, COMMAND_QOS
 
-from .faultlib import (ARM, CONTROLLER, ChunkStream, FaultGraph, JointStateRelay, assert_stopped_cleanly,
-                       flood, state, states_seen)
+from .faultlib import (
+    ARM,
+    CONTROLLER,
+    ChunkStream,
+    FaultGraph,
+    JointStateRelay,
+    assert_stopped_cleanly,
+    flood,
+    state,
+    states_seen,
+)
 
 RELAY_TOPIC = '/fault/joint_states'
 OVERRIDES = {'controller.joint_states_topic': RELAY_TOPIC, 'controller.diagnostics_rate': 10.0}

@@ -10,16 +10,16 @@ import shutil
 import time
 
 import pytest
+from conftest import wait_for
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import wait_for
-from ros2_imitation.nodes.common import CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, to_stamp
+from ros2_imitation.nodes.common import to_stamp
 from ros2_imitation.paths import share_dir
+from ros2_imitation.qos import CLOCK_QOS, COMMAND_QOS, SENSOR_QOS
 
-from .faultlib import (FaultGraph, ImageRelay, JointStateRelay, assert_stopped_cleanly, state,
-                       states_seen)
+from .faultlib import FaultGraph, ImageRelay, JointStateRelay, assert_stopped_cleanly, state, states_seen
 
 POLICY = 'policy: diffusion policy'
 IMAGE_TOPIC = '/fault/image'

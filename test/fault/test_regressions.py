@@ -3,10 +3,10 @@ of timing)."""
 import numpy as np
 import pytest
 
-from ros2_imitation.controller import ChunkController
-from ros2_imitation.images import image_to_rgb
+from ros2_imitation.control.controller import ChunkController
+from ros2_imitation.control.trajectory import Trajectory, TrajectoryFollower
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.trajectory import Trajectory, TrajectoryFollower
+from ros2_imitation.sensors.images import image_to_rgb
 
 ROBOT = RobotProfile.load('panda')
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import GraphRun, wait_for
-from ros2_imitation.bringup import Bringup, isolate
-from ros2_imitation.graph import GraphError, load_graph
+
+from ros2_imitation.graph.bringup import Bringup, isolate
+from ros2_imitation.graph.spec import GraphError, load_graph
 from ros2_imitation.paths import share_dir
 from ros2_imitation.policy import CheckpointError, load_policy
 from ros2_imitation.policy.config import PolicyConfig
@@ -140,7 +140,7 @@ def test_a_checkpoint_with_a_pickled_payload_is_refused(tmp_path):
 
 
 def test_a_dataset_with_a_pickle_codec_is_refused(tmp_path):
-    from ros2_imitation.dataset_report import load as load_report
+    from ros2_imitation.data.dataset_report import load as load_report
     from ros2_imitation.policy.dataset import ReplayBuffer
     marker = tmp_path / 'EXECUTED'
     root = tmp_path / 'evil.zarr'
@@ -263,6 +263,7 @@ def test_no_network_listener_besides_dds(tmp_path):
 def test_the_dds_rule_matches_a_bare_rclpy_node(tmp_path):
     """The ports dds_port() allows are the ones a node that does nothing but exist opens."""
     import subprocess
+
     from conftest import next_domain_id
     domain = next_domain_id()
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')

@@ -35,10 +35,24 @@ from typing import Sequence
 
 import numpy as np
 
-from ros2_imitation.bag_reading import (FORMAT, NS, BagError, ConvertConfig, Stream, chunk_stream, clock_map,
-                                         episode_flags, find_bags, joint_stream, read_bag, sensor_stream,
-                                         stamp_ns, task_outcome)
-from ros2_imitation.images import image_to_rgb
+from ros2_imitation.data.bag_reading import (
+    FORMAT,
+    NS,
+    BagError,
+    ConvertConfig,
+    Stream,
+    chunk_stream,
+    clock_map,
+    episode_flags,
+    find_bags,
+    joint_stream,
+    read_bag,
+    sensor_stream,
+    stamp_ns,
+    task_outcome,
+)
+from ros2_imitation.sensors.images import image_to_rgb
+
 
 @dataclass
 class Episode:

@@ -303,11 +303,6 @@ def retime_for_jtc(traj: Trajectory, now: float, min_lead: float = 0.05,
     return Trajectory(traj.joint_names, stamp, times, pos.copy(), vel)
 
 
-def chunk_times(t_obs: float, n: int, dt: float, offset: float = 0.0) -> np.ndarray:
-    """Absolute times of a policy chunk: action i applies at t_obs + (i + offset) * dt."""
-    return t_obs + (np.arange(n) + offset) * dt
-
-
 def drop_overtaken(times, now: float, latency: float = 0.0) -> int:
     """Index of the first action still ahead of now + latency; keep actions[k:].
 

@@ -1,4 +1,6 @@
-"""From a predicted chunk to a timestamped one, and how consecutive chunks join. ROS-free.
+"""Chunk timing: when a chunk's actions apply, when the next chunk is due, and how consecutive chunks
+join. ROS-free, numpy only; the one home of these rules for the policy runner, the experts, the
+rollouts and the nodes.
 
 Chunk index i applies at t_obs + (i - first + offset) * dt (first = To - 1 is the newest
 observation's index, offset = the dataset's action_time_offset_steps). Indices before `first`, and
@@ -12,11 +14,77 @@ Continuity between a chunk and the one before it:
             the still-executing tail of the previous one (hard for those that run during the
             inference delay, then a decaying soft mask), so it continues what the arm is doing
 """
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
-from ros2_imitation.trajectory import Trajectory, drop_overtaken
+from ros2_imitation.control.trajectory import Trajectory, drop_overtaken
 
 CONTINUITY = ('replan', 'ensemble', 'inpaint')
+
+
+def chunk_times(t0: float, n: int, dt: float, offset: float = 0.0) -> np.ndarray:
+    """Absolute times of a chunk's n actions: action i applies at t0 + (i + offset) * dt."""
+    return t0 + (np.arange(n) + offset) * dt
+
+
+def soft_prefix_weights(horizon: int, prefix_len: int, frozen: int) -> np.ndarray:
+    """Real-time-chunking guidance weights (Black et al. 2025): 1 for the `frozen` actions that will
+    run during the inference delay, then an exponential decay over the rest of the overlap with the
+    previous chunk, 0 beyond it."""
+    if not 0 <= frozen <= prefix_len <= horizon:
+        raise ValueError(f'need 0 <= frozen ({frozen}) <= prefix_len ({prefix_len}) <= horizon ({horizon})')
+    w = np.zeros(horizon, dtype=np.float32)
+    w[:frozen] = 1.0
+    for i in range(frozen, prefix_len):
+        c = (prefix_len - i) / (prefix_len - frozen + 1)
+        w[i] = c * math.expm1(c) / math.expm1(1.0)
+    return w
+
+
+class QueryClock:
+    """The policy clock: a query is due at the first observation at or after the last query's
+    observation time + `period` (execute x dt); the first query is due at once, and so is one
+    whose observation is older than the last query's (the clock went back: a new timeline)."""
+
+    def __init__(self, period: float):
+        self.period = float(period)
+        self.next = None
+
+    def due(self, t_obs: float) -> bool:
+        return self.next is None or t_obs >= self.next - 1e-6 or t_obs < self.next - self.period - 1e-6
+
+    def done(self, t_obs: float) -> None:
+        self.next = t_obs + self.period
+
+    def reset(self) -> None:
+        self.next = None
+
+
+@dataclass(frozen=True)
+class ChunkTiming:
+    """A planner's clock (the scripted experts): `size` actions `dt` apart, a new chunk every
+    `execute` actions, the first action `lead` seconds after the plan is made."""
+    size: int = 16
+    dt: float = 0.1
+    execute: int = 8
+    lead: float = 0.1
+
+    def __post_init__(self):
+        if self.size < 2 or not 1 <= self.execute <= self.size:
+            raise ValueError(f'need size >= 2 and 1 <= execute <= size, got {self.size}, {self.execute}')
+        if not (self.dt > 0 and self.lead >= 0):
+            raise ValueError(f'need dt > 0 and lead >= 0, got {self.dt}, {self.lead}')
+
+    @property
+    def period(self) -> float:
+        """Seconds between chunks."""
+        return self.execute * self.dt
+
+    def times(self, now: float) -> np.ndarray:
+        """Absolute times of a chunk planned at `now`."""
+        return chunk_times(now + self.lead, self.size, self.dt)
 
 
 class ChunkScheduler:
@@ -34,7 +102,7 @@ class ChunkScheduler:
         self._ensemble = []       # [(times, positions, t_made)] still covering the future
 
     def times(self, t_obs: float, horizon: int) -> np.ndarray:
-        return t_obs + (np.arange(horizon) - self.first + self.offset) * self.dt
+        return chunk_times(t_obs, horizon, self.dt, self.offset - self.first)
 
     def prefix(self, t_obs: float, horizon: int, delay: float):
         """For inpaint: (prefix (K, A), weights (horizon,)) aligned with the new chunk, or (None, None).
@@ -44,7 +112,6 @@ class ChunkScheduler:
         """
         if self.continuity != 'inpaint' or self.previous is None:
             return None, None
-        from ros2_imitation.policy.model import soft_prefix_weights
         prev_t, prev_q = self.previous
         t_new = self.times(t_obs, horizon)
         k = int(np.searchsorted(t_new, prev_t[-1], side='right'))

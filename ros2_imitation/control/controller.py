@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ros2_imitation.proprioception import JointMapper, MappingError
+from ros2_imitation.control.safety import SafetyFilter, Watchdog
+from ros2_imitation.control.trajectory import Trajectory, TrajectoryFollower, retime_for_jtc, validate
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.safety import SafetyFilter, Watchdog
-from ros2_imitation.trajectory import Trajectory, TrajectoryFollower, retime_for_jtc, validate
+from ros2_imitation.sensors.proprioception import JointMapper, MappingError
 
 MODES = ('impedance', 'position', 'trajectory', 'impedance_target')
 

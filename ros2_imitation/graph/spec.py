@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from ros2_imitation.paths import PACKAGE, resolve
+from ros2_imitation.paths import PACKAGE, read_config, resolve
 
 PARAMETER_TYPES = (bool, int, float, str)
 
@@ -122,12 +122,7 @@ def _read(name_or_path: str, seen: tuple = ()) -> dict:
     path = resolve('graphs', name_or_path)
     if path in seen:
         raise GraphError(f'graph include cycle: {" -> ".join(map(str, seen + (path,)))}')
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise GraphError(f'graph {path}: not valid YAML: {exc}') from exc
-    if not isinstance(raw, dict):
-        raise GraphError(f'graph {path}: expected a mapping at the top level')
+    path, raw = read_config('graphs', str(path), 'graph', GraphError)
     where = f'graph {path}'
     _check_keys(where, raw, TOP_KEYS, 'the graph')
     for key in ('include', 'episode_resets'):
@@ -233,7 +228,7 @@ def load_graph(name_or_path: str, arguments: dict | None = None, overrides: dict
 
 def node_executables() -> list:
     """The package's node executables: the modules ros2_imitation/nodes/*_node.py."""
-    folder = Path(__file__).resolve().parent / 'nodes'
+    folder = Path(__file__).resolve().parent.parent / 'nodes'
     return sorted(p.stem for p in folder.glob('*_node.py'))
 
 

@@ -1,19 +1,20 @@
 """Sim, chunk controller and an agent in one process: fast, deterministic episodes without ROS.
 
 The same pieces the ROS graph runs (PandaSim, ChunkController, the expert or policy) on one
-timeline: physics at its rate, the controller at its rate, the agent on the policy clock (a chunk
-every `execute` steps, observations sampled every `dt`). There is no transport delay, so this is
-for evaluation sweeps and studies; `ros2-imitation demo` runs the real graph.
+timeline: physics at its rate, the controller at its rate, observations every `dt`, each handed to
+the agent, which answers a chunk when its clock says one is due (a policy through
+runtime.PolicyRunner, as policy_node runs it). There is no transport delay, so this is for
+evaluation sweeps and studies; `ros2-imitation demo` runs the real graph.
 """
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ros2_imitation.controller import ChunkController
-from ros2_imitation.experts import ChunkTiming
+from ros2_imitation.control.controller import ChunkController
+from ros2_imitation.control.trajectory import Trajectory
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.trajectory import Trajectory
+from ros2_imitation.runtime.chunking import ChunkTiming, QueryClock
+from ros2_imitation.runtime.runner import PolicyRunner
 
 
 @dataclass
@@ -32,18 +33,17 @@ class RolloutResult:
 class Rollout:
     def __init__(self, task: str = 'push_cube', mode: str = 'position', control_rate: float = 500.0,
                  physics_rate: float = 500.0, camera_size=(96, 96), render: bool = True,
-                 obs_horizon: int = 2, timing: ChunkTiming = ChunkTiming(), robot: str = 'panda',
+                 timing: ChunkTiming = ChunkTiming(), robot: str = 'panda',
                  task_features: bool = False):
         from ros2_imitation.sim import PandaSim
         self.sim = PandaSim(task=task, physics_rate=physics_rate, camera_width=camera_size[0],
                             camera_height=camera_size[1], render=render)
         self.robot = RobotProfile.load(robot)
         self.mode, self.control_rate = mode, control_rate
-        self.render, self.obs_horizon, self.timing = render, obs_horizon, timing
+        self.render, self.timing = render, timing
         self.task_features = task_features
         self.control_every = max(1, round(physics_rate / control_rate))
         self.obs_every = max(1, round(timing.dt / self.sim.dt))
-        self.act_every = self.obs_every * timing.execute
 
     def _observe(self) -> dict:
         state = self.sim.joint_positions()[:7]
@@ -63,20 +63,18 @@ class Rollout:
         try:
             request = next(episode)
             while True:
-                times, positions = agent.act(*request)
-                request = episode.send((times, positions, getattr(agent, 'label', None)))
+                request = episode.send(agent.act(*request))
         except StopIteration as done:
             return done.value
 
     def episode(self, seed: int, timeout: float, record_frames: bool = False, record: bool = False):
-        """One episode as a generator, so many can share one batched policy (evaluation.py): it
-        yields (t, stacked observations, q, task state) when a chunk is due and is sent back
-        (times, positions, label) -- label: the clean (times, positions) an agent meant, or None.
-        Its return value (StopIteration.value) is the RolloutResult."""
+        """One episode as a generator, so many can share one batched policy (evaluation.py): at
+        each observation it yields (t, observation, q, task state) and is sent back None (no new
+        chunk) or (times, positions, label) -- label: the clean (times, positions) an agent meant,
+        or None. Its return value (StopIteration.value) is the RolloutResult."""
         sim = self.sim
         sim.reset(seed)
         ctrl = ChunkController(self.robot, self.mode, self.control_rate)
-        history = deque(maxlen=self.obs_horizon)
         frames, states, chunks = [], [], 0
         data = {'image': [], 'state': [], 'action': []} if record else {}
         measured = []
@@ -86,9 +84,9 @@ class Rollout:
         state = sim.task_state()
         while step <= n_steps:
             t = sim.time
-            if step % self.obs_every == 0:
+            observed = step % self.obs_every == 0
+            if observed:
                 obs = self._observe()
-                history.append(obs)
                 state = sim.task_state()
                 states.append(state)
                 if record_frames and 'image' in obs:
@@ -104,11 +102,9 @@ class Rollout:
             if control:
                 measured.append(sim.joint_positions()[:7])
                 ctrl.on_joint_state(names, sim.joint_positions(), sim.joint_velocities(), t)
-            if step % self.act_every == 0:
-                # before To observations exist, the first one stands in for the missing ones
-                hist = [history[0]] * (self.obs_horizon - len(history)) + list(history)
-                stacked = {k: np.stack([h[k] for h in hist]) for k in hist[-1]}
-                times, positions, clean = yield t, stacked, sim.joint_positions(), state
+            answer = (yield t, obs, sim.joint_positions(), state) if observed else None
+            if answer is not None:
+                times, positions, clean = answer
                 active = Trajectory.from_absolute(self.robot.arm_joints, times, positions)
                 # an agent that executes perturbed actions labels them with what it meant to do
                 label = Trajectory.from_absolute(self.robot.arm_joints, *clean) if clean else None
@@ -147,17 +143,19 @@ def task_features(task_state: dict) -> np.ndarray:
 
 
 class ExpertAgent:
-    """A scripted expert as a rollout agent (privileged task state in).
+    """A scripted expert as a rollout agent (privileged task state in), on its own planning clock.
 
-    With `noise` (an experts.ActionNoise) it executes perturbed chunks and keeps the clean chunk as
-    `label` -- noise-injected collection: the data shows recoveries, labelled with the correction.
+    With `noise` (an experts.ActionNoise) it executes perturbed chunks and returns the clean chunk
+    as the label -- noise-injected collection: the data shows recoveries, labelled with the correction.
     """
 
     def __init__(self, expert, noise=None):
-        self.expert, self.noise, self.label = expert, noise, None
+        self.expert, self.noise = expert, noise
+        self.clock = QueryClock(expert.timing.period)
         self.info = {}      # this episode's mode, variation, noise and worst IK error
 
     def reset(self, seed: int):
+        self.clock.reset()
         self.info = dict(self.expert.reset(seed), max_ik_error=0.0)
         if self.noise is not None:
             self.noise.rng = np.random.default_rng(seed)   # the same perturbations for a seed
@@ -165,60 +163,59 @@ class ExpertAgent:
             self.info.update(self.noise.info())
 
     def act(self, now, obs, q, task_state):
+        if not self.clock.due(now):
+            return None
+        self.clock.done(now)
         chunk = self.expert.plan(now, q, task_state)
         self.info['max_ik_error'] = max(self.info['max_ik_error'], chunk.ik_error)
         if self.noise is None:
-            return chunk.times, chunk.positions
-        self.label = (chunk.times, chunk.positions)
-        return chunk.times, chunk.positions + self.noise(chunk.times)
+            return chunk.times, chunk.positions, None
+        return chunk.times, chunk.positions + self.noise(chunk.times), (chunk.times, chunk.positions)
 
 
 class BatchPolicyAgent:
-    """A diffusion policy driving B concurrent episodes, scheduled exactly as policy_node schedules it.
+    """A diffusion policy driving B concurrent episodes, one runtime.PolicyRunner each: the rules
+    policy_node runs by (due queries, history by stamp, seeds, scheduling, continuity, latency).
 
-    Chunk index i applies at t_obs + (i - (To - 1) + offset) * dt (offset: the checkpoint's
-    action_offset_steps); how consecutive chunks join is each slot's ChunkScheduler `continuity`.
     `latency` (s) pretends inference took that long: actions due before it are dropped, and inpaint
-    freezes them, as on a robot. One predict_chunk call serves every slot whose continuation prefix
-    has the same shape and weights, so B episodes cost little more than one.
+    freezes them, as on a robot. One predict_chunk call serves every due slot whose continuation
+    prefix has the same shape and weights, so B episodes cost little more than one.
     """
 
     def __init__(self, policy, slots: int = 1, dt: float = 0.1, continuity: str = 'inpaint',
-                 latency: float = 0.0, joint_names=None):
-        from ros2_imitation.chunking import ChunkScheduler
-        cfg = policy.config
+                 latency: float = 0.0, joint_names=None, execute: int | None = None):
         names = joint_names or RobotProfile.load('panda').arm_joints
-        self.policy, self.latency = policy, latency
-        self.schedulers = [ChunkScheduler(names, dt, cfg.n_obs_steps - 1, cfg.action_offset_steps or 0,
-                                          continuity, lead=0.0) for _ in range(slots)]
-        self.seeds, self.calls = [0] * slots, [0] * slots
+        self.policy, self.latency = policy, float(latency)
+        self.images = set(policy.config.image_keys)
+        self.runners = [PolicyRunner(policy, names, dt, execute=execute, continuity=continuity, lead=0.0,
+                                     latency=self.latency) for _ in range(slots)]
 
     def reset(self, slot: int, seed: int):
-        self.seeds[slot], self.calls[slot] = seed, 0
-        self.schedulers[slot].reset()
+        self.runners[slot].reset(seed=seed)
 
     def act(self, requests: dict) -> dict:
-        """requests: slot -> (t, stacked obs, q, task state); returns slot -> (times, positions, None)."""
-        cfg = self.policy.config
-        keys = [cfg.state_key, *cfg.image_keys]
-        groups, prefixes = {}, {}
-        for slot, (now, *_rest) in requests.items():
-            prefix, weights = prefixes[slot] = self.schedulers[slot].prefix(now, cfg.horizon, self.latency)
-            key = None if prefix is None else (len(prefix), tuple(np.round(weights, 6)))
+        """requests: slot -> (t, obs, q, task state), the observation made at t; returns
+        slot -> (times, positions, None) where a chunk was due, else None."""
+        queries, groups = {}, {}
+        for slot, (now, obs, *_rest) in requests.items():
+            runner = self.runners[slot]
+            for stream in runner.streams:
+                runner.add(stream, now, obs['image' if stream in self.images else 'state'])
+            query = runner.poll(now)
+            if query is None:
+                continue
+            queries[slot] = query
+            key = None if query.prefix is None else (len(query.prefix), tuple(np.round(query.weights, 6)))
             groups.setdefault(key, []).append(slot)
-        out = {}
+        out = dict.fromkeys(requests)
         for key, slots in groups.items():
-            obs = {k: np.stack([requests[s][1]['image' if k in cfg.image_keys else 'state'] for s in slots])
-                   for k in keys}
-            first = slots[0]
-            prefix = None if key is None else np.stack([prefixes[s][0] for s in slots])
-            chunks = self.policy.predict_chunk(obs, seed=self.seeds[first] * 100_003 + self.calls[first],
-                                               prefix=prefix, prefix_weights=prefixes[first][1])
+            first = queries[slots[0]]
+            obs = {k: np.stack([queries[s].obs[k] for s in slots]) for k in first.obs}
+            prefix = None if key is None else np.stack([queries[s].prefix for s in slots])
+            chunks = self.policy.predict_chunk(obs, seed=first.seed, prefix=prefix, prefix_weights=first.weights)
             for slot, chunk in zip(slots, chunks):
-                now = requests[slot][0]
-                traj, _ = self.schedulers[slot].schedule(chunk, now, now + self.latency)
-                out[slot] = (traj.stamp + traj.times, traj.positions, None)
-                self.calls[slot] += 1
+                traj = self.runners[slot].complete(queries[slot], chunk, queries[slot].t_obs + self.latency).trajectory
+                out[slot] = None if traj is None else (traj.stamp + traj.times, traj.positions, None)
         return out
 
 
@@ -226,16 +223,15 @@ class PolicyAgent:
     """A diffusion policy as the agent of one rollout: a BatchPolicyAgent of one slot."""
 
     def __init__(self, policy, dt: float = 0.1, continuity: str = 'replan', latency: float = 0.0,
-                 joint_names=None):
+                 joint_names=None, execute: int | None = None):
         self.policy = policy
-        self.batch = BatchPolicyAgent(policy, 1, dt, continuity, latency, joint_names)
+        self.batch = BatchPolicyAgent(policy, 1, dt, continuity, latency, joint_names, execute)
 
     def reset(self, seed: int):
         self.batch.reset(0, seed)
 
     def act(self, now, obs, q, task_state):
-        times, positions, _ = self.batch.act({0: (now, obs, q, task_state)})[0]
-        return times, positions
+        return self.batch.act({0: (now, obs, q, task_state)})[0]
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple:

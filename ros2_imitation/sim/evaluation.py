@@ -1,6 +1,6 @@
 """Closed-loop evaluation of a policy on seeded sim episodes, many episodes sharing one batched
-policy call (rollout.BatchPolicyAgent): the policy's cost is per call, not per episode, so a batch of
-B episodes costs little more than one.
+policy call (rollout.BatchPolicyAgent, one runtime.PolicyRunner per episode): the policy's cost is
+per call, not per episode, so a batch of B episodes costs little more than one.
 """
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import time
 import numpy as np
 
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.rollout import BatchPolicyAgent, Rollout, wilson_interval
+from ros2_imitation.runtime.chunking import ChunkTiming
+from ros2_imitation.sim.rollout import BatchPolicyAgent, Rollout, wilson_interval
 
 
 def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batch: int = 10,
@@ -21,7 +22,6 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batc
     privileged state after the arm joints (rollout.task_features); default: when the state is
     longer than the arm. progress(result) is called after each episode. Each episode is seeded by its
     own seed, as PolicyAgent seeds it, whatever the batch."""
-    from ros2_imitation.experts import ChunkTiming
     cfg = policy.config
     size = (cfg.image_shape[1], cfg.image_shape[0]) if cfg.image_keys else (96, 96)
     timing = ChunkTiming(size=cfg.horizon, execute=execute or cfg.n_action_steps)
@@ -31,7 +31,7 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batc
         task_features = bool(cfg.state_dim and cfg.state_dim > arm)
     n_slots = max(1, min(batch, len(seeds)))
     rollouts = [Rollout(task=task, mode=mode, control_rate=control_rate, camera_size=size,
-                        render=bool(cfg.image_keys), obs_horizon=cfg.n_obs_steps, timing=timing,
+                        render=bool(cfg.image_keys), timing=timing,
                         task_features=task_features)
                 for _ in range(n_slots)]
     start, results = time.monotonic(), []
@@ -41,7 +41,8 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batc
         if progress is not None:
             progress(result)
 
-    _run_batched(policy, rollouts, seeds, timeout, continuity, latency, record_frames, finished)
+    agent = BatchPolicyAgent(policy, n_slots, timing.dt, continuity, latency, execute=timing.execute)
+    _run_batched(agent, rollouts, seeds, timeout, record_frames, finished)
     results.sort(key=lambda r: seeds.index(r.seed))
     wins = sum(r.success for r in results)
     low, high = wilson_interval(wins, len(results))
@@ -56,8 +57,7 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batc
             'wall_s': time.monotonic() - start, 'results': results}
 
 
-def _run_batched(policy, rollouts, seeds, timeout, continuity, latency, record_frames, finished):
-    agent = BatchPolicyAgent(policy, len(rollouts), continuity=continuity, latency=latency)
+def _run_batched(agent, rollouts, seeds, timeout, record_frames, finished):
     queue = list(seeds)
     episodes, requests = {}, {}
 

@@ -19,34 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ros2_imitation.runtime.chunking import ChunkTiming
 from ros2_imitation.sim import scene
 from ros2_imitation.sim.kinematics import down_quat, solver_for
 
 ARM_JOINTS = scene.ARM_JOINTS
-
-
-@dataclass(frozen=True)
-class ChunkTiming:
-    """The policy clock: `size` actions `dt` apart, a new chunk every `execute` actions."""
-    size: int = 16
-    dt: float = 0.1
-    execute: int = 8
-    lead: float = 0.1          # the first action applies this long after the plan is made
-
-    def __post_init__(self):
-        if self.size < 2 or not 1 <= self.execute <= self.size:
-            raise ValueError(f'need size >= 2 and 1 <= execute <= size, got {self.size}, {self.execute}')
-        if not (self.dt > 0 and self.lead >= 0):
-            raise ValueError(f'need dt > 0 and lead >= 0, got {self.dt}, {self.lead}')
-
-    @property
-    def period(self) -> float:
-        """Seconds between chunks."""
-        return self.execute * self.dt
-
-    def times(self, now: float) -> np.ndarray:
-        """Absolute times of a chunk planned at `now`."""
-        return now + self.lead + np.arange(self.size) * self.dt
 
 
 @dataclass

@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from ros2_imitation.nodes.common import SENSOR_QOS, STATE_QOS
+from ros2_imitation.qos import SENSOR_QOS, STATE_QOS
 
 
 @dataclass
@@ -78,6 +78,11 @@ class EpisodeRunner:
             return future.result()
         finally:
             self.node.destroy_client(client)
+
+    def state(self) -> dict | None:
+        """The newest task state, or None before the first."""
+        with self._lock:
+            return self._state
 
     def wait_for_state(self, timeout: float = 60.0) -> dict:
         deadline = time.monotonic() + timeout

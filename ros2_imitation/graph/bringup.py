@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ros2_imitation.graph import Graph, params_folder
+from ros2_imitation.graph.spec import Graph, params_folder
 
 STOP_TIMEOUT_S = 8.0
 DISCOVERY_RANGE = 'ROS_AUTOMATIC_DISCOVERY_RANGE'

@@ -7,9 +7,16 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ros2_imitation.camera_sources import (DEFAULT_REALSENSE_COLOR, DEFAULT_REALSENSE_DEPTH, ClockMapper, Frame,
-                                           Intrinsics, Source, SourceConfigError, SourceUnavailable)
-
+from ros2_imitation.sensors.camera_base import (
+    DEFAULT_REALSENSE_COLOR,
+    DEFAULT_REALSENSE_DEPTH,
+    ClockMapper,
+    Frame,
+    Intrinsics,
+    Source,
+    SourceConfigError,
+    SourceUnavailable,
+)
 
 _RS_DISTORTION = {'brown_conrady': 'plumb_bob', 'inverse_brown_conrady': 'plumb_bob',
                   'modified_brown_conrady': 'plumb_bob', 'none': 'plumb_bob',

@@ -2,12 +2,12 @@
 
 Only imported by the files in launch/, on a machine with the ROS 2 launch system.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from ros2_imitation.graph import load_graph
+from launch import LaunchDescription
+from ros2_imitation.graph.spec import load_graph
 
 
 def graph_actions(graph_name: str, skip_nodes=(), declare_arguments: bool = True, conditions=None) -> list:

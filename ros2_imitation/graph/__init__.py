@@ -1,0 +1,1 @@
+"""Node graphs: their YAML, bringup, the ros2 launch side, and talking to a running graph."""

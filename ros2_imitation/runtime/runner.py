@@ -1,0 +1,236 @@
+"""PolicyRunner: every online rule of running a chunk policy, ROS-free.
+
+policy_node and the in-process rollouts (sim/rollout.py, sim/evaluation.py) both drive it, so the
+robot and the evaluation follow one set of rules:
+
+- intake: samples per stream with their capture stamps (runtime.observation.ObservationBuffer);
+- when a query is due: on the policy clock, once the newest sample of the driving stream (the
+  first camera, or the state for a state-only policy) reaches the next query time;
+- the observation: the history on the policy-rate grid by stamp; a missing or stale stream is a
+  rejection with a reason, never a shifted observation;
+- the seed of each query: seed * 100003 + the query count, so injected noise is fresh per query
+  yet reproducible per episode;
+- scheduling: chunk index i applies at t_obs + (i - (To - 1) + offset) * dt; actions overtaken by
+  the inference latency are dropped; consecutive chunks join by `continuity` (runtime.chunking);
+- the latency estimate (an exponential average of t_done - t_obs) that inpainting freezes by, with
+  clock jumps kept out of it;
+- reset epochs: a chunk computed for an episode that has since been reset is discarded.
+
+Thread-safe: a node adds samples from its executor thread while its inference thread polls,
+infers and completes.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ros2_imitation.runtime.chunking import ChunkScheduler, QueryClock
+from ros2_imitation.runtime.observation import ObservationBuffer, ObservationError
+
+SEED_STRIDE = 100_003
+LATENCY_GAIN = 0.2          # weight of the newest latency in the running estimate
+
+
+@dataclass
+class Query:
+    """One due policy call: the observation history and what scheduling its answer needs."""
+    obs: dict
+    t_obs: float
+    prefix: np.ndarray | None
+    weights: np.ndarray | None
+    epoch: int
+    seed: int
+
+
+@dataclass
+class Outcome:
+    """What became of a query's chunk. trajectory None: discarded (`reason` says why)."""
+    trajectory: object = None
+    dropped: int = 0
+    latency: float = 0.0
+    reason: str = ''
+
+
+@dataclass
+class RunnerStats:
+    chunks: int = 0
+    rejected: int = 0           # queries that found no usable observation
+    dropped: int = 0            # actions overtaken by latency (the history part excluded)
+    latency: list = field(default_factory=list)      # s, t_done - t_obs, the newest 200
+    inference: list = field(default_factory=list)    # s, policy call time, the newest 200
+
+    def keep_recent(self, n: int = 200):
+        self.latency, self.inference = self.latency[-n:], self.inference[-n:]
+
+
+class PolicyRunner:
+    def __init__(self, policy, joint_names, dt: float, *, execute: int | None = None,
+                 offset: int | None = None, continuity: str = 'inpaint', max_obs_age: float = 0.25,
+                 seed: int = 0, lead: float = 0.02, latency: float = 0.1):
+        cfg = policy.config
+        self.policy, self.dt = policy, float(dt)
+        self.execute = int(execute or cfg.n_action_steps)
+        self.offset = cfg.action_offset if offset is None else int(offset)
+        self.max_obs_age, self.seed = float(max_obs_age), int(seed)
+        self.state_key = cfg.state_key
+        self.streams = (*cfg.image_keys, cfg.state_key)
+        self.driver = cfg.image_keys[0] if cfg.image_keys else cfg.state_key
+        self.horizon = cfg.horizon
+        self.buffer = ObservationBuffer(self.streams, self.dt, cfg.n_obs_steps, self.max_obs_age)
+        self.scheduler = ChunkScheduler(joint_names, self.dt, cfg.n_obs_steps - 1, self.offset,
+                                        continuity, lead=lead)
+        self.clock = QueryClock(self.execute * self.dt)
+        self.latency_estimate = float(latency)
+        self.stats = RunnerStats()
+        self.waiting = 'starting'   # why no query is made now ('' while queries flow)
+        self.epoch = 0
+        self.calls = 0
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._fresh = False         # a driving-stream sample arrived since the last wait()
+
+    @property
+    def continuity(self) -> str:
+        return self.scheduler.continuity
+
+    # ---- intake ----
+    def add(self, stream: str, stamp: float, value) -> None:
+        with self._lock:
+            self.buffer.add(stream, stamp, value)
+            if stream == self.driver:
+                self._fresh = True
+                self._arrived.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a new sample of the driving stream (True) or `timeout` s (False): a query can
+        only become due when one arrives, so a threaded caller need not poll."""
+        with self._arrived:
+            if not self._fresh:
+                self._arrived.wait(timeout)
+            fresh, self._fresh = self._fresh, False
+            return fresh
+
+    def wake(self) -> None:
+        """Release a wait() now (stopping)."""
+        with self._arrived:
+            self._arrived.notify_all()
+
+    def warmup(self, calls: int = 2) -> None:
+        """Run the policy on a blank observation so the first real query is not the slow one."""
+        cfg = self.policy.config
+        obs = {cfg.state_key: np.zeros((cfg.n_obs_steps, cfg.state_dim), np.float32)}
+        for key in cfg.image_keys:
+            obs[key] = np.zeros((cfg.n_obs_steps, *cfg.image_shape), np.uint8)
+        for _ in range(calls):
+            self.policy.predict_chunk(obs, seed=0)
+
+    def reset(self, now: float = -np.inf, seed: int | None = None) -> None:
+        """A new episode: forget the history (and samples captured before `now` still in flight),
+        the previous chunk and the clock; a query in flight belongs to the old epoch."""
+        with self._lock:
+            self.buffer.clear(since=now)
+            self.scheduler.reset()
+            self.clock.reset()
+            self.epoch += 1
+            if seed is not None:
+                self.seed, self.calls = int(seed), 0
+
+    # ---- querying ----
+    def poll(self, now: float) -> Query | None:
+        """The query due at `now`, or None (then `waiting` says why, or is '' between queries)."""
+        with self._lock:
+            t_obs = self.buffer.latest_stamp(self.driver)
+            if t_obs is None:
+                self.waiting = f'no {self.driver} yet'
+                return None
+            if not self.clock.due(t_obs):
+                stale = now - t_obs > self.max_obs_age
+                # the stream stopped between two queries: say so rather than seem to be running
+                self.waiting = f'newest {self.driver} is {now - t_obs:.2f} s old' if stale else ''
+                return None
+            try:
+                if now - t_obs > self.max_obs_age:
+                    raise ObservationError(f'newest {self.driver} is {now - t_obs:.2f} s old')
+                obs = self.buffer.history(t_obs)
+            except ObservationError as exc:
+                self.waiting = str(exc)
+                self.stats.rejected += 1
+                return None
+            prefix, weights = self.scheduler.prefix(t_obs, self.horizon, self.latency_estimate)
+            query = Query(obs, t_obs, prefix, weights, self.epoch, self.seed * SEED_STRIDE + self.calls)
+            self.calls += 1
+            self.waiting = ''
+            return query
+
+    def infer(self, query: Query) -> np.ndarray:
+        """The policy's chunk for one query (batched callers call predict_chunk themselves)."""
+        t0 = time.perf_counter()
+        chunk = self.policy.predict_chunk(query.obs, seed=query.seed, prefix=query.prefix,
+                                          prefix_weights=query.weights)
+        self.stats.inference.append(time.perf_counter() - t0)
+        return chunk
+
+    def complete(self, query: Query, chunk: np.ndarray, now: float) -> Outcome:
+        """Schedule a query's chunk, available at `now`: the timestamped trajectory to send."""
+        with self._lock:
+            if query.epoch != self.epoch:
+                return Outcome(reason='reset during inference: the chunk belongs to the last episode')
+            traj, dropped = self.scheduler.schedule(chunk, query.t_obs, now)
+            self.clock.done(query.t_obs)
+            latency = now - query.t_obs
+            out = Outcome(traj, dropped - self.scheduler.first, latency)
+            if 0.0 <= latency <= self.horizon * self.dt:
+                self.latency_estimate += LATENCY_GAIN * (latency - self.latency_estimate)
+                self.stats.latency.append(latency)
+            else:
+                # not a latency but the clock jumping (a bogus /clock, a clock reset): one such
+                # value must not poison the estimate that inpainting and the statistics rely on
+                out.reason = f'clock jump: observation at {query.t_obs:.3f} s, clock now {now:.3f} s'
+            self.stats.dropped += out.dropped
+            if traj is None:
+                overtaken = f'whole chunk overtaken: latency {latency * 1e3:.0f} ms'
+                out.reason = f'{out.reason}; {overtaken}' if out.reason else overtaken
+            else:
+                self.stats.chunks += 1
+            return out
+
+    def step(self, now: float, available: float | None = None) -> Outcome | None:
+        """poll + infer + complete in one go (single-threaded callers); `available`: when the chunk
+        counts as ready (default: the clock after inference is `now`, i.e. no delay)."""
+        query = self.poll(now)
+        if query is None:
+            return None
+        chunk = self.infer(query)
+        return self.complete(query, chunk, now if available is None else available)
+
+
+def load_runtime_policy(model: str = '', device: str = 'auto', scheduler: str = '', inference_steps: int = 0,
+                        noise_mode: str = '', sigma: float = -1.0, threads: int = 0, arm_dof: int | None = None,
+                        robot_name: str = '?'):
+    """(policy, model path) for running on a robot: the checkpoint (default: the shipped push_cube)
+    with the run-time overrides ('' / 0 / -1 keep the checkpoint's value), checked against the
+    arm. Every problem is a ValueError naming the model."""
+    import torch
+
+    from ros2_imitation.paths import share_dir
+    from ros2_imitation.policy import CheckpointError, load_policy
+    path = model or str(share_dir() / 'models' / 'push_cube')
+    if threads > 0:  # next to the sim on a small CPU, fewer threads contend less
+        torch.set_num_threads(int(threads))
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    try:
+        policy = load_policy(path, device=device, inference_scheduler=scheduler or None,
+                             num_inference_steps=inference_steps or None, noise_mode=noise_mode or None)
+        if sigma >= 0:
+            policy.config = policy.config.replace(noise_sigma=float(sigma))
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        raise ValueError(f'cannot load policy {path}: {exc}') from exc
+    cfg = policy.config
+    if arm_dof is not None and (cfg.action_dim != arm_dof or cfg.state_dim != arm_dof):
+        raise ValueError(f'the policy acts on {cfg.action_dim} and sees {cfg.state_dim} joint values; '
+                         f'robot {robot_name} has {arm_dof} arm joints')
+    return policy, path
