@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 APT_PACKAGES := libusb-1.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install apt demo test bench clean
+.PHONY: install apt demo test bench clean install-jazzy test-jazzy
 
 install: apt $(VENV)/.installed
 
@@ -33,8 +33,30 @@ demo: install
 test: install
 	$(VENV)/bin/python -m pytest -q test
 
+# ROS 2 Jazzy (the LTS the robots run) beside the default Kilted: the same package and torch with the
+# Jazzy client wheels (setup.py's [ros-jazzy] extra) in their own venv; never both in one.
+JAZZY_VENV ?= .venv-jazzy
+JAZZY_PY := $(JAZZY_VENV)/bin/python
+# what test-jazzy runs: the whole suite unless told (CI: the tests that use rclpy, see .ci/run)
+JAZZY_TESTS ?= test
+
+install-jazzy: apt $(JAZZY_VENV)/.installed
+
+$(JAZZY_VENV)/.installed: setup.py
+	python3 -m venv $(JAZZY_VENV)
+	$(JAZZY_PY) -m pip install -q --upgrade pip
+	$(JAZZY_PY) -m pip install -q $(TORCH)
+	$(JAZZY_PY) -m pip install -q -e '.[ros-jazzy,realsense,test]'
+	$(JAZZY_PY) -c "from importlib.metadata import version as v; import rclpy, torch, diffusers, mujoco, rosbags; \
+	  assert v('ros-rclpy').startswith('7.1.'), 'not the Jazzy rclpy: ' + v('ros-rclpy'); \
+	  print('installed: rclpy', v('ros-rclpy'), '(Jazzy) | torch', torch.__version__, '| mujoco', mujoco.__version__)"
+	touch $@
+
+test-jazzy: install-jazzy
+	$(JAZZY_PY) -m pytest -q $(JAZZY_TESTS)
+
 bench: install
 	$(PY) bench/run_all.py --quick
 
 clean:
-	rm -rf $(VENV) build install log *.egg-info
+	rm -rf $(VENV) $(JAZZY_VENV) build install log *.egg-info

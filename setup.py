@@ -54,6 +54,14 @@ setup(
             'ros-std-srvs', 'ros-trajectory-msgs', 'ros-geometry-msgs',
             'ros-rosgraph-msgs', 'ros-diagnostic-msgs',
         ],
+        # The same client wheels for ROS 2 Jazzy (the LTS on the robots' Ubuntu 24.04): each ros-jazzy-X
+        # pins ros-X to its Jazzy release. `make test-jazzy` installs this instead of [ros], in its own
+        # venv: never both in one environment.
+        'ros-jazzy': [
+            'ros-jazzy-rclpy[fastrtps]', 'ros-jazzy-sensor-msgs', 'ros-jazzy-std-msgs',
+            'ros-jazzy-std-srvs', 'ros-jazzy-trajectory-msgs', 'ros-jazzy-geometry-msgs',
+            'ros-jazzy-rosgraph-msgs', 'ros-jazzy-diagnostic-msgs', 'ros-jazzy-visualization-msgs',
+        ],
         'realsense': ['pyrealsense2'],
         'test': ['pytest>=7', 'hypothesis>=6', 'mcap>=1.1', 'mcap-ros2-support>=0.5'],
     },

@@ -1,4 +1,6 @@
-"""Shared fixtures: isolated ROS graphs (own domain id, localhost only) and a probe node."""
+"""Shared fixtures: isolated ROS graphs (own domain id, localhost only) and a probe node; the `ros` marker."""
+import ast
+import functools
 import itertools
 import os
 import signal
@@ -6,11 +8,53 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault('MUJOCO_GL', 'egl')
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+
+# ---------------------------------------------------------------- the `ros` marker
+# Tests that use ROS 2 itself (rclpy, message and service types, node processes over DDS) are marked `ros`,
+# so `pytest -m ros` runs just them: CI runs those again on the ROS 2 Jazzy wheels (make test-jazzy).
+# A test is one when it takes a fixture that gives it a ROS domain, or when its module imports, anywhere
+# in it, a ROS package or the graph helpers below (conftest's processes and graphs, fault/faultlib).
+ROS_FIXTURES = {'ros_env', 'probe', 'spawn'}
+GRAPH_HELPERS = {'Process', 'GraphRun', 'Recorder', 'call_service', 'next_domain_id'}
+
+
+def is_ros_package(module: str) -> bool:
+    """rclpy, rcl_interfaces, rosidl_*, rmw*, and every *_msgs / *_srvs / *_interfaces package."""
+    top = module.split('.')[0]
+    return top == 'rclpy' or top.startswith(('rcl_', 'rosidl', 'rmw')) or \
+        top.endswith(('_msgs', '_srvs', '_interfaces'))
+
+
+@functools.cache
+def module_uses_ros(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            if any(is_ros_package(a.name) or a.name.split('.')[-1] == 'faultlib' for a in node.names):
+                return True
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ''
+            if (node.level == 0 and is_ros_package(module)) or module.split('.')[-1] == 'faultlib':
+                return True
+            if module == 'conftest' and any(a.name in GRAPH_HELPERS for a in node.names):
+                return True
+    return False
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'ros: uses rclpy, ROS message types or nodes over DDS (set by conftest.py)')
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if ROS_FIXTURES & set(getattr(item, 'fixturenames', ())) or module_uses_ros(Path(item.path)):
+            item.add_marker(pytest.mark.ros)
+
 
 # Domain ids 1..101 are valid on every rmw; offset by pid so parallel test runs rarely share one.
 _domains = itertools.count()
