@@ -23,7 +23,7 @@ $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[ros,realsense,test]'
+	$(PY) -m pip install -q -e '.[ros,realsense,test,view]'
 	$(PY) -c "import rclpy, torch, diffusers, mujoco, rosbags; print('installed: torch', torch.__version__, '| mujoco', mujoco.__version__)"
 	touch $@
 

@@ -45,6 +45,7 @@ setup(
         'rosbags>=0.10',
         'matplotlib>=3.7',
         'zarr>=3.0',
+        'pin>=3.0',          # pinocchio: kinematics from the robot's URDF
     ],
     extras_require={
         # ROS 2 Kilted client wheels from PyPI, for machines without a ROS install.
@@ -52,9 +53,11 @@ setup(
         'ros': [
             'ros-rclpy', 'ros-rmw-fastrtps-cpp', 'ros-sensor-msgs', 'ros-std-msgs',
             'ros-std-srvs', 'ros-trajectory-msgs', 'ros-geometry-msgs',
-            'ros-rosgraph-msgs', 'ros-diagnostic-msgs',
+            'ros-rosgraph-msgs', 'ros-diagnostic-msgs', 'ros-visualization-msgs',
         ],
         'realsense': ['pyrealsense2'],
+        # the live view in the browser (ros2-imitation view, demo --view): Rerun, viewer bundled
+        'view': ['rerun-sdk>=0.24'],
         'test': ['pytest>=7', 'hypothesis>=6', 'mcap>=1.1', 'mcap-ros2-support>=0.5'],
     },
     zip_safe=True,

@@ -10,6 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
 
 from ros2_imitation import cli
 from ros2_imitation.nodes.common import to_sec
@@ -38,6 +39,7 @@ def start(tmp_path, model, *args):
     run.node.create_subscription(JointTrajectory, '/ros2_imitation/action_chunk',
                                  lambda m: run.chunks.append((m, run.sim_now[0])), COMMAND_QOS)
     run.diagnostics = run.record(DiagnosticArray, '/diagnostics', COMMAND_QOS)
+    run.markers = run.record(MarkerArray, '/policy/predicted_chunk', COMMAND_QOS)
     try:
         wait_for(lambda: len(run.chunks) >= 3, 90, what='chunks from the policy node')
     except AssertionError:
@@ -63,6 +65,23 @@ def test_chunks_are_timestamped_ahead_and_strictly_timed(tmp_path, tiny_model):
                   for s in d.status if 'diffusion policy' in s.name]
         assert policy and 'latency_p50_ms' in policy[-1] and policy[-1]['sigma'] == '0.05'
         assert call_service(run.node, Trigger, '/policy/reset').success
+
+
+def test_each_chunk_is_drawn_as_an_end_effector_path_in_the_base_frame(tmp_path, tiny_model):
+    with start(tmp_path, tiny_model) as run:
+        wait_for(lambda: len(run.markers.messages) >= 3, 30, what='predicted-chunk markers')
+        arrays = list(run.markers.messages)
+        chunks = {to_sec(m.header.stamp): m for m, _ in run.chunks}
+        for array in arrays:
+            line, spheres, dropped, label = array.markers
+            assert line.header.frame_id == 'panda_link0' and len(line.points) == len(line.colors) >= 2
+            assert len(spheres.points) == len(line.points)
+            xyz = np.array([[p.x, p.y, p.z] for p in line.points])
+            # a Panda's tool centre point on the table: within reach, above the table top
+            assert np.all(np.linalg.norm(xyz[:, :2], axis=1) < 0.9) and np.all(xyz[:, 2] > -0.1)
+            assert 'latency' in label.text
+        # one path per published chunk, as many points as the chunk has
+        assert max(len(m.markers[0].points) for m in arrays) <= max(len(c.points) for c in chunks.values())
 
 
 def test_killing_the_policy_mid_episode_holds_the_arm_and_bringup_names_it(tmp_path, tiny_model):

@@ -47,11 +47,13 @@ class Query:
 
 @dataclass
 class Outcome:
-    """What became of a query's chunk. trajectory None: discarded (`reason` says why)."""
+    """What became of a query's chunk. trajectory None: discarded (`reason` says why).
+    `overtaken`: (times, positions) of the predicted actions dropped for latency, for displays."""
     trajectory: object = None
     dropped: int = 0
     latency: float = 0.0
     reason: str = ''
+    overtaken: tuple | None = None
 
 
 @dataclass
@@ -64,6 +66,19 @@ class RunnerStats:
 
     def keep_recent(self, n: int = 200):
         self.latency, self.inference = self.latency[-n:], self.inference[-n:]
+
+    def summary(self) -> dict:
+        """Counts and the recent latency (obs stamp -> chunk ready) and inference-time figures, in ms."""
+        self.keep_recent()
+        lat, inf = np.array(self.latency), np.array(self.inference)
+        values = {'chunks': self.chunks, 'rejected_observations': self.rejected, 'dropped_actions': self.dropped}
+        if lat.size:
+            values.update(latency_p50_ms=round(float(np.percentile(lat, 50)) * 1e3, 1),
+                          latency_p99_ms=round(float(np.percentile(lat, 99)) * 1e3, 1),
+                          latency_last_ms=round(float(lat[-1]) * 1e3, 1))
+        if inf.size:
+            values['inference_ms'] = round(float(np.median(inf)) * 1e3, 1)
+        return values
 
 
 class PolicyRunner:
@@ -181,7 +196,10 @@ class PolicyRunner:
             traj, dropped = self.scheduler.schedule(chunk, query.t_obs, now)
             self.clock.done(query.t_obs)
             latency = now - query.t_obs
-            out = Outcome(traj, dropped - self.scheduler.first, latency)
+            first = self.scheduler.first
+            times = self.scheduler.times(query.t_obs, len(chunk))
+            out = Outcome(traj, dropped - first, latency,
+                          overtaken=(times[first:dropped], np.asarray(chunk)[first:dropped]))
             if 0.0 <= latency <= self.horizon * self.dt:
                 self.latency_estimate += LATENCY_GAIN * (latency - self.latency_estimate)
                 self.stats.latency.append(latency)
