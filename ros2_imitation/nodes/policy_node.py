@@ -7,6 +7,7 @@ goes out on /ros2_imitation/action_chunk (header.stamp = when its first point ap
 apart, overtaken actions dropped), with its end-effector path on ~/predicted_chunk (MarkerArray).
 """
 import threading
+import time
 
 import numpy as np
 import rclpy
@@ -94,12 +95,14 @@ class PolicyNode(Node):
     # ---- inputs ----
     def _on_image(self, key: str, msg: Image):
         h, w = self.policy.config.image_shape[:2]
+        t0 = time.perf_counter()
         try:
             rgb = image_to_rgb(msg.data, msg.encoding, msg.height, msg.width, msg.step, (w, h),
                                self.p['max_image_pixels'])
         except ValueError as exc:
             return self.log.warn(f'rejected image on {key}', str(exc))
         self.runner.add(key, to_sec(msg.header.stamp), rgb)
+        self.runner.stats.stage('decode', time.perf_counter() - t0)
 
     def _on_proprio(self, msg: JointState):
         try:
@@ -139,7 +142,9 @@ class PolicyNode(Node):
             if outcome.reason:
                 self.log.warn('dropped chunk' if outcome.trajectory is None else 'clock jump', outcome.reason)
             if outcome.trajectory is not None and self._running:
+                t0 = time.perf_counter()
                 self.chunk_pub.publish(trajectory_to_msg(outcome.trajectory))
+                self.runner.stats.stage('publish', time.perf_counter() - t0)
                 if self.kinematics is not None:
                     self._publish_markers(outcome)
             self._reason = '' if outcome.trajectory is not None else outcome.reason
