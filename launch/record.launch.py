@@ -2,7 +2,7 @@
 expert, episode recorder).
 
     ros2 launch ros2_imitation record.launch.py task:=push_cube output_dir:=$HOME/demos action_noise:=0.015
-    ros2-imitation record-demos --attach --task push_cube --episodes 50 --out $HOME/demos   # drives the episodes
+    ros2 run ros2_imitation ros2-imitation record-demos --attach --task push_cube --episodes 50 --out $HOME/demos
 
 or drive episodes by hand with the services (docs/recording.md): /expert/pause, /controller/stop +
 /controller/resume, /sim/reset, /recorder/start, /expert/reset, ..., /recorder/stop_success.
