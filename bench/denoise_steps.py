@@ -40,6 +40,10 @@ def main(argv=None) -> int:
     parser.add_argument('--episodes', type=int, default=50)
     parser.add_argument('--quick', action='store_true', help='10 episodes, DDIM 2 and 10 only')
     parser.add_argument('--work', default=str(ROOT / 'runs' / 'denoise_steps'))
+    parser.add_argument('--report-only', action='store_true',
+                        help='write the section from the evaluations already in --work (a run cut short)')
+    parser.add_argument('--time-only', action='store_true',
+                        help='re-measure only the time per chunk (e.g. on a quiet machine) for saved evaluations')
     args = parser.parse_args(argv)
     import torch
     from tqdm import tqdm
@@ -56,6 +60,12 @@ def main(argv=None) -> int:
     for model in models:
         for kind, steps in tqdm(settings, desc=f'{model.name} samplers', unit='setting'):
             out = work / f'{model.name}_{kind}{steps}_{episodes}.json'
+            if args.report_only and not out.exists():
+                continue
+            if args.time_only and out.exists():
+                summary = json.loads(out.read_text())
+                summary['chunk_ms'] = chunk_ms(load_policy(model, inference_scheduler=kind, num_inference_steps=steps))
+                out.write_text(json.dumps(summary, indent=2))
             if not out.exists():
                 policy = load_policy(model, inference_scheduler=kind, num_inference_steps=steps)
                 task = json.loads((model / 'config.json').read_text()).get('metadata', {}).get('task', 'push_cube')

@@ -106,3 +106,35 @@ def _cmdline(pid: int) -> str:
             return f.read().replace(b'\0', b' ').decode(errors='replace').strip()
     except OSError:
         return ''
+
+
+def test_waiting_reports_count_events_not_polls(tmp_path, tiny_model, ros_env, probe):
+    """Images without proprioception: every image is one query that cannot be built. The throttled
+    warning's '(N more since the last report)' counts those events, not the inference loop's polls."""
+    import re
+    import sys
+    import time
+
+    from conftest import Process
+    from sensor_msgs.msg import Image
+    proc = Process([sys.executable, '-m', 'ros2_imitation.nodes.policy_node', '--ros-args',
+                    '-p', f'model:={tiny_model}', '-p', 'warmup:=false'], ros_env, str(tmp_path / 'policy.log'))
+    try:
+        wait_for(lambda: 'waiting for observations' in proc.output(), 60, what='the policy node to start')
+        pub = probe.create_publisher(Image, '/camera/camera/color/image_raw', SENSOR_QOS)
+        sent, t_end = 0, time.monotonic() + 6.0
+        while time.monotonic() < t_end:
+            msg = Image(height=96, width=96, encoding='rgb8', step=288, data=bytes(96 * 96 * 3))
+            msg.header.stamp = probe.get_clock().now().to_msg()
+            pub.publish(msg)
+            sent += 1
+            time.sleep(0.1)
+        time.sleep(1.5)
+    finally:
+        proc.stop()
+    out = proc.output()
+    reports = [line for line in out.splitlines() if 'waiting for observations: no state received yet' in line]
+    held_back = sum(int(n) for n in re.findall(r'no state received yet \((\d+) more since the last report\)', out))
+    assert len(reports) >= 2, out[-2000:]
+    # one rejected query per image at most (a 5 ms polling loop would report ~20 per image)
+    assert len(reports) + held_back <= sent + 2, (len(reports), held_back, sent)
