@@ -62,15 +62,15 @@ print('RESULT ' + json.dumps(out, default=list))
 '''
 
 CREATE = PRELUDE + '''
-root, episodes, length = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+root, episodes, length, kind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 names = [f'joint_{i}' for i in range(6)]
 features = {
     'observation.state': {'dtype': 'float32', 'shape': (6,), 'names': names},
     'action': {'dtype': 'float32', 'shape': (6,), 'names': names},
-    'observation.images.top': {'dtype': 'video', 'shape': (48, 64, 3), 'names': ['height', 'width', 'channels']},
+    'observation.images.top': {'dtype': kind, 'shape': (48, 64, 3), 'names': ['height', 'width', 'channels']},
 }
 ds = LeRobotDataset.create('local/made_by_lerobot', fps=10, root=root, features=features, robot_type='so100',
-                           use_videos=True)
+                           use_videos=kind == 'video')
 for e in range(episodes):
     for k in range(length):
         y, x = np.mgrid[0:48, 0:64]
@@ -144,9 +144,11 @@ def test_lerobot_opens_our_export(lerobot, tmp_path):
         assert psnr > 26 and np.abs(err).mean() < 6, (row, psnr)
 
 
-def test_a_dataset_made_by_lerobot_trains_here(lerobot, tmp_path):
+@pytest.mark.parametrize('kind', ['video', 'image'])   # cameras as mp4, or as PNGs inside the parquet
+def test_a_dataset_made_by_lerobot_trains_here(lerobot, tmp_path, kind):
     made = tmp_path / 'made_by_lerobot'
-    assert lerobot(CREATE, made, 3, 30) == {'episodes': 3, 'frames': 90}
+    assert lerobot(CREATE, made, 3, 30, kind) == {'episodes': 3, 'frames': 90}
+    assert (made / 'videos').is_dir() == (kind == 'video')
     from ros2_imitation.data.lerobot_format import load_lerobot
     data = load_lerobot(made, ['observation.state', 'action', 'observation.images.top'])
     np.testing.assert_array_equal(data.episode_ends, [30, 60, 90])
@@ -156,6 +158,8 @@ def test_a_dataset_made_by_lerobot_trains_here(lerobot, tmp_path):
     frames = data.arrays['observation.images.top']
     assert frames.shape == (90, 48, 64, 3)
     assert abs(int(frames[35, 12, 12 + 5, 1]) - 100) < 20     # episode 1, frame 5: the square's green
+    if kind == 'image':                                         # PNG: lossless
+        assert tuple(frames[35, 12, 12 + 5]) == (220, 100, 60)
 
     config = tmp_path / 'tiny.yaml'
     config.write_text(yaml.safe_dump(TINY_POLICY))

@@ -90,7 +90,8 @@ def test_layout_and_metadata(exported):
     assert set(stats) == set(features)
     assert set(stats['action']) == STATS and np.shape(stats['action']['mean']) == (7,)
     assert np.shape(stats['observation.images.image']['mean']) == (3, 1, 1)
-    assert 0 <= np.min(stats['observation.images.image']['min']) <= np.max(stats['observation.images.image']['max']) <= 1
+    image_stats = stats['observation.images.image']
+    assert 0 <= np.min(image_stats['min']) <= np.max(image_stats['max']) <= 1
     assert stats['index']['count'] == [40] and stats['timestamp']['max'] == pytest.approx([1.9])
 
     tasks = pq.read_table(lr / 'meta/tasks.parquet')
@@ -236,3 +237,18 @@ def test_refusals(exported, tmp_path, capsys):
     assert cli.main(['dataset-report', str(old)]) == 2
     err = capsys.readouterr().err
     assert 'v2.1' in err and 'convert_dataset_v21_to_v30' in err
+
+
+def test_a_state_only_export(exported, tmp_path):
+    out = tmp_path / 'no_cameras'
+    common = [str(exported / 'bags'), '--image-topic', '', '--quiet', '--task-state-topic', '']
+    assert cli.main(['bag2dataset', *common, '--out', str(out), '--format', 'lerobot']) == 0
+    assert cli.main(['bag2dataset', *common, '--out', str(tmp_path / 'no_cameras.zarr')]) == 0
+    info = json.loads((out / 'meta' / 'info.json').read_text())
+    assert info['video_path'] is None and not (out / 'videos').exists()
+    assert sorted(info['features']) == sorted(['observation.state', 'action', *DEFAULT_FEATURES])
+    buf = ReplayBuffer.open(out, ['state', 'action'])
+    zarr_buf = ReplayBuffer.open(tmp_path / 'no_cameras.zarr', ['state', 'action'])
+    np.testing.assert_array_equal(buf.data['state'], zarr_buf.data['state'])
+    np.testing.assert_array_equal(buf.data['action'], zarr_buf.data['action'])
+    np.testing.assert_array_equal(buf.episode_ends, zarr_buf.episode_ends)

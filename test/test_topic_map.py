@@ -191,7 +191,8 @@ def test_ur_bag_through_flags_with_commands_two_cameras_and_a_gripper(tmp_path, 
     out = tmp_path / 'ur.zarr'
     assert cli.main(['bag2dataset', str(tmp_path / 'bags'), '--out', str(out), '--quiet',
                      '--joints', ','.join(UR), '--task-state-topic', '', '--image-size', f'{W}x{H}',
-                     '--camera', 'front=/camera/color/image_raw/compressed', '--camera', 'wrist=/wrist_camera/image_raw',
+                     '--camera', 'front=/camera/color/image_raw/compressed',
+                     '--camera', 'wrist=/wrist_camera/image_raw',
                      '--action-source', 'command', '--action-topic', '/forward_position_controller/commands',
                      '--gripper-joint', 'finger_joint', '--gripper-command-topic', '/gripper_controller/commands']) == 0
     assert 'converted 1 episodes' in capsys.readouterr().out
