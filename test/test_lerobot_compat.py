@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import yaml
 from test_bag_dataset import write_bag
-from test_lerobot_format import H, TINY_POLICY, W, structured_events
+from test_lerobot_format import TINY_POLICY, H, W, structured_events
 
 from ros2_imitation import cli
 

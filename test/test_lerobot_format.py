@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from test_bag_dataset import IMG, MS, T, T0, _header, reference_events, write_bag
+from test_bag_dataset import IMG, MS, T0, T, _header, reference_events, write_bag
 
 from ros2_imitation import cli
 from ros2_imitation.data.lerobot_format import (

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from test_bag_dataset import MS, T, T0, _header, chunk_msg, write_bag
+from test_bag_dataset import MS, T0, T, _header, chunk_msg, write_bag
 
 from ros2_imitation import cli
 from ros2_imitation.data.bag_dataset import convert_bag

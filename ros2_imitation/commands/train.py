@@ -31,8 +31,13 @@ def run(args) -> int:
     import json
     import sys
 
-    from ros2_imitation.data.lerobot_format import (DatasetPath, is_lerobot_dataset, parse_feature_map, read_info,
-                                                    resolve_features)
+    from ros2_imitation.data.lerobot_format import (
+        DatasetPath,
+        is_lerobot_dataset,
+        parse_feature_map,
+        read_info,
+        resolve_features,
+    )
     from ros2_imitation.policy import train
     from ros2_imitation.policy.config import load_policy_file
     try:
