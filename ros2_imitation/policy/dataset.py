@@ -59,6 +59,8 @@ def _check_layout(path: Path, shapes: dict[str, tuple], ends: np.ndarray) -> Non
 class ReplayBuffer:
     """In-memory arrays + episode boundaries."""
 
+    feature_map: dict | None = None   # a LeRobot dataset's: policy key -> the feature it was read from
+
     def __init__(self, data: dict[str, np.ndarray], episode_ends: np.ndarray, path: str = '<memory>',
                  action_offset_steps: int | None = None):
         self.data, self.episode_ends, self.path = data, np.asarray(episode_ends, dtype=np.int64), path
