@@ -21,6 +21,8 @@ def add_arguments(p):
     p.add_argument('--resume', action='store_true', help='continue from the newest checkpoint in OUT')
     p.add_argument('--sigma', type=float, default=None, help='noise injection sigma (overrides the config)')
     p.add_argument('--noise-mode', choices=('replica', 'train_only', 'off'), default=None)
+    p.add_argument('--noise-distribution', choices=('gaussian', 'uniform_paper'), default=None,
+                   help="gaussian N(0, sigma^2), or uniform_paper U[0, sigma) as the paper's code")
     p.add_argument('--seed', type=int, default=None)
     p.add_argument('--eval-episodes', type=int, default=0,
                    help='closed-loop sim episodes at each checkpoint (0 = none)')
@@ -42,7 +44,8 @@ def run(args) -> int:
     from ros2_imitation.policy.config import load_policy_file
     try:
         config, training = load_policy_file(args.config, dict(
-            noise_sigma=args.sigma, noise_mode=args.noise_mode, seed=args.seed))
+            noise_sigma=args.sigma, noise_mode=args.noise_mode, noise_distribution=args.noise_distribution,
+            seed=args.seed))
         feature_map = parse_feature_map(args.map)
         if is_lerobot_dataset(args.dataset):   # its features must fit the policy's keys: say so now
             found = resolve_features(read_info(args.dataset)['features'],

@@ -100,8 +100,9 @@ class DiffusionPolicy(nn.Module):
         """Global conditioning vector (B, cond_dim) from an obs history batch.
 
         obs[state_key]: (B, To, S) robot units; obs[image_key]: (B, To, H, W, 3) uint8.
-        The noise-injection step lives here so it can be inspected: N(0, sigma^2) on every
-        (normalized) component, a fresh draw per call, when the mode says so for `training`.
+        The noise-injection step lives here so it can be inspected: N(0, sigma^2) (or, with
+        noise_distribution uniform_paper, U[0, sigma)) on every (normalized) component, a fresh draw
+        per call, when the mode says so for `training`.
         """
         training = self.training if training is None else training
         state = obs[self.config.state_key].to(self.device, torch.float32)
@@ -112,7 +113,8 @@ class DiffusionPolicy(nn.Module):
             feats.append(encoder(self._crop(images, training, generator)).reshape(b, to, -1))
         cond = torch.cat(feats, dim=-1).reshape(b, -1)
         if self.noise_active(training):
-            cond = cond + self.config.noise_sigma * torch.randn(
+            draw = torch.rand if self.config.noise_distribution == 'uniform_paper' else torch.randn
+            cond = cond + self.config.noise_sigma * draw(
                 cond.shape, generator=generator, device=cond.device, dtype=cond.dtype)
         return cond
 
