@@ -43,6 +43,8 @@ setup(
         'gymnasium-robotics>=1.2',
         'opencv-python-headless>=4.8',
         'rosbags>=0.10',
+        'pyarrow>=14',       # LeRobot datasets: parquet (tested with 26.0.1)
+        'av>=12',            # LeRobot datasets: mp4 video via PyAV, its own FFmpeg (tested with 18.1.0)
         'matplotlib>=3.7',
         'zarr>=3.0',
         'pin>=3.0',          # pinocchio: kinematics from the robot's URDF
