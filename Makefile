@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 APT_PACKAGES := libusb-1.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install apt demo test bench clean
+.PHONY: install apt demo test bench clean lerobot-venv test-lerobot
 
 install: apt $(VENV)/.installed
 
@@ -33,8 +33,25 @@ demo: install
 test: install
 	$(VENV)/bin/python -m pytest -q test
 
+# Optional: LeRobot's own loader and writer against our datasets (test/test_lerobot_compat.py), in a
+# venv of its own on CPU wheels (lerobot pulls a CUDA torch by default); ~4 min, 1.7 GB.
+lerobot-venv:
+	python3 -m venv .venv-lerobot
+	.venv-lerobot/bin/pip install -q $(TORCH)
+	.venv-lerobot/bin/pip install -q --no-deps lerobot==0.4.4
+	echo $(TORCH) > .venv-lerobot/constraints.txt
+	.venv-lerobot/bin/pip install -q -c .venv-lerobot/constraints.txt 'datasets>=4,<5' 'huggingface-hub>=0.34.2,<0.36' \
+	  'av>=15,<16' torchvision==0.28.0 accelerate draccus==0.10.0 einops deepdiff jsonlines termcolor pandas pyarrow \
+	  fsspec pillow 'packaging<26' 'opencv-python-headless<4.13' 'diffusers<0.36' 'gymnasium<2'
+	.venv-lerobot/bin/pip install -q --no-deps torchcodec==0.12.0
+	$(SUDO) apt-get install -y -qq --no-install-recommends libavdevice59 libavfilter8 libavformat59 libavcodec59 \
+	  libavutil57 libswscale6 libswresample4
+
+test-lerobot: install
+	$(VENV)/bin/python -m pytest -q test/test_lerobot_compat.py
+
 bench: install
 	$(PY) bench/run_all.py --quick
 
 clean:
-	rm -rf $(VENV) build install log *.egg-info
+	rm -rf $(VENV) .venv-lerobot build install log *.egg-info

@@ -2,9 +2,10 @@
 
 lerobot (PyPI 0.4.4) pulls a CUDA torch and torchvision, so it lives in a venv of its own and these
 tests drive it through a subprocess; they are skipped when that interpreter (LEROBOT_PYTHON, default
-/work/lerobot-venv/bin/python) is missing or cannot import lerobot. Building it on CPU wheels only:
+.venv-lerobot/bin/python in the repository, which `make lerobot-venv` builds) is missing or cannot
+import lerobot. Building it on CPU wheels only (what the Makefile target does):
 
-    python3 -m venv /work/lerobot-venv && P=/work/lerobot-venv/bin/pip
+    python3 -m venv .venv-lerobot && P=.venv-lerobot/bin/pip
     $P install torch==2.13.0                       # the project's CPU torch
     $P install --no-deps lerobot==0.4.4
     $P install -c <(echo torch==2.13.0) 'datasets>=4,<5' 'huggingface-hub>=0.34.2,<0.36' 'av>=15,<16' \\
@@ -31,7 +32,8 @@ from test_lerobot_format import TINY_POLICY, H, W, structured_events
 
 from ros2_imitation import cli
 
-LEROBOT_PYTHON = os.environ.get('LEROBOT_PYTHON', '/work/lerobot-venv/bin/python')
+LEROBOT_PYTHON = os.environ.get('LEROBOT_PYTHON', str(Path(__file__).resolve().parent.parent / '.venv-lerobot'
+                                                      / 'bin' / 'python'))
 
 PRELUDE = '''
 import json, sys
