@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 APT_PACKAGES := libusb-1.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install apt demo test bench clean install-jazzy test-jazzy
+.PHONY: install apt demo test bench clean lerobot-venv test-lerobot install-jazzy test-jazzy
 
 install: apt $(VENV)/.installed
 
@@ -23,7 +23,7 @@ $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[ros,realsense,test]'
+	$(PY) -m pip install -q -e '.[ros,realsense,test,view]'
 	$(PY) -c "import rclpy, torch, diffusers, mujoco, rosbags; print('installed: torch', torch.__version__, '| mujoco', mujoco.__version__)"
 	touch $@
 
@@ -32,6 +32,23 @@ demo: install
 
 test: install
 	$(VENV)/bin/python -m pytest -q test
+
+# Optional: LeRobot's own loader and writer against our datasets (test/test_lerobot_compat.py), in a
+# venv of its own on CPU wheels (lerobot pulls a CUDA torch by default); ~4 min, 1.7 GB.
+lerobot-venv:
+	python3 -m venv .venv-lerobot
+	.venv-lerobot/bin/pip install -q $(TORCH)
+	.venv-lerobot/bin/pip install -q --no-deps lerobot==0.4.4
+	echo $(TORCH) > .venv-lerobot/constraints.txt
+	.venv-lerobot/bin/pip install -q -c .venv-lerobot/constraints.txt 'datasets>=4,<5' 'huggingface-hub>=0.34.2,<0.36' \
+	  'av>=15,<16' torchvision==0.28.0 accelerate draccus==0.10.0 einops deepdiff jsonlines termcolor pandas pyarrow \
+	  fsspec pillow 'packaging<26' 'opencv-python-headless<4.13' 'diffusers<0.36' 'gymnasium<2'
+	.venv-lerobot/bin/pip install -q --no-deps torchcodec==0.12.0
+	$(SUDO) apt-get install -y -qq --no-install-recommends libavdevice59 libavfilter8 libavformat59 libavcodec59 \
+	  libavutil57 libswscale6 libswresample4
+
+test-lerobot: install
+	$(VENV)/bin/python -m pytest -q test/test_lerobot_compat.py
 
 # ROS 2 Jazzy (the LTS the robots run) beside the default Kilted: the same package and torch with the
 # Jazzy client wheels (setup.py's [ros-jazzy] extra) in their own venv; never both in one.
@@ -46,7 +63,7 @@ $(JAZZY_VENV)/.installed: setup.py
 	python3 -m venv $(JAZZY_VENV)
 	$(JAZZY_PY) -m pip install -q --upgrade pip
 	$(JAZZY_PY) -m pip install -q $(TORCH)
-	$(JAZZY_PY) -m pip install -q -e '.[ros-jazzy,realsense,test]'
+	$(JAZZY_PY) -m pip install -q -e '.[ros-jazzy,realsense,test,view]'
 	$(JAZZY_PY) -c "from importlib.metadata import version as v; import rclpy, torch, diffusers, mujoco, rosbags; \
 	  assert v('ros-rclpy').startswith('7.1.'), 'not the Jazzy rclpy: ' + v('ros-rclpy'); \
 	  print('installed: rclpy', v('ros-rclpy'), '(Jazzy) | torch', torch.__version__, '| mujoco', mujoco.__version__)"
@@ -59,4 +76,4 @@ bench: install
 	$(PY) bench/run_all.py --quick
 
 clean:
-	rm -rf $(VENV) $(JAZZY_VENV) build install log *.egg-info
+	rm -rf $(VENV) $(JAZZY_VENV) .venv-lerobot build install log *.egg-info

@@ -43,8 +43,11 @@ setup(
         'gymnasium-robotics>=1.2',
         'opencv-python-headless>=4.8',
         'rosbags>=0.10',
+        'pyarrow>=14',       # LeRobot datasets: parquet (tested with 26.0.1)
+        'av>=12',            # LeRobot datasets: mp4 video via PyAV, its own FFmpeg (tested with 18.1.0)
         'matplotlib>=3.7',
         'zarr>=3.0',
+        'pin>=3.0',          # pinocchio: kinematics from the robot's URDF
     ],
     extras_require={
         # ROS 2 Kilted client wheels from PyPI, for machines without a ROS install.
@@ -52,7 +55,7 @@ setup(
         'ros': [
             'ros-rclpy', 'ros-rmw-fastrtps-cpp', 'ros-sensor-msgs', 'ros-std-msgs',
             'ros-std-srvs', 'ros-trajectory-msgs', 'ros-geometry-msgs',
-            'ros-rosgraph-msgs', 'ros-diagnostic-msgs',
+            'ros-rosgraph-msgs', 'ros-diagnostic-msgs', 'ros-visualization-msgs',
         ],
         # The same client wheels for ROS 2 Jazzy (the LTS on the robots' Ubuntu 24.04): each ros-jazzy-X
         # pins ros-X to its Jazzy release. `make test-jazzy` installs this instead of [ros], in its own
@@ -63,6 +66,8 @@ setup(
             'ros-jazzy-rosgraph-msgs', 'ros-jazzy-diagnostic-msgs', 'ros-jazzy-visualization-msgs',
         ],
         'realsense': ['pyrealsense2'],
+        # the live view in the browser (ros2-imitation view, demo --view): Rerun, viewer bundled
+        'view': ['rerun-sdk>=0.24'],
         'test': ['pytest>=7', 'hypothesis>=6', 'mcap>=1.1', 'mcap-ros2-support>=0.5'],
     },
     zip_safe=True,

@@ -30,6 +30,8 @@ def main():
     from ros2_imitation.graph.spec import load_graph
     from ros2_imitation.qos import COMMAND_QOS
 
+    standalone = standalone_ms(args.model)
+    print(f'standalone torch eager, batch 1: {standalone:.1f} ms per chunk')
     graph = load_graph('demo', {'model': args.model, 'continuity': args.continuity})
     episodes = 1 if args.quick else args.episodes
     policy_diag, controller_errors, results = [], [], []
@@ -61,7 +63,8 @@ def main():
            'tracking_max': max(controller_errors) if controller_errors else float('nan'),
            'tracking_median': float(np.median(controller_errors)) if controller_errors else float('nan'),
            'success': sum(r.success for r in results)}
-    print(row)
+    stages = {k[:-3]: float(v) for k, v in last.items() if k.endswith('_ms') and not k.startswith(('latency', 'inference'))}
+    print(row, stages)
     body = (f'`demo` graph, {episodes} push_cube episodes (seeds 2000+), continuity `{args.continuity}`, '
             'sim at real-time factor 1 on the same CPU as the policy. Latency = policy publish time - '
             'the observation\'s header.stamp (sim clock); tracking error = max |q_cmd - q| over the arm '
@@ -70,7 +73,37 @@ def main():
             'tracking error median / max (rad) | successes |\n|---|---|---|---|---|---|---|\n'
             f"| {row['p50']:.0f} | {row['p99']:.0f} | {row['inference']:.0f} | {row['chunks']} | {row['dropped']} | "
             f"{row['tracking_median']:.4f} / {row['tracking_max']:.4f} | {row['success']}/{episodes} |")
+    order = ['wait', 'decode', 'preprocess', 'encode', 'denoise', 'schedule', 'publish']
+    names = [n for n in order if n in stages]
+    body += ('\n\nWhere the time goes (medians over the last 200 chunks, policy_node\'s /diagnostics): wait = '
+             'observation stamp -> the query starts (transport, intake, the inference thread picking it up); '
+             'decode = an image message to the policy\'s array (per frame, in the node); preprocess / encode / '
+             'denoise = inside the policy call; schedule / publish = after it. Standalone = the same model, '
+             'torch eager, batch 1, in this process before the graph starts.\n\n'
+             '| standalone (ms) | p50 / standalone | p99 / standalone | ' + ' | '.join(f'{n} (ms)' for n in names) +
+             ' |\n|' + '---|' * (3 + len(names)) + '\n'
+             f"| {standalone:.1f} | {row['p50'] / standalone:.2f} | {row['p99'] / standalone:.2f} | " +
+             ' | '.join(f'{stages[n]:.2f}' for n in names) + ' |\n')
     write_section('e2e_latency', 'End-to-end latency (full graph in sim)', body)
+
+
+def standalone_ms(model: str, repeats: int = 30) -> float:
+    """Median time of one chunk of `model` (default: the shipped one) in this process, torch eager."""
+    import time
+
+    from ros2_imitation.runtime.runner import load_runtime_policy
+    policy, _ = load_runtime_policy(model, 'cpu')
+    cfg = policy.config
+    obs = {cfg.state_key: np.zeros((cfg.n_obs_steps, cfg.state_dim), np.float32)}
+    for key in cfg.image_keys:
+        obs[key] = np.zeros((cfg.n_obs_steps, *cfg.image_shape), np.uint8)
+    policy.predict_chunk(obs, seed=0)
+    times = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        policy.predict_chunk(obs, seed=i)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
 
 
 if __name__ == '__main__':

@@ -2,10 +2,13 @@
 expert, episode recorder).
 
     ros2 launch ros2_imitation record.launch.py task:=push_cube output_dir:=$HOME/demos action_noise:=0.015
-    ros2-imitation record-demos --attach --task push_cube --episodes 50 --out $HOME/demos   # drives the episodes
+    ros2 run ros2_imitation ros2-imitation record-demos --attach --episodes 50 --out $HOME/demos   # drives them
 
 or drive episodes by hand with the services (docs/recording.md): /expert/pause, /controller/stop +
 /controller/resume, /sim/reset, /recorder/start, /expert/reset, ..., /recorder/stop_success.
+
+Where the bags go: `record-demos --attach` points the recorder at its --out; otherwise output_dir, a
+relative one taken from the folder `ros2 launch` runs in (the recorder logs the absolute path).
 """
 from ros2_imitation.graph.launch_support import graph_launch_description
 

@@ -4,6 +4,7 @@
     ros2 launch ros2_imitation robot.launch.py camera_driver:=realsense2_camera   # Intel's driver instead
     ros2 launch ros2_imitation robot.launch.py nodes:=policy device:=cuda         # the GPU machine of two
     ros2 launch ros2_imitation robot.launch.py nodes:=camera,proprioception,controller   # the robot PC
+    ros2 launch ros2_imitation robot.launch.py camera_backend:=file video_file:=/path/to/view.mp4   # a recorded view
 
 The controller starts in dry run: commands go to /controller/dry_run/* until dry_run:=false
 (docs/physical_arm.md has the first-run checklist). With camera_driver:=realsense2_camera the package's
@@ -43,6 +44,19 @@ def check_nodes(context, *args, **kwargs):
     return []
 
 
+def check_camera(context, *args, **kwargs):
+    """Refuse camera_backend:=file without a video_file before anything starts (camera_node would
+    die on it at once)."""
+    config = context.launch_configurations
+    nodes = config.get('nodes', 'all').strip()
+    runs_camera = nodes == 'all' or 'camera' in [n.strip() for n in nodes.split(',')]
+    if (runs_camera and config.get('camera_driver', 'ros2_imitation') != 'realsense2_camera'
+            and config.get('camera_backend') == 'file' and not config.get('video_file', '').strip()):
+        raise RuntimeError('robot.launch.py: camera_backend:=file needs video_file:=/path/to/video '
+                           '(and optionally video_frame_rate:=, video_loop:=)')
+    return []
+
+
 def generate_launch_description():
     driver = LaunchConfiguration('camera_driver')
     nodes = LaunchConfiguration('nodes')
@@ -57,6 +71,10 @@ def generate_launch_description():
     conditions = {spec.name: IfCondition(PythonExpression(selected(spec.name, nodes)))
                   for spec in load_graph(GRAPH).nodes}
     conditions['camera'] = IfCondition(PythonExpression([*own_camera, ' and ', *selected('camera', nodes)]))
+    # config/graphs/robot.yaml: its arguments (camera_backend, video_file, ...) and its nodes
+    stack = graph_actions(GRAPH, conditions=conditions)
+    declarations = [a for a in stack if isinstance(a, DeclareLaunchArgument)]
+    stack_nodes = [a for a in stack if not isinstance(a, DeclareLaunchArgument)]
     return LaunchDescription([
         DeclareLaunchArgument('camera_driver', default_value='ros2_imitation',
                               description='ros2_imitation (camera_node) or realsense2_camera'),
@@ -64,6 +82,8 @@ def generate_launch_description():
                               description='comma-separated graph nodes to run on this machine '
                                           '(camera, proprioception, policy, controller) or all'),
         OpaqueFunction(function=check_nodes),
+        *declarations,
+        OpaqueFunction(function=check_camera),   # after the graph's arguments are declared
         realsense,
-        *graph_actions(GRAPH, conditions=conditions),
+        *stack_nodes,
     ])

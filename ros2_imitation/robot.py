@@ -1,5 +1,6 @@
 """Robot profiles (config/robots/*.yaml): joint names, limits and gains, one file per arm."""
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +26,13 @@ class JointLimits:
 
 
 @dataclass(frozen=True)
+class KinematicsSpec:
+    urdf: Path          # the arm's URDF (relative paths in a profile are relative to the profile)
+    base_frame: str     # the frame chunks and end-effector poses are expressed in
+    tip_frame: str      # the end effector (tool centre point)
+
+
+@dataclass(frozen=True)
 class RobotProfile:
     name: str
     arm_joints: tuple
@@ -33,6 +41,7 @@ class RobotProfile:
     limits: JointLimits
     stiffness: np.ndarray
     damping: np.ndarray
+    kinematics: KinematicsSpec | None = None
 
     @property
     def dof(self) -> int:
@@ -121,6 +130,12 @@ class RobotProfile:
         name = raw.get('name', path.stem)
         if not isinstance(name, str):
             raise ValueError(f'name must be a string, got {name!r}')
+        kin = raw.get('kinematics')
+        if kin is not None:
+            if not isinstance(kin, dict) or not all(isinstance(kin.get(k), str) and kin[k]
+                                                    for k in ('urdf', 'base_frame', 'tip_frame')):
+                raise ValueError(f'kinematics needs urdf, base_frame and tip_frame (strings), got {kin!r}')
+            kin = KinematicsSpec(Path(path).parent / kin['urdf'], kin['base_frame'], kin['tip_frame'])
         return cls(name=name, arm_joints=arm, gripper_joints=gripper, home=home, limits=limits,
                    stiffness=vec('gains', gains, 'stiffness', non_negative=True),
-                   damping=vec('gains', gains, 'damping', non_negative=True))
+                   damping=vec('gains', gains, 'damping', non_negative=True), kinematics=kin)

@@ -87,12 +87,12 @@ def _stop_leftover_processes():
 class Process:
     """A child started in its own process group, stopped with SIGTERM to the group."""
 
-    def __init__(self, cmd, env, log_path):
+    def __init__(self, cmd, env, log_path, cwd=None):
         _started.append(self)
         self.log_path = log_path
         self._log = open(log_path, 'w')
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, cwd=cwd)
 
     @property
     def pid(self):

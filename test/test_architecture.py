@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / 'ros2_imitation'
-ROOMS = {'commands', 'control', 'data', 'graph', 'nodes', 'policy', 'runtime', 'sensors', 'sim'}
+ROOMS = {'commands', 'control', 'data', 'graph', 'nodes', 'policy', 'runtime', 'sensors', 'sim', 'viz'}
 # ROS-free rooms (the brief's core) and, of those, the ones that must not need torch
 ROS_FREE = ['control', 'runtime', 'sensors', 'data', 'sim', 'policy']
 TORCH_FREE = ['control', 'runtime', 'sensors', 'sim', 'data']

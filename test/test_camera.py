@@ -366,6 +366,28 @@ def test_file_replay_publishes_rgb_at_rate_with_geometry_and_info(spawn, probe, 
     assert any(stamp_sec(i) in image_stamps for i in infos.messages), 'camera_info shares image stamps'
 
 
+def test_robot_graph_camera_replays_a_file(ros_env, probe, video):
+    """The robot graph's camera node (what `bringup robot` / robot.launch.py start) with
+    camera_backend=file and video_file: frames from the file, the RealSense profile ignored."""
+    from conftest import wait_for
+    from sensor_msgs.msg import Image
+
+    from ros2_imitation.graph.bringup import Bringup
+    from ros2_imitation.graph.spec import load_graph
+    graph = load_graph('robot', {'camera_backend': 'file', 'video_file': video, 'video_frame_rate': 10.0})
+    graph.nodes = [graph.node('camera')]          # the camera alone: no policy, arm or controller here
+    images = Recorder(probe, Image, '/camera/camera/color/image_raw')
+    logs = []
+    with Bringup(graph, log=logs.append, env=ros_env) as bringup:
+        wait_for(lambda: len(images.messages) >= 8 or bringup.poll(), 30, what='images from the robot camera')
+        assert bringup.poll() is None, 'camera_node exited'
+    img = images.messages[-1]
+    assert (img.encoding, img.width, img.height) == ('rgb8', W, H)
+    assert_red_over_blue(np.frombuffer(bytes(img.data), np.uint8).reshape(H, W, 3))
+    stamps = np.array([stamp_sec(m) for m in images.messages])
+    assert np.median(np.diff(stamps)) == pytest.approx(1 / 10.0, rel=0.2)   # video_frame_rate, not the file's 20
+
+
 def test_full_size_frames_arrive_reliably(spawn, probe, video):
     """640x480 rgb8 (921 kB): camera_node publishes reliable, and a reliable subscriber (policy_node's
     image_reliability:=reliable) gets every frame -- best effort in Fast DDS loses most of them."""

@@ -5,17 +5,25 @@ The shell code blocks (```bash, ```sh, ```shell, ```console) of README.md and do
 
 * `ros2-imitation SUB ...`: SUB is a subcommand, every --flag is one of SUB's options, a
   `bringup GRAPH` / `--graph GRAPH` names a graph in config/graphs, `--config X` a policy config;
-* `ros2 run ros2_imitation EXE`: EXE is a node executable (ros2_imitation/nodes/EXE.py);
+* `ros2 run ros2_imitation EXE`: EXE is one of the package's executables (a node,
+  ros2_imitation/nodes/EXE.py, or a console script of setup.py); `ros2 run ros2_imitation ros2-imitation
+  SUB ...` is checked as `ros2-imitation SUB ...`;
 * `ros2 launch ros2_imitation FILE name:=value`: FILE is in launch/ and declares `name`;
 * `python path.py`, and any argument that is a path into the repository (config/, launch/, docs/, ...):
   the file exists; `python -m ros2_imitation.x`: the module exists;
 * `make TARGET`: the Makefile has a rule for TARGET;
 * `colcon build --packages-select NAME`: NAME is this package.
 
+On a ROS 2 machine (the sections of COLCON_CONTEXTS, the launch files' docstrings, the commands the
+Docker images run) the package is a colcon install: its executables are in
+install/ros2_imitation/lib/ros2_imitation/, not on PATH, so a command there must reach them through
+`ros2 run ros2_imitation EXE` or `ros2 launch`; a bare `ros2-imitation ...` or `sim_node` is an error.
+
 A failure names the document, the line and what is missing. Commands of other packages
 (`ros2 launch franka_bringup ...`) and placeholders (`<fci-ip>`, `GRAPH`, `...`) are not checked.
 """
 import argparse
+import ast
 import importlib.util
 import re
 import shlex
@@ -39,6 +47,16 @@ OUTPUT_OPTIONS = {'--out', '-o', '--json', '--video', '--output', '-f'}
 SEPARATORS = {'&&', '||', ';', '|', '&', '(', ')', '$(', '`'}
 INLINE_STARTS = ('ros2-imitation ', 'ros2 launch ros2_imitation ', 'ros2 run ros2_imitation ', 'make ',
                  'python bench/', 'docker compose ')
+# Where the docs speak of a ROS 2 machine with the colcon install (README, "On a ROS 2 machine"):
+# {document: the headings whose sections (subsections included) run there; () = the whole document}.
+COLCON_CONTEXTS = {
+    'README.md': ('On a ROS 2 machine (Jazzy)',),
+    'docs/physical_arm.md': (),
+    'docs/gazebo.md': (),
+    'docs/recording.md': ('With `ros2 launch` and `ros2 bag record`', 'Physical arms'),
+}
+# what precedes the command word without being the command
+WRAPPERS = ('sudo', 'exec', 'env', 'time', 'nice')
 
 
 @dataclass
@@ -46,6 +64,7 @@ class Command:
     doc: Path
     line: int
     text: str
+    colcon: bool = False     # runs on a ROS 2 machine with the colcon install
 
     def where(self) -> str:
         return f'{self.doc.relative_to(ROOT)}:{self.line}'
@@ -121,13 +140,44 @@ def inline_commands(text: str):
                 yield number, span
 
 
-def doc_commands(doc: Path) -> list:
+def section_titles(text: str) -> list:
+    """For each line (index = line number - 1): the titles of the headings it is under, outermost first."""
+    chain, out, in_block = [], [], False
+    for line in text.splitlines():
+        if re.match(r'^\s*(```|~~~)', line):
+            in_block = not in_block
+        match = None if in_block else re.match(r'^(#{1,6})\s+(.*?)\s*#*\s*$', line)
+        if match:
+            level = len(match.group(1))
+            chain = [(lvl, title) for lvl, title in chain if lvl < level] + [(level, match.group(2))]
+        out.append([title for _, title in chain])
+    return out
+
+
+def colcon_sections(doc: Path):
+    """COLCON_CONTEXTS' headings of a document (() = all of it), or None: no ROS-machine section."""
+    try:
+        return COLCON_CONTEXTS.get(str(doc.relative_to(ROOT)))
+    except ValueError:
+        return None
+
+
+def doc_commands(doc: Path, colcon=False) -> list:
+    """The commands of a document; `colcon`: the headings under which they run on a colcon install
+    (() = everywhere, None = nowhere; default: COLCON_CONTEXTS)."""
     text = doc.read_text()
+    if colcon is False:
+        colcon = colcon_sections(doc)
+    titles = section_titles(text)
+
+    def command(number, text):
+        on_ros = colcon is not None and (not colcon or any(t in colcon for t in titles[number - 1]))
+        return Command(doc, number, text, on_ros)
     found = []
     for language, first, lines in code_blocks(text):
         if language in SHELL_LANGUAGES:
-            found += [Command(doc, n, c) for n, c in commands_in_block(language, first, lines)]
-    found += [Command(doc, n, c) for n, c in inline_commands(text)]
+            found += [command(n, c) for n, c in commands_in_block(language, first, lines)]
+    found += [command(n, c) for n, c in inline_commands(text)]
     return found
 
 
@@ -174,6 +224,14 @@ def make_targets() -> set:
 
 def node_executables() -> set:
     return {p.stem for p in (ROOT / PACKAGE / 'nodes').glob('*_node.py')}
+
+
+def colcon_executables() -> set:
+    """What a colcon build installs into lib/ros2_imitation/ (test_install_layout checks it does): one
+    executable per node module (setup.py's NODES) and setup.py's other console scripts."""
+    scripts = re.findall(r"'([\w.-]+) = ros2_imitation[\w.]*:\w+'", (ROOT / 'setup.py').read_text())
+    assert 'ros2-imitation' in scripts
+    return node_executables() | set(scripts)
 
 
 def config_names(kind: str) -> set:
@@ -241,16 +299,18 @@ def check_ros2_imitation(args: list, options: dict) -> list:
     return problems
 
 
-def check_ros2(args: list) -> list:
+def check_ros2(args: list, options: dict) -> list:
     if len(args) < 3 or args[1] != PACKAGE:
         return []  # another package's command, or `ros2 topic ...`
     verb, target = args[0], args[2]
     if is_placeholder(target):
         return []
     if verb == 'run':
-        if target not in node_executables():
-            return [f'`ros2 run {PACKAGE} {target}`: no executable {target} (nodes: '
-                    f'{", ".join(sorted(node_executables()))})']
+        if target not in colcon_executables():
+            return [f'`ros2 run {PACKAGE} {target}`: no executable {target} (executables: '
+                    f'{", ".join(sorted(colcon_executables()))})']
+        if target == 'ros2-imitation':
+            return check_ros2_imitation(args[3:], options)
     elif verb == 'launch':
         if not (ROOT / 'launch' / target).is_file():
             return [f'`ros2 launch {PACKAGE} {target}`: no launch/{target}']
@@ -265,18 +325,36 @@ def check_ros2(args: list) -> list:
     return []
 
 
-def check_simple_command(tokens: list, options: dict) -> list:
-    # skip environment assignments and wrappers in front of the command
-    while tokens and (re.match(r'^[A-Za-z_][A-Za-z0-9_]*=', tokens[0]) or tokens[0] in ('sudo', 'exec', 'env',
-                                                                                         'time', 'nice')):
+def without_wrappers(tokens: list) -> list:
+    """The command from its command word on: environment assignments and wrappers skipped."""
+    while tokens and (re.match(r'^[A-Za-z_][A-Za-z0-9_]*=', tokens[0]) or tokens[0] in WRAPPERS):
         tokens = tokens[1:]
-    problems = []
+    return tokens
+
+
+def check_colcon_reachable(tokens: list) -> list:
+    """On a colcon install the package's executables are only in <prefix>/lib/ros2_imitation/."""
+    tokens = without_wrappers(tokens)
+    if not tokens:
+        return []
+    word = tokens[0]
+    name = word.rsplit('/', 1)[-1]
+    if name not in colcon_executables() or f'/lib/{PACKAGE}/{name}' in word:
+        return []
+    rest = ' '.join(tokens[1:3])
+    return [f'`{word}` is not on PATH after `colcon build` (it installs into lib/{PACKAGE}/): '
+            f'write `ros2 run {PACKAGE} {name}{" " + rest if rest else ""} ...`']
+
+
+def check_simple_command(tokens: list, options: dict, colcon: bool = False) -> list:
+    tokens = without_wrappers(tokens)
+    problems = check_colcon_reachable(tokens) if colcon else []
     for i, token in enumerate(tokens):
         if token == 'ros2-imitation' or token.endswith('/ros2-imitation'):
             problems += check_ros2_imitation(tokens[i + 1:], options)
             break
         if token == 'ros2' and i + 1 < len(tokens):
-            problems += check_ros2(tokens[i + 1:])
+            problems += check_ros2(tokens[i + 1:], options)
             break
     if tokens and tokens[0] == 'make':
         for target in tokens[1:]:
@@ -306,7 +384,7 @@ def check_simple_command(tokens: list, options: dict) -> list:
 def check_command(command: Command, options: dict) -> list:
     problems = []
     for tokens in split_commands(command.text):
-        problems += check_simple_command(tokens, options)
+        problems += check_simple_command(tokens, options, command.colcon)
     return [f'{command.where()}: {p}\n    in: {command.text.strip()}' for p in problems]
 
 
@@ -369,6 +447,121 @@ def test_the_checker_catches_broken_commands(tmp_path):
         assert any(p.startswith(f'docs/example.md:{line}:') and missing in p for p in problems), \
             f'line {line} ({missing}) not reported:\n{joined}'
     assert len(problems) == 14, joined
+
+
+def test_the_checker_catches_commands_a_colcon_install_cannot_reach(tmp_path):
+    text = '\n'.join([
+        '# example', '',
+        '## On a workstation', '',
+        '```bash',
+        'ros2-imitation record-demos --task push_cube --out demos   # fine: a venv',            # 6
+        '```', '',
+        '## On the robot PC', '',
+        '```bash',
+        'ros2-imitation record-demos --attach --out demos',                                       # 12
+        'ROS_DOMAIN_ID=3 sim_node --ros-args -p task:=reach',                                     # 13
+        '.venv/bin/ros2-imitation graphs',                                                        # 14
+        'ros2 run ros2_imitation ros2-imitation record-demos --attach --out demos   # fine',
+        'ros2 run ros2_imitation ros2-imitation record-demos --atach --out demos',                # 16
+        'ros2 run ros2_imitation sim_node --ros-args -p task:=reach   # fine',
+        '$(ros2 pkg prefix ros2_imitation)/lib/ros2_imitation/ros2-imitation graphs   # fine',
+        'ros2 launch ros2_imitation sim.launch.py   # fine',
+        '```', '',
+        '### A subsection of it', '',
+        'Inline: `ros2-imitation bringup sim` and `ros2 run ros2_imitation ros2-imitation graphs`.',   # 24
+    ])
+    path = tmp_path / 'example.md'
+    path.write_text(text)
+    commands = doc_commands(path, colcon=('On the robot PC',))
+    for command in commands:
+        command.doc = ROOT / 'docs' / 'example.md'   # a name for messages; the text is never written there
+    assert [c.colcon for c in commands] == [False] + [True] * 10
+    options = subcommand_options()
+    problems = [p for c in commands for p in check_command(c, options)]
+    joined = '\n'.join(problems)
+    for line, missing in [(12, '`ros2-imitation` is not on PATH'), (13, '`sim_node` is not on PATH'),
+                          (14, '`.venv/bin/ros2-imitation` is not on PATH'), (16, '--atach'),
+                          (24, '`ros2-imitation` is not on PATH')]:
+        assert any(p.startswith(f'docs/example.md:{line}:') and missing in p for p in problems), \
+            f'line {line} ({missing}) not reported:\n{joined}'
+    assert len(problems) == 5, joined
+    assert 'write `ros2 run ros2_imitation ros2-imitation record-demos --attach ...`' in problems[0]
+    # the same text outside any ROS-machine context: only the typo
+    others = doc_commands(path, colcon=None)
+    for command in others:
+        command.doc = ROOT / 'docs' / 'example.md'
+    assert len([p for c in others for p in check_command(c, options)]) == 1
+
+
+def test_colcon_contexts_name_sections_that_exist():
+    for name, headings in COLCON_CONTEXTS.items():
+        titles = {t for chain in section_titles((ROOT / name).read_text()) for t in chain}
+        assert set(headings) <= titles, f'{name}: no heading {set(headings) - titles}'
+        assert any(c.colcon for c in doc_commands(ROOT / name)), name
+
+
+def launch_docstring_commands() -> list:
+    """The commands a launch file's docstring shows (indented lines that start like a command)."""
+    starts = ('ros2 ', 'ros2-imitation ', *(f'{e} ' for e in colcon_executables()))
+    found = []
+    for path in sorted((ROOT / 'launch').glob('*.launch.py')):
+        tree = ast.parse(path.read_text())
+        doc = ast.get_docstring(tree, clean=False) or ''
+        first = tree.body[0].lineno
+        for offset, line in enumerate(doc.splitlines()):
+            if line.startswith('    ') and line.strip().startswith(starts):
+                found.append(Command(path, first + offset, line.strip(), colcon=True))
+    return found
+
+
+def test_launch_file_docstrings_show_commands_a_colcon_install_runs():
+    commands = launch_docstring_commands()
+    assert {c.doc.name for c in commands} == {p.name for p in (ROOT / 'launch').glob('*.launch.py')}
+    options = subcommand_options()
+    problems = [p for command in commands for p in check_command(command, options)]
+    assert not problems, '\n'.join(problems)
+
+
+def docker_commands() -> list:
+    """(where, tokens) of every command the images run: the Dockerfiles' CMD and the `docker run`
+    examples in their comments, compose.yaml's service commands."""
+    import yaml
+    found = []
+    for name in ('Dockerfile', 'Dockerfile.cuda'):
+        pending, start = '', None
+        for number, line in enumerate((ROOT / 'docker' / name).read_text().splitlines(), start=1):
+            where = f'docker/{name}:{start or number}'
+            if line.startswith('CMD '):
+                found.append((where, yaml.safe_load(line[4:])))
+            if not line.startswith('#'):
+                continue
+            text = pending + line.lstrip('#').strip()
+            if text.endswith('\\'):
+                pending, start = text[:-1] + ' ', start or number
+                continue
+            pending, start = '', None
+            if text.startswith('docker run '):
+                tokens = shlex.split(text, comments=True)
+                image = next(i for i, t in enumerate(tokens) if t.startswith(f'{PACKAGE}:'))
+                if tokens[image + 1:]:
+                    found.append((where, tokens[image + 1:]))
+    compose = yaml.safe_load((ROOT / 'docker' / 'compose.yaml').read_text())
+    for service, body in compose['services'].items():
+        if 'command' in body:
+            command = body['command']
+            found.append((f'docker/compose.yaml: {service}', command if isinstance(command, list)
+                          else shlex.split(command)))
+    return found
+
+
+def test_docker_images_run_commands_the_colcon_install_has():
+    """The images are colcon builds (docker/Dockerfile): what they run must be reachable there."""
+    commands = docker_commands()
+    assert len(commands) >= 4 and all(tokens for _, tokens in commands)
+    options = subcommand_options()
+    problems = [f'{where}: {p}' for where, tokens in commands
+                for p in check_simple_command(list(tokens), options, colcon=True)]
+    assert not problems, '\n'.join(problems)
 
 
 @pytest.mark.parametrize('doc', DOCS, ids=lambda p: str(p.relative_to(ROOT)))

@@ -174,6 +174,45 @@ def test_sim_launch_matches_graph(launch_modules):
         assert 'on_exit' in node.kwargs  # a required node takes the launch down, as bringup does
 
 
+# launch file -> the graph config it runs (gazebo.launch.py: the graph's nodes beside Gazebo's own)
+LAUNCH_GRAPHS = {'sim.launch.py': 'sim', 'demo.launch.py': 'demo', 'record.launch.py': 'record_sim',
+                 'robot.launch.py': 'robot', 'camera_replay.launch.py': 'camera_replay',
+                 'gazebo.launch.py': 'gazebo'}
+
+
+def test_every_launch_file_runs_a_graph():
+    assert set(LAUNCH_GRAPHS) == {p.name for p in (share_dir() / 'launch').glob('*.launch.py')}
+
+
+@pytest.mark.parametrize('name', sorted(LAUNCH_GRAPHS))
+def test_launch_file_runs_its_graph_with_every_argument(launch_modules, name):
+    """The graph's nodes with its parameters, each graph argument declared with the graph's default
+    and feeding the parameters it `sets`: what `ros2-imitation bringup GRAPH` runs."""
+    description = load_launch_file(name)
+    graph = load_graph(LAUNCH_GRAPHS[name])
+    declared = defaults(description)
+    assert {arg: declared.get(arg) for arg in graph.arguments} == {
+        arg: str(spec.default) for arg, spec in graph.arguments.items()}
+    nodes = [n for n in of_kind(description.entities, 'Node') if n.kwargs['package'] == 'ros2_imitation']
+    assert [n.kwargs['name'] for n in nodes] == [n.name for n in graph.nodes]
+    for node, spec in zip(nodes, graph.nodes):
+        assert node.kwargs['executable'] == spec.executable
+        params = node.kwargs['parameters'][0]
+        assert set(params) == set(spec.parameters)
+        for key, value in params.items():
+            bound = [a.name for a in graph.arguments.values() if f'{spec.name}.{key}' in a.sets]
+            if bound:
+                assert isinstance(value, LaunchConfiguration) and value.args[0] == bound[0], (spec.name, key)
+            else:
+                assert value == spec.parameters[key], (spec.name, key)
+    # argument checks (OpaqueFunction) run after every declaration and before anything starts
+    kinds = [kind(e) for e in description.entities]
+    if 'OpaqueFunction' in kinds:
+        last_check = max(i for i, k in enumerate(kinds) if k == 'OpaqueFunction')
+        assert max(i for i, k in enumerate(kinds) if k == 'DeclareLaunchArgument') < last_check
+        assert min(i for i, k in enumerate(kinds) if k in ('Node', 'IncludeLaunchDescription')) > last_check
+
+
 def test_every_launch_file_builds(launch_modules):
     for path in sorted((share_dir() / 'launch').glob('*.launch.py')):
         description = load_launch_file(path.name)
@@ -192,6 +231,68 @@ def test_robot_launch_offers_either_camera_driver(launch_modules):
     assert all(runs(nodes[name], realsense) for name in ('proprioception', 'policy', 'controller'))
     assert nodes['controller'].kwargs['parameters'][0]['dry_run'].args[0] == 'dry_run'
     assert load_graph('robot').node('controller').parameters['dry_run'] is True
+
+
+def camera_parameters(description, config) -> dict:
+    camera = next(e for e in of_kind(description.entities, 'Node') if e.kwargs['name'] == 'camera')
+    return {key: evaluate(value, config) if not isinstance(value, (bool, int, float)) else value
+            for key, value in camera.kwargs['parameters'][0].items()}
+
+
+def test_robot_launch_and_bringup_give_the_file_camera_its_video(launch_modules):
+    """camera_backend:=file with video_file:= (and the replay rate and looping) reach camera_node,
+    through `ros2 launch` and through `ros2-imitation bringup robot --arg ...` alike."""
+    description = load_launch_file('robot.launch.py')
+    config = dict(defaults(description), camera_backend='file', video_file='/data/view.mp4',
+                  video_frame_rate='15.0', video_loop='false')
+    params = camera_parameters(description, config)
+    assert (params['backend'], params['video_file'], params['frame_rate'], params['loop']) == \
+        ('file', '/data/view.mp4', '15.0', 'false')
+    graph = load_graph('robot', {'camera_backend': 'file', 'video_file': '/data/view.mp4',
+                                 'video_frame_rate': 15.0, 'video_loop': False})
+    camera = graph.node('camera').parameters
+    assert (camera['backend'], camera['video_file'], camera['frame_rate'], camera['loop']) == \
+        ('file', '/data/view.mp4', 15.0, False)
+    # the defaults are camera_node's own: the shipped graph still opens a RealSense
+    from ros2_imitation.nodes.camera_node import PARAMETERS
+    default = load_graph('robot').node('camera').parameters
+    assert default['backend'] == 'realsense'
+    assert {k: default[k] for k in ('video_file', 'frame_rate', 'loop', 'device')} == \
+        {k: PARAMETERS[k] for k in ('video_file', 'frame_rate', 'loop', 'device')}
+    usb = camera_parameters(description, dict(defaults(description), camera_backend='opencv', camera_device='2'))
+    assert (usb['backend'], usb['device']) == ('opencv', '2')
+
+
+@pytest.mark.parametrize('config, refused', [
+    ({'camera_backend': 'file'}, True),
+    ({'camera_backend': 'file', 'video_file': ' '}, True),
+    ({'camera_backend': 'file', 'video_file': '/data/view.mp4'}, False),
+    ({'camera_backend': 'file', 'nodes': 'policy,controller'}, False),          # no camera on this machine
+    ({'camera_backend': 'file', 'camera_driver': 'realsense2_camera'}, False),  # Intel's driver instead
+    ({'camera_backend': 'realsense'}, False),
+])
+def test_robot_launch_refuses_a_file_camera_without_a_video(launch_modules, config, refused):
+    module = load_launch_module('robot.launch.py')
+    context = types.SimpleNamespace(launch_configurations=dict(
+        defaults(module.generate_launch_description()), **config))
+    if refused:
+        with pytest.raises(RuntimeError, match='video_file'):
+            module.check_camera(context)
+    else:
+        assert module.check_camera(context) == []
+
+
+def test_camera_replay_launch_replays_the_video_file(launch_modules):
+    module = load_launch_module('camera_replay.launch.py')
+    description = module.generate_launch_description()
+    config = dict(defaults(description), video_file='/data/view.mp4', frame_rate='10.0', width='96')
+    params = camera_parameters(description, config)
+    assert (params['backend'], params['video_file'], params['frame_rate'], params['width']) == \
+        ('file', '/data/view.mp4', '10.0', '96')
+    assert params['image_topic'] == '/camera/camera/color/image_raw'
+    with pytest.raises(RuntimeError, match='video_file'):
+        module.check_video_file(types.SimpleNamespace(launch_configurations=defaults(description)))
+    assert module.check_video_file(types.SimpleNamespace(launch_configurations=config)) == []
 
 
 @pytest.mark.parametrize('selection, expected', [

@@ -184,6 +184,26 @@ def test_noise_statistics(make_config, batch):
     assert torch.equal(zero.condition(obs, training=True), reference)
 
 
+@pytest.mark.parametrize('mode', ['replica', 'train_only'])
+def test_uniform_paper_noise_is_u_0_sigma_as_the_papers_code(mode):
+    """noise_distribution uniform_paper: U[0, sigma) per dimension of the normalized conditioning,
+    in training and (replica only) at test: mean sigma/2, spread sigma/sqrt(12), never negative."""
+    sigma = 0.2
+    noisy = make_policy(state_config(noise_sigma=sigma, noise_mode=mode, noise_distribution='uniform_paper'))
+    clean = make_policy(state_config(noise_sigma=sigma, noise_mode='off'))
+    clean.load_state_dict(noisy.state_dict())
+    obs, _ = noisy._obs_tensors(obs_for(noisy, batch=8192))
+    reference = clean.condition(obs, training=True)
+    delta = noisy.condition(obs, training=True) - reference
+    assert delta.min().item() >= -1e-6 and delta.max().item() < sigma + 1e-6
+    assert delta.mean().item() == pytest.approx(sigma / 2, rel=0.02)
+    assert delta.std().item() == pytest.approx(sigma / np.sqrt(12), rel=0.03)
+    at_test = noisy.condition(obs, training=False) - reference
+    assert (at_test.abs().max().item() > 0) == (mode == 'replica')
+    with pytest.raises(ValueError, match='noise_distribution'):
+        state_config(noise_distribution='laplace')
+
+
 # ---------------------------------------------------------------- predict and checkpoints
 def test_predict_deterministic_under_seed():
     policy = make_policy(state_config(noise_sigma=0.1))

@@ -10,6 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
 
 from ros2_imitation import cli
 from ros2_imitation.nodes.common import to_sec
@@ -38,6 +39,7 @@ def start(tmp_path, model, *args):
     run.node.create_subscription(JointTrajectory, '/ros2_imitation/action_chunk',
                                  lambda m: run.chunks.append((m, run.sim_now[0])), COMMAND_QOS)
     run.diagnostics = run.record(DiagnosticArray, '/diagnostics', COMMAND_QOS)
+    run.markers = run.record(MarkerArray, '/policy/predicted_chunk', COMMAND_QOS)
     try:
         wait_for(lambda: len(run.chunks) >= 3, 90, what='chunks from the policy node')
     except AssertionError:
@@ -65,6 +67,23 @@ def test_chunks_are_timestamped_ahead_and_strictly_timed(tmp_path, tiny_model):
         assert call_service(run.node, Trigger, '/policy/reset').success
 
 
+def test_each_chunk_is_drawn_as_an_end_effector_path_in_the_base_frame(tmp_path, tiny_model):
+    with start(tmp_path, tiny_model) as run:
+        wait_for(lambda: len(run.markers.messages) >= 3, 30, what='predicted-chunk markers')
+        arrays = list(run.markers.messages)
+        chunks = {to_sec(m.header.stamp): m for m, _ in run.chunks}
+        for array in arrays:
+            line, spheres, dropped, label = array.markers
+            assert line.header.frame_id == 'panda_link0' and len(line.points) == len(line.colors) >= 2
+            assert len(spheres.points) == len(line.points)
+            xyz = np.array([[p.x, p.y, p.z] for p in line.points])
+            # a Panda's tool centre point on the table: within reach, above the table top
+            assert np.all(np.linalg.norm(xyz[:, :2], axis=1) < 0.9) and np.all(xyz[:, 2] > -0.1)
+            assert 'latency' in label.text
+        # one path per published chunk, as many points as the chunk has
+        assert max(len(m.markers[0].points) for m in arrays) <= max(len(c.points) for c in chunks.values())
+
+
 def test_killing_the_policy_mid_episode_holds_the_arm_and_bringup_names_it(tmp_path, tiny_model):
     with start(tmp_path, tiny_model, '--set', 'controller.hold_timeout=1.0') as run:
         pids = [int(p) for p in os.listdir('/proc') if p.isdigit()]
@@ -87,3 +106,35 @@ def _cmdline(pid: int) -> str:
             return f.read().replace(b'\0', b' ').decode(errors='replace').strip()
     except OSError:
         return ''
+
+
+def test_waiting_reports_count_events_not_polls(tmp_path, tiny_model, ros_env, probe):
+    """Images without proprioception: every image is one query that cannot be built. The throttled
+    warning's '(N more since the last report)' counts those events, not the inference loop's polls."""
+    import re
+    import sys
+    import time
+
+    from conftest import Process
+    from sensor_msgs.msg import Image
+    proc = Process([sys.executable, '-m', 'ros2_imitation.nodes.policy_node', '--ros-args',
+                    '-p', f'model:={tiny_model}', '-p', 'warmup:=false'], ros_env, str(tmp_path / 'policy.log'))
+    try:
+        wait_for(lambda: 'waiting for observations' in proc.output(), 60, what='the policy node to start')
+        pub = probe.create_publisher(Image, '/camera/camera/color/image_raw', SENSOR_QOS)
+        sent, t_end = 0, time.monotonic() + 6.0
+        while time.monotonic() < t_end:
+            msg = Image(height=96, width=96, encoding='rgb8', step=288, data=bytes(96 * 96 * 3))
+            msg.header.stamp = probe.get_clock().now().to_msg()
+            pub.publish(msg)
+            sent += 1
+            time.sleep(0.1)
+        time.sleep(1.5)
+    finally:
+        proc.stop()
+    out = proc.output()
+    reports = [line for line in out.splitlines() if 'waiting for observations: no state received yet' in line]
+    held_back = sum(int(n) for n in re.findall(r'no state received yet \((\d+) more since the last report\)', out))
+    assert len(reports) >= 2, out[-2000:]
+    # one rejected query per image at most (a 5 ms polling loop would report ~20 per image)
+    assert len(reports) + held_back <= sent + 2, (len(reports), held_back, sent)

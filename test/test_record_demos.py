@@ -57,6 +57,7 @@ def test_three_bags_with_valid_rosbag2_metadata(recorded):
     start = log.rindex('{\n  "out"')
     summary = json.loads(log[start:log.index('\n}', start) + 2])
     assert summary['episodes'] == EPISODES and summary['kept'] == EPISODES
+    assert summary['bag_folders'] == [str(out)]          # where the recorder says the bags are
     print(f'expert through the graph: {summary["successes"]}/{EPISODES} successes, modes {summary["modes"]}, '
           f'{summary["wall_per_episode_s"]} s wall per episode')
     for bag, episode in zip(bags, episodes):
@@ -204,3 +205,37 @@ def test_leader_arm_source_in_sim(tmp_path, ros_env, probe):
     # the two are published together; the recording's start or stop may fall between them
     assert abs(chunks - labels) <= 2 and min(chunks, labels) > 50
     assert counts['/joint_states'] > 300 and counts['/camera/camera/color/image_raw'] > 10
+
+
+def test_attach_writes_the_bags_into_out(tmp_path, ros_env):
+    """`ros2 launch ros2_imitation record.launch.py` (here: `bringup record_sim`, its graph, started from
+    another folder with the default relative output_dir) + `record-demos --attach --out OUT`: the bags go
+    to OUT, beside record_demos.jsonl, and the summary says so."""
+    from conftest import Process, wait_for
+    launched_in, out = tmp_path / 'launched_in', tmp_path / 'out'
+    launched_in.mkdir()
+    graph = Process([sys.executable, '-m', 'ros2_imitation.cli', 'bringup', 'record_sim'],
+                    ros_env, str(tmp_path / 'bringup.log'), cwd=str(launched_in))
+    try:
+        attach = Process([sys.executable, '-m', 'ros2_imitation.cli', 'record-demos', '--attach', '--episodes', '1',
+                          '--out', str(out), '--seed', '3', '--headless', '--quiet'],
+                         ros_env, str(tmp_path / 'attach.log'))
+        try:
+            wait_for(lambda: attach.proc.poll() is not None, 170, interval=0.5, what='record-demos --attach')
+        finally:
+            code = attach.stop()
+        log = attach.output()
+        assert code == 0, log[-3000:] + '\n--- bringup:\n' + graph.output()[-3000:]
+        assert graph.proc.poll() is None, 'the attached graph keeps running'
+    finally:
+        graph.stop()
+    start = log.rindex('{\n  "out"')
+    summary = json.loads(log[start:log.index('\n}', start) + 2])
+    assert summary['out'] == str(out) and summary['bag_folders'] == [str(out)] and summary['kept'] == 1
+    (episode,) = [json.loads(line) for line in (out / 'record_demos.jsonl').read_text().splitlines()]
+    assert episode['bag'] == str(out / 'episode_0000')
+    assert sorted(p.name for p in (out / 'episode_0000').iterdir()) == ['episode_0000.mcap', 'metadata.yaml']
+    assert read_custom_data(out / 'episode_0000')['task'] == 'push_cube'
+    # nothing where `ros2 launch` was started (its output_dir default, `demos`)
+    assert not list(launched_in.rglob('episode_*'))
+    assert f'bags now go to {out}' in graph.output()

@@ -97,6 +97,33 @@ def test_full_queue_drops_and_counts(tmp_path):
     assert dropped > 0 and accepted + dropped == 2000 and result['message_count'] == accepted
 
 
+def test_output_dir_is_absolute_and_changes_only_between_bags(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rec = BagRecorder('demos')
+    try:
+        assert rec.output_dir == tmp_path / 'demos'          # against the working directory, once
+        monkeypatch.chdir('/')
+        rec.add_topic(TopicInfo('/chatter', 'std_msgs/msg/String', [QOS]))
+        first = rec.start()
+        assert first == tmp_path / 'demos' / 'episode_0000'
+        with pytest.raises(RecorderError, match='recording episode_0000'):
+            rec.set_output_dir(tmp_path / 'elsewhere')
+        rec.put('/chatter', 1, string_cdr('a'))
+        assert Path(rec.stop()['path']) == first
+        assert rec.set_output_dir(str(tmp_path / 'other' / '..' / 'moved')) == tmp_path / 'moved'
+        assert (tmp_path / 'moved').is_dir()                 # created at once: a bad folder fails now
+        second = rec.start()
+        rec.put('/chatter', 2, string_cdr('b'))
+        assert Path(rec.stop()['path']) == second == tmp_path / 'moved' / 'episode_0000'
+        (tmp_path / 'file').write_text('')
+        with pytest.raises(RecorderError, match='cannot use output_dir'):
+            rec.set_output_dir(tmp_path / 'file' / 'sub')
+        assert rec.output_dir == tmp_path / 'moved'
+    finally:
+        rec.close()
+    assert [m[2].data for m in read_bag(first)] == ['a'] and [m[2].data for m in read_bag(second)] == ['b']
+
+
 # ---- recorder_node through DDS ----
 
 @pytest.fixture
@@ -230,3 +257,50 @@ def test_mark_bag_adds_outcome_to_a_finished_bag(tmp_path):
     custom = recording.read_custom_data(path)
     assert custom['task'] == 'reach' and custom['noisy'] == 'true'
     assert [m[2].data for m in read_bag(path)] == ['z']       # still a readable bag
+
+
+def test_recorder_node_output_dir_is_absolute_and_settable_between_episodes(tmp_path, ros_env, probe):
+    """A relative output_dir is the node's working directory's (where `ros2 launch` ran); `ros2 param set
+    /recorder output_dir` (what `record-demos --attach` does) moves the next bags, never the current one."""
+    from conftest import Process, call_service, wait_for
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import GetParameters, SetParameters
+    from std_msgs.msg import String
+    from std_srvs.srv import Trigger
+
+    from ros2_imitation.qos import LATCHED_QOS
+    launched_in = tmp_path / 'launched_in'
+    launched_in.mkdir()
+    proc = Process([sys.executable, '-m', 'ros2_imitation.nodes.recorder_node', '--ros-args',
+                    '-p', 'output_dir:=demos', '-p', 'topics:=[/never_published]', '-p', 'task_state_topic:=\'\''],
+                   ros_env, str(tmp_path / 'recorder.log'), cwd=str(launched_in))
+    try:
+        status = {}
+        probe.create_subscription(String, '/recorder/status', lambda m: status.update(json.loads(m.data)),
+                                  LATCHED_QOS)
+        wait_for(lambda: status, 30, what=f'recorder status\n{proc.output()}')
+        assert status['output_dir'] == str(launched_in / 'demos')
+        got = call_service(probe, GetParameters, '/recorder/get_parameters',
+                           GetParameters.Request(names=['output_dir']))
+        assert got.values[0].string_value == str(launched_in / 'demos')
+
+        def set_output_dir(path):
+            value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(path))
+            reply = call_service(probe, SetParameters, '/recorder/set_parameters',
+                                 SetParameters.Request(parameters=[Parameter(name='output_dir', value=value)]))
+            return reply.results[0]
+
+        out = tmp_path / 'out'
+        assert set_output_dir(out).successful
+        wait_for(lambda: status['output_dir'] == str(out), 10, what='the new output_dir in the status')
+        started = json.loads(call_service(probe, Trigger, '/recorder/start').message)
+        assert started['path'] == str(out / 'episode_0000')
+        refused = set_output_dir(tmp_path / 'elsewhere')
+        assert not refused.successful and 'recording episode_0000' in refused.reason
+        saved = json.loads(call_service(probe, Trigger, '/recorder/stop').message)
+        assert saved['path'] == str(out / 'episode_0000') and (out / 'episode_0000' / 'metadata.yaml').is_file()
+        assert not set_output_dir('').successful
+        assert not (launched_in / 'demos').exists() and not (tmp_path / 'elsewhere').exists()
+    finally:
+        proc.stop()
+    assert 'bags now go to ' + str(out) in proc.output()

@@ -1,8 +1,10 @@
-HELP = 'summarize a zarr replay buffer: episodes, per-dimension stats, plots, action determinism'
+HELP = ('summarize a zarr replay buffer or a LeRobot v3.0 folder: episodes, per-dimension stats, plots, '
+        'action determinism')
 
 
 def add_arguments(p):
-    p.add_argument('dataset', metavar='DATASET', help='zarr replay buffer (e.g. from bag2dataset)')
+    p.add_argument('dataset', metavar='DATASET',
+                   help='zarr replay buffer or LeRobot v3.0 folder (e.g. from bag2dataset)')
     p.add_argument('--out', default=None, metavar='DIR',
                    help='where report.md, report.json and the PNGs go (default: <DATASET>_report)')
     p.add_argument('--episodes', type=int, default=4, help='episodes drawn in the trajectory plot (4)')
@@ -15,7 +17,7 @@ def run(args) -> int:
     from ros2_imitation.data.dataset_report import report
     try:
         summary = report(args.dataset, args.out, n_episodes=args.episodes, k=args.k)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, FileNotFoundError) as exc:
         print(f'ros2-imitation dataset-report: {exc}', file=sys.stderr)
         return 2
     constant = summary['constant_dims']

@@ -14,6 +14,11 @@ def add_arguments(p):
     p.add_argument('--headless', action='store_true',
                    help='never open windows (the demo opens none; accepted for scripts)')
     p.add_argument('--no-video', action='store_true', help='skip the mp4')
+    p.add_argument('--view', action='store_true',
+                   help='live view in the browser while it runs (Rerun; needs the [view] extra)')
+    p.add_argument('--view-port', type=int, default=9090, help='web port of the live view')
+    p.add_argument('--view-hold', type=float, default=0.0,
+                   help='keep the live view open this many seconds after the last episode')
 
 
 def run(args) -> int:
@@ -51,6 +56,10 @@ def run(args) -> int:
 
         from ros2_imitation.qos import COMMAND_QOS
         runner.node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, COMMAND_QOS)
+        if args.view:
+            from ros2_imitation.viz.live_view import LiveView
+            view = LiveView(runner.node, web_port=args.view_port, grpc_port=args.view_port + 786)
+            print(f'live view: {view.url}', flush=True)
         try:
             runner.wait_for_state(timeout=120)
             for i in range(args.episodes):
@@ -68,6 +77,8 @@ def run(args) -> int:
                       f'{"SUCCESS" if result.success else "failure"} after {result.duration:.1f} s sim '
                       f'({time.monotonic() - t_wall:.1f} s wall), final distance '
                       f'{result.final_state.get("distance", float("nan")):.3f} m{lat}', flush=True)
+            if args.view and args.view_hold > 0:
+                time.sleep(args.view_hold)
         finally:
             runner.close()
     successes = sum(r.success for r in results)

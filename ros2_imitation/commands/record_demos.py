@@ -10,6 +10,10 @@ talking over DDS) and drives it from this process, per episode:
   recorder ~/stop_success | ~/stop_failure        outcome in the bag's custom_data
                                                   (or ~/discard with --discard-failures)
 
+--attach drives a record_sim graph started elsewhere (`ros2 launch ros2_imitation record.launch.py`):
+the recorder's `output_dir` is set to --out first, so the bags land next to record_demos.jsonl
+whatever folder the launch was started from; the summary names the folders the recorder reported.
+
 Physical arms (--source kinesthetic | leader): only the recorder (and, for leader, the
 leader_arm bridge) are started; the robot's drivers, camera and controller run as they do on that
 robot. Episodes are started and ended from the keyboard, with the outcome the operator gives.
@@ -26,6 +30,8 @@ from ros2_imitation.graph.session import GraphDied, log_episode
 HELP = 'record demonstrations, one rosbag2 per episode: scripted expert in sim (with noise), leader arm, kinesthetic'
 
 
+class AttachError(RuntimeError):
+    """The running graph refused what --attach needs of it."""
 
 
 def add_arguments(p):
@@ -57,7 +63,8 @@ def add_arguments(p):
     p.add_argument('--startup-timeout', type=float, default=90.0, help='seconds to wait for the graph')
     p.add_argument('--attach', action='store_true',
                    help='drive a record_sim graph that is already running (e.g. `ros2 launch ros2_imitation '
-                        'record.launch.py`) instead of starting one; its own arguments (noise, output_dir) apply')
+                        'record.launch.py`) instead of starting one: its recorder is told to write into --out; '
+                        'its other arguments (task, noise, storage) apply')
     p.add_argument('--quiet', action='store_true', help='no progress bar or per-episode lines (the summary is printed)')
     g = p.add_argument_group('physical arms (--source leader | kinesthetic)')
     g.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
@@ -107,6 +114,10 @@ def record(args, log=print) -> dict:
             calls.wait_services(['/expert/reset', '/expert/pause', '/controller/stop', '/controller/resume',
                         '/recorder/start', '/recorder/stop_success', '/recorder/stop_failure',
                         '/recorder/discard'], args.startup_timeout)
+            if args.attach:
+                _write_into(runner, out)
+                if not args.quiet:
+                    log(f'[record-demos] attached: the recorder writes the bags into {out}')
             missing = calls.wait_recorder_ready(topics, args.startup_timeout)
             if missing:
                 log(f'[record-demos] warning: no publisher for {missing}; recording without them')
@@ -130,8 +141,22 @@ def record(args, log=print) -> dict:
             runner.close()
     wall = time.monotonic() - t_start
     summary = _summary(results, wall, time.monotonic() - t_ready if results else 0.0, out)
+    if any(folder != str(out) for folder in summary['bag_folders']):
+        log(f'[record-demos] warning: the recorder wrote the bags into {summary["bag_folders"]}, not {out} '
+            '(a recorder on another machine or in a container writes to its own file system)')
     log(json.dumps(summary, indent=2))
     return summary
+
+
+def _write_into(runner, out: Path) -> None:
+    """--attach: set the running recorder's output_dir to `out` (an absolute path)."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(out))
+    reply = runner.call(SetParameters, '/recorder/set_parameters',
+                        SetParameters.Request(parameters=[Parameter(name='output_dir', value=value)]))
+    if not reply.results[0].successful:
+        raise AttachError(f'the recorder refused output_dir {out}: {reply.results[0].reason}')
 
 
 class _Attached:
@@ -196,7 +221,9 @@ def _summary(results, wall: float, episodes_wall: float, out: Path) -> dict:
     for r in results:
         modes[r['mode']] = modes.get(r['mode'], 0) + 1
         noisy += bool(r['noisy'])
-    return dict(out=str(out), episodes=n, successes=sum(r['success'] for r in results),
+    # where the recorder says it put the bags (absolute paths on its own machine)
+    folders = sorted({str(Path(r['bag']).parent) for r in results if r['bag']})
+    return dict(out=str(out), bag_folders=folders, episodes=n, successes=sum(r['success'] for r in results),
                 kept=sum(r['bag'] is not None for r in results), noisy_episodes=noisy, modes=modes,
                 mean_episode_sim_s=round(sum(r['duration'] for r in results) / max(n, 1), 2),
                 wall_s=round(wall, 1), wall_per_episode_s=round(episodes_wall / max(n, 1), 2))
@@ -208,7 +235,7 @@ def run(args) -> int:
             record_interactive(args)
             return 0
         summary = record(args)
-    except (GraphDied, TimeoutError) as exc:
+    except (GraphDied, TimeoutError, AttachError) as exc:
         print(f'ros2-imitation record-demos: {exc}', file=sys.stderr)
         return 1
     return 0 if summary['episodes'] == args.episodes else 1

@@ -37,34 +37,42 @@ import numpy as np
 
 from ros2_imitation.data.bag_reading import (
     FORMAT,
+    NEXT_STATE_SOURCES,
     NS,
+    TRAJECTORY_SOURCES,
     BagError,
     ConvertConfig,
     Stream,
     chunk_stream,
     clock_map,
+    command_stream,
     episode_flags,
     find_bags,
+    image_stream,
     joint_stream,
     read_bag,
-    sensor_stream,
-    stamp_ns,
     task_outcome,
 )
-from ros2_imitation.sensors.images import image_to_rgb
 
 
 @dataclass
 class Episode:
     bag: str
-    state: np.ndarray                  # (T, J) float32
+    state: np.ndarray                  # (T, J) float32: arm joints, then the gripper if any
     action: np.ndarray                 # (T, J) float32
     timestamp: np.ndarray              # (T,) float64, grid time t_k in seconds (header.stamp clock)
-    image: np.ndarray | None           # (T, H, W, 3) uint8 RGB
+    images: dict                       # camera name -> (T, H, W, 3) uint8 RGB
     info: dict                         # outcome, noisy, action_source, cuts, warnings, ...
 
     def __len__(self) -> int:
         return len(self.state)
+
+    @property
+    def image(self) -> np.ndarray | None:
+        """The camera named 'image' (the default single camera), else the first one, else None."""
+        if 'image' in self.images:
+            return self.images['image']
+        return next(iter(self.images.values()), None)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -107,40 +115,48 @@ def convert_bag(bag, config: ConvertConfig = ConvertConfig()) -> Episode:
         flags['outcome'] = task_outcome(raw['task_state'])
         flags['outcome_source'] = 'task_state' if flags['outcome'] else None
 
-    joint = joint_stream(bag, topics['joint_states'], raw['joint_states'], config.joint_names, warnings)
+    arm = tuple(config.joint_names)
+    gripper = config.gripper
+    gripper_in_joints = gripper is not None and 'gripper_states' not in topics
+    names = arm + ((gripper.joint,) if gripper_in_joints else ())
+    joint = joint_stream(bag, topics['joint_states'], raw['joint_states'], names, warnings)
+    grip = (joint_stream(bag, topics['gripper_states'], raw['gripper_states'], (gripper.joint,), warnings)
+            if gripper is not None and not gripper_in_joints else None)
     to_stamp_clock, clock = clock_map(joint, warnings)
-
-    image = None
-    if topics.get('image'):
-        frames, stamps, recv = [], [], []
-        for r, msg in raw['image']:
-            try:
-                frames.append(image_to_rgb(msg.data, msg.encoding, int(msg.height), int(msg.width),
-                                           int(msg.step), config.image_size))
-            except ValueError as exc:
-                raise BagError(bag, topics['image'], str(exc)) from None
-            stamps.append(stamp_ns(msg.header))
-            recv.append(r)
-        image = sensor_stream(topics['image'], np.array(stamps, np.int64), np.stack(frames),
-                               np.array(recv, np.int64), warnings)
+    cameras = {name: image_stream(bag, topics[f'camera:{name}'], raw[f'camera:{name}'], config.image_size,
+                                  warnings)
+               for name in config.camera_topics}
 
     source = config.action_source
     if source == 'auto':
         source = 'label' if raw.get('label') else 'chunk'
         if not raw.get(source):
-            raise BagError(bag, topics.get('chunk'), 'missing or empty, and no expert_label either '
-                                                     '(use --action-source joint_states for demos without chunks)')
-    chunks = None
-    if source in ('chunk', 'label'):
-        chunks = chunk_stream(bag, topics[source], raw[source], config.joint_names, to_stamp_clock, warnings)
+            raise BagError(bag, config.topics.get('chunk'), 'missing or empty, and no expert_label either')
+    chunks = command = None
+    if source in TRAJECTORY_SOURCES:
+        chunks = chunk_stream(bag, topics[source], raw[source], arm, to_stamp_clock, warnings)
+    elif source == 'command':
+        command = command_stream(bag, topics['command'], raw['command'], arm, config.command_joints or arm,
+                                 to_stamp_clock, warnings)
+    gripper_command = None
+    if gripper is not None and gripper.command_topic:
+        index = int(gripper.command_index)
+        gripper_command = _gripper_commands(bag, topics['gripper_command'], raw['gripper_command'], index,
+                                            to_stamp_clock, warnings)
+    next_state = source in NEXT_STATE_SOURCES
+    gripper_next = gripper is not None and gripper_command is None   # the next measured gripper position
 
     dt = config.dt_ns
     max_age = int(round(config.max_age * NS))
-    t_start = max(joint.stamps[0], image.stamps[0] if image else joint.stamps[0],
-                  chunks.recv[0] if chunks else joint.stamps[0])
-    t_end = min(joint.stamps[-1], image.stamps[-1] if image else joint.stamps[-1])
-    if source == 'joint_states':
-        t_end = min(t_end, joint.stamps[-1] - dt)
+    sensors = [joint, *([grip] if grip is not None else []), *cameras.values()]
+    t_start = max(int(s.stamps[0]) for s in sensors)
+    if chunks is not None:
+        t_start = max(t_start, int(chunks.recv[0]))
+    t_end = min(int(s.stamps[-1]) for s in sensors)
+    if next_state or (gripper_next and grip is None):
+        t_end = min(t_end, int(joint.stamps[-1]) - dt)
+    if gripper_next and grip is not None:
+        t_end = min(t_end, int(grip.stamps[-1]) - dt)
     if t_end < t_start:
         raise BagError(bag, None, f'the streams never overlap: from {t_start / NS:.3f} s to {t_end / NS:.3f} s')
     grid = t_start + dt * np.arange((t_end - t_start) // dt + 1, dtype=np.int64)
@@ -158,14 +174,22 @@ def convert_bag(bag, config: ConvertConfig = ConvertConfig()) -> Episode:
         return np.maximum(idx, 0)
 
     j_idx = sample(joint, grid, topics['joint_states'])
-    i_idx = sample(image, grid, topics['image']) if image else None
-    if source == 'joint_states':
+    g_idx = sample(grip, grid, topics['gripper_states']) if grip is not None else None
+    cam_idx = {name: sample(stream, grid, topics[f'camera:{name}']) for name, stream in cameras.items()}
+    if next_state or (gripper_next and grip is None):
         a_idx = sample(joint, grid + dt, topics['joint_states'] + ' (action at t+dt)')
-    else:
+    if gripper_next and grip is not None:
+        ga_idx = sample(grip, grid + dt, topics['gripper_states'] + ' (gripper action at t+dt)')
+    if chunks is not None:
         c_idx = latest_at_or_before(chunks.recv, grid)
         for k in np.flatnonzero(c_idx < 0):
             if reasons[k] is None:
                 reasons[k] = (topics[source], 'no chunk received yet')
+    if command is not None:
+        m_idx = latest_at_or_before(command.stamps, grid + dt)   # the command in force at t_k + dt
+        for k in np.flatnonzero(m_idx < 0):
+            if reasons[k] is None:
+                reasons[k] = (topics['command'], 'no command received yet')
 
     valid = np.array([r is None for r in reasons], dtype=bool)
     if not valid.any():
@@ -184,15 +208,29 @@ def convert_bag(bag, config: ConvertConfig = ConvertConfig()) -> Episode:
         warnings.append(f'skipped {first} leading steps: {topic}: {why}')
     ks = np.arange(first, stop)
 
+    n_arm = len(arm)
     state = joint.values[j_idx[ks]]
-    if source == 'joint_states':
-        action = joint.values[a_idx[ks]]
+    if next_state:
+        action = joint.values[a_idx[ks]][:, :n_arm]
+    elif command is not None:
+        action = command.values[m_idx[ks]]
     else:
-        action = np.empty_like(state)
+        action = np.empty((len(ks), n_arm))
         for row, k in enumerate(ks):
             c = int(c_idx[k])
             s = (int(grid[k]) + dt - int(chunks.start[c])) / NS
             action[row] = interpolate_chunk(chunks.rel_s[c], chunks.positions[c], s)
+    if gripper is not None:
+        if grip is not None:
+            state = np.concatenate([state, grip.values[g_idx[ks]]], axis=1)
+        if gripper_command is not None:   # the command in force at t_k + dt; before the first, it holds
+            gc = latest_at_or_before(gripper_command.stamps, grid[ks] + dt)
+            g_action = np.where(gc >= 0, gripper_command.values[np.maximum(gc, 0)], state[:, -1])
+        elif grip is not None:
+            g_action = grip.values[ga_idx[ks]][:, 0]
+        else:
+            g_action = joint.values[a_idx[ks]][:, -1]
+        action = np.concatenate([action, g_action[:, None]], axis=1)
     info = {
         'bag': str(bag), 'name': bag.name, 'storage': storage,
         'outcome': flags['outcome'], 'outcome_source': flags['outcome_source'], 'noisy': flags['noisy'],
@@ -204,7 +242,27 @@ def convert_bag(bag, config: ConvertConfig = ConvertConfig()) -> Episode:
     }
     return Episode(bag=str(bag), state=state.astype(np.float32), action=action.astype(np.float32),
                    timestamp=grid[ks].astype(np.float64) / NS,
-                   image=image.values[i_idx[ks]] if image else None, info=info)
+                   images={name: cameras[name].values[idx[ks]] for name, idx in cam_idx.items()}, info=info)
+
+
+def _gripper_commands(bag, topic, msgs, index, to_stamp_clock, warnings) -> Stream:
+    """Value `index` of each Float64MultiArray gripper command, timed by its receive time."""
+    stamps, values, short = [], [], 0
+    for r, msg in msgs:
+        data = np.asarray(msg.data, dtype=float)
+        if data.size <= index or not np.isfinite(data[index]):
+            short += 1
+            continue
+        stamps.append(r)
+        values.append(data[index])
+    if short:
+        warnings.append(f'{topic}: skipped {short} gripper commands without a finite value {index}')
+    if not values:
+        raise BagError(bag, topic, f'no gripper command has a finite value at index {index}')
+    recv = np.array(stamps, np.int64)
+    mapped = to_stamp_clock(recv)
+    order = np.argsort(mapped, kind='stable')
+    return Stream(mapped[order], np.array(values)[order], recv[order])
 
 
 @dataclass
@@ -250,8 +308,49 @@ def _code(value, mapping) -> int:
     return mapping.get(value, -1)
 
 
+def dataset_meta(result: ConvertResult, config: ConvertConfig) -> dict:
+    """What the conversion did, the same for every output format (zarr meta attributes, LeRobot
+    meta/ros2_imitation.json)."""
+    episodes = result.episodes
+    w, h = config.image_size
+    described = config.describe()
+    return {
+        'format': FORMAT,
+        'rate': config.rate, 'dt': config.dt_ns / NS, 'max_age': config.max_age,
+        'image_size': [w, h] if config.camera_topics else None,
+        'image_preprocessing': 'RGB, cv2.resize INTER_AREA to image_size (width, height), no crop',
+        'joint_names': list(config.state_names),
+        'arm_joint_names': list(config.joint_names),
+        'topics': described['topics'], 'cameras': described['cameras'],
+        'gripper': described.get('gripper'), 'command_joints': described.get('command_joints'),
+        'action_source': config.action_source,
+        'state_definition': 'arm joint positions (rad) of the latest /joint_states with stamp <= t_k'
+                            + (', then the gripper joint position' if config.gripper else ''),
+        'action_definition': ('absolute arm joint position target for t_k + dt: the latest chunk received '
+                              'by t_k, interpolated linearly (chunk/label/trajectory); the command in force '
+                              'at t_k + dt (command); or the measured position at t_k + dt (next_state)'
+                              + ('; then the gripper: its command in force at t_k + dt, else its measured '
+                                 'position at t_k + dt' if config.gripper else '')),
+        # action[k] is the arm position for t_k + action_time_offset_steps * dt (t_k = time of obs k)
+        'action_time_offset_steps': 1,
+        'episode_outcome_codes': {'1': 'success', '0': 'failure', '-1': 'unknown'},
+        'episode_noisy_codes': {'1': 'noise-injected', '0': 'clean', '-1': 'unknown'},
+        'source_bags': [ep.bag for ep in episodes],
+        'episodes': [_jsonable(ep.info) for ep in episodes],
+        'failed_bags': [{'bag': b, 'error': e} for b, e in result.failures],
+        'skipped_bags': [{'bag': b, 'reason': r} for b, r in result.skipped],
+    }
+
+
+def episode_codes(episodes) -> tuple[np.ndarray, np.ndarray]:
+    """Per episode: outcome (1 success, 0 failure, -1 unknown) and noisy (1, 0, -1), int8."""
+    outcome = np.array([_code(ep.info['outcome'], {'success': 1, 'failure': 0}) for ep in episodes], np.int8)
+    noisy = np.array([_code(ep.info['noisy'], {True: 1, False: 0}) for ep in episodes], np.int8)
+    return outcome, noisy
+
+
 def write_dataset(out, result: ConvertResult, config: ConvertConfig, overwrite: bool = False) -> Path:
-    """data/{image,state,action,timestamp}, meta/{episode_ends,episode_outcome,episode_noisy} and
+    """data/{state,action,timestamp,<camera>...}, meta/{episode_ends,episode_outcome,episode_noisy} and
     meta attributes describing the conversion. Uses the policy package's replay-buffer writer."""
     import zarr
 
@@ -262,42 +361,45 @@ def write_dataset(out, result: ConvertResult, config: ConvertConfig, overwrite: 
     arrays = []
     for ep in episodes:
         item = {'state': ep.state, 'action': ep.action, 'timestamp': ep.timestamp}
-        if ep.image is not None:
-            item['image'] = ep.image
+        item.update(ep.images)
         arrays.append(item)
     path = write_episodes(out, arrays, overwrite=overwrite)
     root = zarr.open_group(str(path), mode='r+', zarr_format=2)
     meta = root['meta']
-    outcome = np.array([_code(ep.info['outcome'], {'success': 1, 'failure': 0}) for ep in episodes], np.int8)
-    noisy = np.array([_code(ep.info['noisy'], {True: 1, False: 0}) for ep in episodes], np.int8)
+    outcome, noisy = episode_codes(episodes)
     meta.create_array('episode_outcome', shape=outcome.shape, dtype=np.int8)[...] = outcome
     meta.create_array('episode_noisy', shape=noisy.shape, dtype=np.int8)[...] = noisy
-    w, h = config.image_size
-    attrs = {
-        'format': FORMAT,
-        'rate': config.rate, 'dt': config.dt_ns / NS, 'max_age': config.max_age,
-        'image_size': [w, h] if config.topics.get('image') else None,
-        'image_preprocessing': 'RGB, cv2.resize INTER_AREA to image_size (width, height), no crop',
-        'joint_names': list(config.joint_names),
-        'topics': {k: v for k, v in config.topics.items() if v},
-        'action_source': config.action_source,
-        'state_definition': 'arm joint positions (rad) of the latest /joint_states with stamp <= t_k',
-        'action_definition': ('absolute arm joint position target for t_k + dt: the latest chunk received '
-                              'by t_k, interpolated linearly (chunk/label); or the measured position at '
-                              't_k + dt (joint_states)'),
-        # action[k] is the arm position for t_k + action_time_offset_steps * dt (t_k = time of obs k)
-        'action_time_offset_steps': 1,
-        'episode_outcome_codes': {'1': 'success', '0': 'failure', '-1': 'unknown'},
-        'episode_noisy_codes': {'1': 'noise-injected', '0': 'clean', '-1': 'unknown'},
-        'source_bags': [ep.bag for ep in episodes],
-        'episodes': [_jsonable(ep.info) for ep in episodes],
-        'failed_bags': [{'bag': b, 'error': e} for b, e in result.failures],
-        'skipped_bags': [{'bag': b, 'reason': r} for b, r in result.skipped],
-    }
-    meta.attrs.update(attrs)
+    meta.attrs.update(dataset_meta(result, config))
     return path
 
 
 def _jsonable(value):
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
 
+
+
+def episode_task(episode: Episode, config: ConvertConfig) -> str:
+    """The task in words: --task / the topic map's task, else the bag's custom_data task, else 'task'."""
+    task = config.task or episode.info.get('custom_data', {}).get('task')
+    return str(task).strip() if task and str(task).strip() else 'task'
+
+
+def write_lerobot_dataset(out, result: ConvertResult, config: ConvertConfig, overwrite: bool = False,
+                          vcodec: str | None = None) -> Path:
+    """The converted episodes as a LeRobot v3.0 folder (data.lerobot_format): observation.state and
+    action (config.state_names), one video feature observation.images.<camera> per camera with the
+    same frames the zarr gets, fps = rate; what the conversion did goes to meta/ros2_imitation.json."""
+    from ros2_imitation.data.lerobot_format import DEFAULT_VCODEC, LeRobotEpisode, write_lerobot
+    episodes = result.episodes
+    if not episodes:
+        raise ValueError('no episodes to write')
+    if int(config.rate) != config.rate:
+        raise ValueError(f'LeRobot datasets have an integer fps; the rate is {config.rate:g} Hz')
+    outcome, noisy = episode_codes(episodes)
+    extra = dataset_meta(result, config)
+    extra.update({'episode_outcome': outcome.tolist(), 'episode_noisy': noisy.tolist(),
+                  'episode_t_start': [float(ep.timestamp[0]) for ep in episodes]})
+    items = [LeRobotEpisode(ep.state, ep.action, ep.images, episode_task(ep, config)) for ep in episodes]
+    return write_lerobot(out, items, fps=int(config.rate), state_names=config.state_names,
+                         action_names=config.state_names, robot_type=config.robot_type,
+                         vcodec=vcodec or DEFAULT_VCODEC, extra=extra, overwrite=overwrite)

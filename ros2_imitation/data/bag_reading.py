@@ -21,17 +21,29 @@ DEFAULT_TOPICS = {
     'image': '/camera/camera/color/image_raw',
     'chunk': '/ros2_imitation/action_chunk',
     'label': '/ros2_imitation/expert_label',
+    'trajectory': '/joint_trajectory_controller/joint_trajectory',
+    'command': '/position_controller/commands',
     'task_state': '/sim/task_state',
 }
+IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 MSG_TYPES = {
-    'joint_states': 'sensor_msgs/msg/JointState',
-    'image': 'sensor_msgs/msg/Image',
-    'chunk': 'trajectory_msgs/msg/JointTrajectory',
-    'label': 'trajectory_msgs/msg/JointTrajectory',
-    'task_state': 'std_msgs/msg/String',
+    'joint_states': ('sensor_msgs/msg/JointState',),
+    'image': IMAGE_TYPES,
+    'chunk': ('trajectory_msgs/msg/JointTrajectory',),
+    'label': ('trajectory_msgs/msg/JointTrajectory',),
+    'trajectory': ('trajectory_msgs/msg/JointTrajectory',),
+    'command': ('std_msgs/msg/Float64MultiArray',),
+    'gripper_states': ('sensor_msgs/msg/JointState',),
+    'gripper_command': ('std_msgs/msg/Float64MultiArray',),
+    'task_state': ('std_msgs/msg/String',),
 }
-ACTION_SOURCES = ('auto', 'chunk', 'label', 'joint_states')
-# encoding -> (channels, cv2 conversion code name to RGB or None)
+# chunk / label: our recorder's chunk topics; trajectory: a commanded JointTrajectory (a JTC's input),
+# same rules; command: a forward_command_controller's Float64MultiArray; next_state (= joint_states):
+# the measured position one step later, for bags without any command
+ACTION_SOURCES = ('auto', 'chunk', 'label', 'trajectory', 'command', 'next_state', 'joint_states')
+TRAJECTORY_SOURCES = ('chunk', 'label', 'trajectory')
+NEXT_STATE_SOURCES = ('next_state', 'joint_states')
+RESERVED_KEYS = ('state', 'action', 'timestamp')   # dataset keys a camera may not be named
 SIDECARS = ('episode.json', 'episode.yaml')   # inside the bag folder; also <bag>.json next to it
 FORMAT = 'ros2_imitation.bag2dataset/1'
 CLOCK_MISMATCH_NS = 1_000_000_000
@@ -47,13 +59,33 @@ class BagError(Exception):
 
 
 @dataclass(frozen=True)
+class GripperSpec:
+    """A gripper joint appended to state and action (last dimension)."""
+    joint: str                              # its name in a sensor_msgs/JointState
+    topic: str | None = None                # the JointState topic with it (None: the arm's joint_states)
+    command_topic: str | None = None        # std_msgs/Float64MultiArray; None: the next measured position
+    command_index: int = 0                  # which value of the command array
+
+    def __post_init__(self):
+        if not self.joint or not isinstance(self.joint, str):
+            raise ValueError(f'gripper joint must be a joint name, got {self.joint!r}')
+        if int(self.command_index) < 0:
+            raise ValueError(f'gripper command index must be >= 0, got {self.command_index}')
+
+
+@dataclass(frozen=True)
 class ConvertConfig:
     rate: float = 10.0
-    image_size: tuple = (96, 96)           # (width, height) of data/image
+    image_size: tuple = (96, 96)           # (width, height) of every camera's frames
     max_age: float = 0.15                  # s, for joint_states and image samples
-    action_source: str = 'auto'            # auto | chunk | label | joint_states
+    action_source: str = 'auto'            # one of ACTION_SOURCES
     joint_names: tuple = ARM_JOINTS
     topics: dict = field(default_factory=lambda: dict(DEFAULT_TOPICS))   # image '' = no images
+    cameras: dict | None = None            # camera name -> Image/CompressedImage topic (None: image topic)
+    command_joints: tuple | None = None    # joint order of a command array (None: joint_names)
+    gripper: GripperSpec | None = None
+    task: str | None = None                # the task in words (LeRobot tasks); None: the bag's custom_data
+    robot_type: str | None = None
 
     def __post_init__(self):
         if not (self.rate > 0 and math.isfinite(self.rate)):
@@ -65,10 +97,50 @@ class ConvertConfig:
         w, h = self.image_size
         if int(w) <= 0 or int(h) <= 0:
             raise ValueError(f'image size must be positive, got {self.image_size}')
+        if not self.joint_names or len(set(self.joint_names)) != len(self.joint_names):
+            raise ValueError(f'joints must be distinct names, got {list(self.joint_names)}')
+        for name in self.camera_topics:
+            if not name or not all(c.isalnum() or c in '_-' for c in name):
+                raise ValueError(f'camera name {name!r}: use letters, digits, _ or - (it becomes a dataset key)')
+            if name in RESERVED_KEYS:
+                raise ValueError(f'camera name {name!r} is taken by a dataset key ({", ".join(RESERVED_KEYS)})')
+        if self.command_joints is not None:
+            lacking = [j for j in self.joint_names if j not in self.command_joints]
+            if lacking:
+                raise ValueError(f'command joints {list(self.command_joints)} lack the joints {lacking}')
+        if self.gripper is not None and self.gripper.joint in self.joint_names:
+            raise ValueError(f'gripper joint {self.gripper.joint} is also an arm joint')
+        if self.action_source in ('trajectory', 'command') and not self.topics.get(self.action_source):
+            raise ValueError(f'action source {self.action_source} needs its topic')
 
     @property
     def dt_ns(self) -> int:
         return int(round(NS / self.rate))
+
+    @property
+    def camera_topics(self) -> dict:
+        """camera name -> topic; the default is one camera named 'image' on topics['image']."""
+        if self.cameras is not None:
+            return {k: v for k, v in self.cameras.items() if v}
+        return {'image': self.topics['image']} if self.topics.get('image') else {}
+
+    @property
+    def state_names(self) -> tuple:
+        """Names of the state (and action) dimensions: the arm joints, then the gripper joint."""
+        return tuple(self.joint_names) + ((self.gripper.joint,) if self.gripper else ())
+
+    def describe(self) -> dict:
+        """JSON-able summary for the dataset's metadata."""
+        out = {'topics': {k: v for k, v in self.topics.items() if v}, 'cameras': self.camera_topics,
+               'joint_names': list(self.joint_names), 'state_names': list(self.state_names),
+               'action_source': self.action_source}
+        if self.command_joints is not None:
+            out['command_joints'] = list(self.command_joints)
+        if self.gripper is not None:
+            out['gripper'] = {'joint': self.gripper.joint, 'topic': self.gripper.topic,
+                              'command_topic': self.gripper.command_topic,
+                              'command_index': self.gripper.command_index}
+        return out
 
 
 def stamp_ns(header) -> int:
@@ -176,17 +248,53 @@ def _custom_data(bag: Path, warnings: list) -> dict:
         return {}
 
 
+def stream_specs(config: ConvertConfig) -> list[tuple[str, str, bool, str]]:
+    """(key, topic, required, what for) of every stream the conversion reads. Keys: joint_states,
+    camera:<name>, the action source's (chunk, label, trajectory, command), gripper_states,
+    gripper_command, task_state."""
+    topics = config.topics
+    specs = [('joint_states', topics['joint_states'], True, 'the state')]
+    specs += [(f'camera:{name}', topic, True, f'camera {name}') for name, topic in config.camera_topics.items()]
+    source = config.action_source
+    if source == 'auto':
+        specs += [(k, topics[k], False, 'the action') for k in ('chunk', 'label') if topics.get(k)]
+    elif source not in NEXT_STATE_SOURCES:
+        if not topics.get(source):
+            raise ValueError(f'action source {source} needs its topic')
+        specs.append((source, topics[source], True, f'the action ({source})'))
+    gripper = config.gripper
+    if gripper is not None:
+        if gripper.topic and gripper.topic != topics['joint_states']:
+            specs.append(('gripper_states', gripper.topic, True, f'gripper joint {gripper.joint}'))
+        if gripper.command_topic:
+            specs.append(('gripper_command', gripper.command_topic, True, 'the gripper action'))
+    if topics.get('task_state'):
+        specs.append(('task_state', topics['task_state'], False, 'the outcome'))
+    return specs
+
+
+def _types_for(key: str) -> tuple:
+    return MSG_TYPES['image' if key.startswith('camera:') else key]
+
+
+def describe_topics(present: dict) -> str:
+    """'/a (sensor_msgs/msg/JointState), /b (...)': what a bag has, for error messages."""
+    if not present:
+        return 'no topics'
+    return ', '.join(f'{t} ({", ".join(sorted({c.msgtype for c in conns}))})'
+                     for t, conns in sorted(present.items()))
+
+
 def read_bag(bag: Path, config: ConvertConfig, warnings: list):
+    """The messages of every stream the conversion needs, as {key: [(receive ns, msg)]}, with the
+    bag's custom_data, its storage and {key: topic}. A missing required topic raises BagError naming
+    it and listing the topics (and types) the bag has."""
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
-    topics = {k: v for k, v in config.topics.items() if v}
-    required = ['joint_states'] + (['image'] if topics.get('image') else [])
-    used = {'auto': ['chunk', 'label'], 'chunk': ['chunk'], 'label': ['label'], 'joint_states': []}
-    if config.action_source in ('chunk', 'label'):
-        required.append(config.action_source)
-    optional = used[config.action_source] + ['task_state']
-    topics = {k: v for k, v in topics.items() if k in required or k in optional}
+    specs = stream_specs(config)
+    topics = {key: topic for key, topic, _, _ in specs}
+    required = {key: why for key, _, req, why in specs if req}
     if not bag.exists():
         raise BagError(bag, None, 'does not exist')
     if bag.is_dir() and not (bag / 'metadata.yaml').exists():
@@ -208,31 +316,36 @@ def read_bag(bag: Path, config: ConvertConfig, warnings: list):
             conns = present.get(topic, [])
             if not conns:
                 if key in required:
-                    raise BagError(bag, topic, f'missing (required for {key}); the bag has '
-                                               f'{sorted(present) or "no topics"}')
+                    raise BagError(bag, topic, f'missing (required for {required[key]}); the bag has '
+                                               f'{describe_topics(present)}')
+                del topics[key]
                 continue
-            wrong = sorted({c.msgtype for c in conns} - {MSG_TYPES[key]})
+            wrong = sorted({c.msgtype for c in conns} - set(_types_for(key)))
             if wrong and key == 'task_state':
-                warnings.append(f'{topic}: ignored, it has type {", ".join(wrong)}, not {MSG_TYPES[key]}')
+                warnings.append(f'{topic}: ignored, it has type {", ".join(wrong)}, not {_types_for(key)[0]}')
                 del topics[key]
             elif wrong:
-                raise BagError(bag, topic, f'has message type {", ".join(wrong)}, expected {MSG_TYPES[key]}')
-        wanted = {topics[k]: k for k in topics if topics[k] in present}
+                raise BagError(bag, topic, f'has message type {", ".join(wrong)}, expected '
+                                           f'{" or ".join(_types_for(key))} (for {required.get(key, key)})')
+        wanted: dict[str, list] = {}
+        for key, topic in topics.items():
+            wanted.setdefault(topic, []).append(key)
         conns = [c for t in wanted for c in present[t]]
-        counts = {k: 0 for k in wanted.values()}
-        raw: dict[str, list] = {k: [] for k in wanted.values()}
+        counts = {k: 0 for k in topics}
+        raw: dict[str, list] = {k: [] for k in topics}
         custom = _custom_data(bag, warnings)
         try:
             for conn, recv, data in reader.messages(connections=conns):
-                key = wanted[conn.topic]
+                keys = wanted[conn.topic]
                 last_topic = conn.topic
                 try:
                     msg = reader.deserialize(data, conn.msgtype)
                 except Exception as exc:
-                    raise BagError(bag, conn.topic, f'cannot deserialize message {counts[key]} '
+                    raise BagError(bag, conn.topic, f'cannot deserialize message {counts[keys[0]]} '
                                                     f'({type(exc).__name__}: {exc})') from None
-                counts[key] += 1
-                raw[key].append((int(recv), msg))
+                for key in keys:
+                    counts[key] += 1
+                    raw[key].append((int(recv), msg))
         except BagError:
             raise
         except Exception as exc:
@@ -244,9 +357,14 @@ def read_bag(bag: Path, config: ConvertConfig, warnings: list):
             reader.close()
         except Exception:
             pass
-    for key in required:
+    for key, why in required.items():
         if not raw.get(key):
-            raise BagError(bag, topics[key], f'has no messages (required for {key})')
+            raise BagError(bag, topics[key], f'has no messages (required for {why})')
+    if config.action_source == 'auto' and not raw.get('chunk') and not raw.get('label'):
+        raise BagError(bag, config.topics.get('chunk') or None,
+                       f'missing or empty, and no {config.topics.get("label")} either: give the action '
+                       'source (trajectory or command with its topic, or next_state when no command was '
+                       f'recorded); the bag has {describe_topics(present)}')
     storage = 'mcap' if any(bag.glob('*.mcap')) or bag.suffix == '.mcap' else 'sqlite3'
     return raw, custom, storage, topics
 
@@ -354,6 +472,90 @@ def chunk_stream(bag, topic, msgs, joint_names, to_stamp_clock, warnings) -> Chu
         out.rel_s = [out.rel_s[i] for i in order]
         out.positions = [out.positions[i] for i in order]
     return out
+
+
+def compressed_to_rgb(data, fmt: str, size: tuple[int, int] | None) -> np.ndarray:
+    """A sensor_msgs/CompressedImage payload (image_transport's `compressed`: JPEG or PNG, format like
+    'rgb8; jpeg compressed bgr8', or a bare 'jpeg' / 'png') -> (H, W, 3) uint8 RGB, resized to
+    size=(width, height) exactly as raw frames are (sensors.images.image_to_rgb, cv2.INTER_AREA)."""
+    import cv2
+    text = str(fmt).strip().lower()
+    if 'compresseddepth' in text.replace(' ', '') or '16uc1' in text or '32fc1' in text:
+        raise ValueError(f'compressed depth images are not supported (format {fmt!r})')
+    try:
+        buf = np.frombuffer(data, np.uint8)
+    except (TypeError, ValueError):
+        buf = np.asarray(data, dtype=np.uint8).reshape(-1)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None:
+        raise ValueError(f'cannot decode the compressed image (format {fmt!r}, {len(data)} bytes)')
+    if img.dtype != np.uint8:
+        raise ValueError(f'compressed image is {img.dtype}, expected 8-bit colour (format {fmt!r})')
+    # OpenCV encodes and decodes in BGR order: what was compressed as bgr8 (image_transport converts
+    # colour images to bgr8 first) comes back as BGR; only a payload declared rgb8/rgba8 stays as it is
+    target = text.split('compressed', 1)[1].strip() if 'compressed' in text else ''
+    rgb_order = target.startswith('rgb')
+    if img.ndim == 2:
+        img, encoding = np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2)), 'rgb8'
+    elif img.shape[2] == 4:
+        encoding = 'rgba8' if rgb_order else 'bgra8'
+    elif img.shape[2] == 3:
+        encoding = 'rgb8' if rgb_order else 'bgr8'
+    else:
+        raise ValueError(f'compressed image has {img.shape[2]} channels (format {fmt!r})')
+    from ros2_imitation.sensors.images import image_to_rgb
+    img = np.ascontiguousarray(img)
+    h, w, c = img.shape
+    return image_to_rgb(img.reshape(-1), encoding, h, w, w * c, size)
+
+
+def frame_to_rgb(msg, size) -> np.ndarray:
+    """sensor_msgs/Image or sensor_msgs/CompressedImage -> (H, W, 3) uint8 RGB of size (width, height)."""
+    if hasattr(msg, 'format') and not hasattr(msg, 'encoding'):
+        return compressed_to_rgb(msg.data, msg.format, size)
+    from ros2_imitation.sensors.images import image_to_rgb
+    return image_to_rgb(msg.data, msg.encoding, int(msg.height), int(msg.width), int(msg.step), size)
+
+
+def image_stream(bag, topic, msgs, size, warnings) -> Stream:
+    frames, stamps, recv = [], [], []
+    for r, msg in msgs:
+        try:
+            frames.append(frame_to_rgb(msg, size))
+        except ValueError as exc:
+            raise BagError(bag, topic, str(exc)) from None
+        stamps.append(stamp_ns(msg.header))
+        recv.append(r)
+    return sensor_stream(topic, np.array(stamps, np.int64), np.stack(frames), np.array(recv, np.int64), warnings)
+
+
+def command_stream(bag, topic, msgs, joint_names, command_joints, to_stamp_clock, warnings) -> Stream:
+    """A forward_command_controller input (std_msgs/Float64MultiArray, no header: timed by its receive
+    time on the stamp clock): values in command_joints order -> (N, len(joint_names)) in joint order."""
+    command_joints = tuple(command_joints)
+    cols = np.array([command_joints.index(j) for j in joint_names])
+    stamps, values = [], []
+    skipped: dict[str, int] = {}
+    for r, msg in msgs:
+        data = np.asarray(msg.data, dtype=float)
+        if data.size != len(command_joints):
+            reason = f'have {data.size} values, not {len(command_joints)} ({", ".join(command_joints)})'
+        elif not np.all(np.isfinite(data[cols])):
+            reason = 'have non-finite values'
+        else:
+            stamps.append(r)
+            values.append(data[cols])
+            continue
+        skipped[reason] = skipped.get(reason, 0) + 1
+    for reason, n in skipped.items():
+        warnings.append(f'{topic}: skipped {n} commands that {reason}')
+    if not values:
+        raise BagError(bag, topic, f'no usable command ({", ".join(skipped) or "no messages"}); the '
+                                   f'command joints are {list(command_joints)}')
+    recv = np.array(stamps, np.int64)
+    mapped = to_stamp_clock(recv)
+    order = np.argsort(mapped, kind='stable')
+    return Stream(mapped[order], np.array(values)[order], recv[order])
 
 
 def task_outcome(msgs) -> str | None:

@@ -6,7 +6,8 @@ the demonstrated actions vary among similar states, the data property behind the
 argument of "Generalization Capability for Imitation Learning" (near-deterministic data leaves the
 generalization gap unconstrained).
 
-ROS-free and torch-free: reads the zarr directly.
+ROS-free and torch-free: reads the zarr directly, or a LeRobot v3.0 folder (meta/info.json; its
+videos are decoded only for the frames drawn).
 """
 from __future__ import annotations
 
@@ -26,7 +27,21 @@ VARIABLE_ABOVE = 0.7
 def load(path) -> dict:
     """state, action (float64), episode_ends, episode ids per row, meta attributes; images stay lazy."""
     import zarr
+
+    from ros2_imitation.data.lerobot_format import LeRobotFormatError, is_lerobot_dataset, open_for_report
     path = Path(path)
+    if is_lerobot_dataset(path):
+        try:
+            ds = open_for_report(path)
+        except LeRobotFormatError as exc:
+            raise FileNotFoundError(str(exc)) from None
+        ends = np.asarray(ds['ends'], np.int64)
+        starts = np.concatenate([[0], ends[:-1]])
+        return {'path': path, 'state': np.asarray(ds['state'], np.float64),
+                'action': np.asarray(ds['action'], np.float64), 'ends': ends, 'starts': starts,
+                'episode': np.repeat(np.arange(len(ends)), ends - starts), 'image': ds['image'],
+                'attrs': ds['attrs'], 'episode_outcome': ds['episode_outcome'],
+                'episode_noisy': ds['episode_noisy']}
     try:
         root = zarr.open_group(str(path), mode='r')
     except Exception as exc:
@@ -264,7 +279,8 @@ def report(dataset, out_dir=None, n_episodes: int = 4, k: int = 10, seed: int = 
     det = action_determinism(ds['state'], ds['action'], ds['episode'], k=k, seed=seed)
     outcome, noisy = ds['episode_outcome'], ds['episode_noisy']
     summary = {
-        'dataset': str(path), 'episodes': int(len(lengths)), 'steps': int(lengths.sum()),
+        'dataset': str(path), 'format': 'lerobot' if attrs.get('lerobot') else 'zarr',
+        'episodes': int(len(lengths)), 'steps': int(lengths.sum()),
         'rate': rate, 'length_min': int(lengths.min()), 'length_median': float(np.median(lengths)),
         'length_max': int(lengths.max()),
         'success': int((outcome == 1).sum()), 'failure': int((outcome == 0).sum()),
@@ -288,6 +304,12 @@ def report(dataset, out_dir=None, n_episodes: int = 4, k: int = 10, seed: int = 
           f"max {summary['length_max']}",
           f"- outcomes: {summary['success']} success, {summary['failure']} failure, "
           f"{summary['outcome_unknown']} unknown; {summary['noisy']} noise-injected episodes"]
+    if attrs.get('lerobot'):
+        lr = attrs['lerobot']
+        md.append(f"- LeRobot dataset {lr['codebase_version']} (robot_type {lr['robot_type']}): state "
+                  f"`{lr['features']['state']}`, action `{lr['features']['action']}`, cameras "
+                  f"{', '.join(f'`{c}`' for c in lr['cameras']) or 'none'}; {lr['total_tasks']} tasks: "
+                  + '; '.join(lr['tasks'][:5]) + (' ...' if len(lr['tasks']) > 5 else ''))
     if attrs.get('source_bags'):
         md.append(f"- converted from {len(attrs['source_bags'])} bags by {attrs.get('format', '?')}, "
                   f"action source {attrs.get('action_source', '?')}; "

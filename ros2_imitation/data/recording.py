@@ -13,6 +13,7 @@ The episode's outcome and description go to rosbag2's `custom_data` in metadata.
 `ros2 bag info` prints, and `Reader(path).metadata['custom_data']` / `read_custom_data` return).
 """
 import json
+import os
 import queue
 import re
 import shutil
@@ -198,7 +199,7 @@ class BagRecorder:
                  max_queue: int = 20000, log=None):
         if storage not in STORAGES:
             raise RecorderError(f'storage must be one of {sorted(STORAGES)}, got {storage!r}')
-        self.output_dir = Path(output_dir).expanduser()
+        self.output_dir = absolute(output_dir)
         self.prefix, self.storage = prefix, storage
         self.log = log or (lambda msg: None)
         self.topics = {}
@@ -212,6 +213,19 @@ class BagRecorder:
     @property
     def recording(self) -> str | None:
         return self._recording
+
+    def set_output_dir(self, output_dir) -> Path:
+        """Where the next bags go (made absolute and created now); refused while recording."""
+        folder = absolute(output_dir)
+        with self._lock:
+            if self._recording:
+                raise RecorderError(f'recording {self._recording}: stop or discard it before changing output_dir')
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RecorderError(f'cannot use output_dir {folder}: {exc}') from None
+            self.output_dir = folder
+        return folder
 
     # ---- producer side (any thread) ----
     def add_topic(self, info: TopicInfo) -> None:
@@ -244,16 +258,17 @@ class BagRecorder:
         with self._lock:
             if self._recording:
                 raise RecorderError(f'already recording {self._recording}')
-            name = name or next_bag_name(self.output_dir, self.prefix)
+            folder = self.output_dir
+            name = name or next_bag_name(folder, self.prefix)
             topics = list(self.topics.values())
             self._recording = name
             self.dropped = 0
         try:
-            self._command('open', name, topics)
+            self._command('open', folder, name, topics)
         except RecorderError:
             self._recording = None
             raise
-        return self.output_dir / name
+        return folder / name
 
     def stop(self, custom_data: dict | None = None) -> dict:
         """Finish the bag: metadata (with custom_data) written, moved to its final place."""
@@ -299,10 +314,10 @@ class BagRecorder:
                     if bag is not None and failed is None:
                         bag.add_topic(item[1])
                 elif kind == 'open':
-                    _, name, topics, done, result = item
+                    _, folder, name, topics, done, result = item
                     failed = None
                     try:
-                        bag = EpisodeBag(self.output_dir, name, self.storage)
+                        bag = EpisodeBag(folder, name, self.storage)
                         for info in topics:
                             try:
                                 bag.add_topic(info)
@@ -344,6 +359,12 @@ class BagRecorder:
                 if len(item) >= 2 and isinstance(item[-2], threading.Event):
                     item[-1]['error'] = failed
                     item[-2].set()
+
+
+def absolute(folder) -> Path:
+    """`folder` with ~ expanded, absolute against the current directory (the node's: where
+    `ros2 launch` or bringup was started), normalised."""
+    return Path(os.path.abspath(os.path.expanduser(str(folder))))
 
 
 def wall_time_iso() -> str:

@@ -136,5 +136,10 @@ class EpisodeRunner:
 
     def close(self):
         self._executor.shutdown()
+        self._thread.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+        # Free the DDS participant now, not in the interpreter's teardown: with a graph still running
+        # (record-demos --attach) its threads are busy then, and the process could end in an abort
+        # ("terminate called without an active exception") after its work was done.
+        self.context.destroy()

@@ -1,13 +1,13 @@
 """Runs the diffusion policy on the robot's observations and publishes timestamped action chunks.
 
-A thin adapter around runtime.PolicyRunner, which owns every online rule (when a query is due, the
-history on the policy-rate grid by header.stamp, staleness, seeds, scheduling, continuity, the
-latency estimate, reset epochs). This node turns camera Image(s) and /ros2_imitation/proprio
-(sensor-data QoS) into runner samples, runs the runner's queries on an inference thread, and
-publishes each chunk on /ros2_imitation/action_chunk: header.stamp = when its first point applies,
-points `dt` apart, actions already overtaken by the inference latency dropped.
+A thin adapter around runtime.PolicyRunner, which owns every online rule (due queries, history by
+header.stamp, staleness, seeds, scheduling, continuity, latency, reset epochs): camera Image(s) and
+/ros2_imitation/proprio become runner samples, an inference thread runs the queries, and each chunk
+goes out on /ros2_imitation/action_chunk (header.stamp = when its first point applies, points `dt`
+apart, overtaken actions dropped), with its end-effector path on ~/predicted_chunk (MarkerArray).
 """
 import threading
+import time
 
 import numpy as np
 import rclpy
@@ -16,6 +16,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
 
 from ros2_imitation.nodes.common import (
     NodeReasonLog,
@@ -28,15 +29,15 @@ from ros2_imitation.nodes.common import (
     to_sec,
 )
 from ros2_imitation.nodes.conversions import trajectory_to_msg
+from ros2_imitation.nodes.markers import chunk_markers, marker_kinematics
 from ros2_imitation.qos import COMMAND_QOS, SENSOR_QOS, image_qos
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.runtime.chunking import CONTINUITY
 from ros2_imitation.runtime.runner import PolicyRunner, load_runtime_policy
 from ros2_imitation.sensors.images import image_to_rgb
 from ros2_imitation.sensors.proprioception import JointMapper, MappingError
+from ros2_imitation.viz.chunk_path import chunk_path
 
-# Frames with more pixels than this are rejected before they are copied or decoded: a misconfigured
-# or hostile publisher must not make the policy spend its CPU and memory on resizing them.
+# Frames with more pixels are refused before they are copied or decoded (sensors.images.image_to_rgb).
 MAX_IMAGE_PIXELS = 4096 * 4096
 
 
@@ -48,9 +49,7 @@ class PolicyNode(Node):
             image_topics=['/camera/camera/color/image_raw'], proprio_topic='/ros2_imitation/proprio',
             chunk_topic='/ros2_imitation/action_chunk', robot='panda', rate=10.0, execute_steps=0,
             action_offset_steps=-1, max_obs_age=0.25, continuity='inpaint', seed=0, warmup=True,
-            threads=0, max_image_pixels=MAX_IMAGE_PIXELS, image_reliability='best_effort').items()}
-        if p['continuity'] not in CONTINUITY:
-            raise StartupError(f'continuity must be one of {CONTINUITY}, got {p["continuity"]!r}')
+            threads=0, max_image_pixels=MAX_IMAGE_PIXELS, image_reliability='best_effort', markers=True).items()}
         check_positive(p, 'rate', 'max_obs_age', 'max_image_pixels', 'threads', 'execute_steps',
                        'inference_steps', allow_zero=('threads', 'execute_steps', 'inference_steps'))
         self.p = p
@@ -59,6 +58,10 @@ class PolicyNode(Node):
             self.policy, self.model_path = load_runtime_policy(
                 p['model'], p['device'], p['scheduler'], p['inference_steps'], p['noise_mode'], p['sigma'],
                 p['threads'], arm_dof=self.robot.dof, robot_name=self.robot.name)
+            self.runner = PolicyRunner(   # a bad continuity is a ValueError here
+                self.policy, self.robot.arm_joints, 1.0 / p['rate'], execute=p['execute_steps'] or None,
+                offset=p['action_offset_steps'] if p['action_offset_steps'] >= 0 else None,
+                continuity=p['continuity'], max_obs_age=p['max_obs_age'], seed=p['seed'])
         except (FileNotFoundError, ValueError) as exc:
             raise StartupError(str(exc)) from None
         cfg = self.policy.config
@@ -67,10 +70,6 @@ class PolicyNode(Node):
             raise StartupError(f'the policy sees cameras {list(cfg.image_keys)}: give image_topics '
                                f'one topic each, got {topics}')
         self.mapper = JointMapper(self.robot.arm_joints)
-        self.runner = PolicyRunner(
-            self.policy, self.robot.arm_joints, 1.0 / p['rate'], execute=p['execute_steps'] or None,
-            offset=p['action_offset_steps'] if p['action_offset_steps'] >= 0 else None,
-            continuity=p['continuity'], max_obs_age=p['max_obs_age'], seed=p['seed'])
         self.log = NodeReasonLog(self)
         self._reason = 'starting'
         self.chunk_pub = self.create_publisher(JointTrajectory, p['chunk_topic'], COMMAND_QOS)
@@ -81,6 +80,8 @@ class PolicyNode(Node):
         self.create_subscription(JointState, p['proprio_topic'], self._on_proprio, SENSOR_QOS)
         self.create_service(Trigger, '~/reset', self._reset)
         self.create_timer(1.0, self._publish_diagnostics)
+        self.kinematics = marker_kinematics(self.robot, self.get_logger()) if p['markers'] else None
+        self.marker_pub = self.create_publisher(MarkerArray, '~/predicted_chunk', COMMAND_QOS)
         if p['warmup']:
             self.runner.warmup()
         self._running = True
@@ -94,15 +95,14 @@ class PolicyNode(Node):
     # ---- inputs ----
     def _on_image(self, key: str, msg: Image):
         h, w = self.policy.config.image_shape[:2]
-        pixels = int(msg.width) * int(msg.height)
-        if pixels > self.p['max_image_pixels'] or len(msg.data) > 4 * self.p['max_image_pixels']:
-            return self.log.warn(f'rejected image on {key}', f'{msg.width}x{msg.height} with {len(msg.data)} '
-                                 f'bytes is larger than max_image_pixels={self.p["max_image_pixels"]}')
+        t0 = time.perf_counter()
         try:
-            rgb = image_to_rgb(bytes(msg.data), msg.encoding, msg.height, msg.width, msg.step, (w, h))
+            rgb = image_to_rgb(msg.data, msg.encoding, msg.height, msg.width, msg.step, (w, h),
+                               self.p['max_image_pixels'])
         except ValueError as exc:
             return self.log.warn(f'rejected image on {key}', str(exc))
         self.runner.add(key, to_sec(msg.header.stamp), rgb)
+        self.runner.stats.stage('decode', time.perf_counter() - t0)
 
     def _on_proprio(self, msg: JointState):
         try:
@@ -142,26 +142,26 @@ class PolicyNode(Node):
             if outcome.reason:
                 self.log.warn('dropped chunk' if outcome.trajectory is None else 'clock jump', outcome.reason)
             if outcome.trajectory is not None and self._running:
+                t0 = time.perf_counter()
                 self.chunk_pub.publish(trajectory_to_msg(outcome.trajectory))
+                self.runner.stats.stage('publish', time.perf_counter() - t0)
+                if self.kinematics is not None:
+                    self._publish_markers(outcome)
             self._reason = '' if outcome.trajectory is not None else outcome.reason
 
     def _publish_diagnostics(self):
-        stats = self.runner.stats
-        stats.keep_recent(200)
-        lat, inf = np.array(stats.latency), np.array(stats.inference)
         cfg = self.policy.config
-        values = {'chunks': stats.chunks, 'rejected_observations': stats.rejected,
-                  'dropped_actions': stats.dropped, 'sigma': cfg.noise_sigma, 'noise_mode': cfg.noise_mode,
+        values = {**self.runner.stats.summary(), 'sigma': cfg.noise_sigma, 'noise_mode': cfg.noise_mode,
                   'continuity': self.runner.continuity, 'reason': self._reason}
-        if lat.size:
-            values.update(latency_p50_ms=round(float(np.percentile(lat, 50)) * 1e3, 1),
-                          latency_p99_ms=round(float(np.percentile(lat, 99)) * 1e3, 1),
-                          latency_last_ms=round(float(lat[-1]) * 1e3, 1))
-        if inf.size:
-            values['inference_ms'] = round(float(np.median(inf)) * 1e3, 1)
         level = DiagnosticStatus.OK if not self._reason else DiagnosticStatus.WARN
         publish_status(self, self.diag_pub, level, 'diffusion policy', self._reason or 'running',
                        str(self.policy.device), values)
+
+    def _publish_markers(self, outcome):
+        k = self.kinematics
+        label = f'latency {outcome.latency * 1e3:.0f} ms, {outcome.dropped} dropped'
+        path = chunk_path(k, outcome.trajectory, outcome.overtaken)
+        self.marker_pub.publish(chunk_markers(path, k.base_frame, self.get_clock().now().to_msg(), label))
 
     def close(self):
         self._running = False

@@ -15,14 +15,21 @@ Services (std_srvs/Trigger; the reply's message is JSON):
   ~/discard        drop the bag being recorded; nothing of it stays on disk
 The outcome, the latest JSON of each `info_topics` topic (the expert's episode description), the
 last task state and the `metadata` parameter (a JSON object) go to the bag's custom_data.
+
+`output_dir` is made absolute against the node's working directory (where `ros2 launch` or bringup
+was started) and may be changed between episodes (`ros2 param set /recorder output_dir ...`; refused
+while a bag is being recorded): `record-demos --attach` points it at its --out. The replies of
+~/start and ~/stop, and ~/status, give absolute paths.
 """
 import importlib
 import json
 import threading
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -104,14 +111,37 @@ class RecorderNode(Node):
         # Discovery runs on the steady clock: it must not wait for /clock.
         self.create_timer(p['discovery_period'], self._discover, callback_group=service_group,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
-        partial = recording.partial_bags(p['output_dir'])
-        if partial:
-            self.get_logger().warn(f'{len(partial)} unfinished bag(s) from an earlier run in '
-                                   f'{partial[0].parent} (never valid; `mcap recover` can salvage them)')
+        # `ros2 param get /recorder output_dir` says where the bags go, not where it was started from
+        p['output_dir'] = str(self.core.output_dir)
+        self.set_parameters([Parameter('output_dir', value=p['output_dir'])])
+        self._warn_partial()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._discover()
         self._publish_status()
         self.get_logger().info(f'recording {len(p["topics"])} topics to {self.core.output_dir} '
                                f'({p["storage"]}); call ~/start and ~/stop per episode')
+
+    def _warn_partial(self):
+        partial = recording.partial_bags(self.core.output_dir)
+        if partial:
+            self.get_logger().warn(f'{len(partial)} unfinished bag(s) from an earlier run in '
+                                   f'{partial[0].parent} (never valid; `mcap recover` can salvage them)')
+
+    def _on_set_parameters(self, params):
+        for param in params:
+            if param.name != 'output_dir':
+                continue
+            if not isinstance(param.value, str) or not param.value.strip():
+                return SetParametersResult(successful=False, reason='output_dir must be a non-empty path')
+            try:
+                folder = self.core.set_output_dir(param.value)
+            except recording.RecorderError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            self.p['output_dir'] = str(folder)
+            self.get_logger().info(f'bags now go to {folder}')
+            self._warn_partial()
+            self._publish_status()
+        return SetParametersResult(successful=True)
 
     # ---- discovery ----
     def _discover(self):

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 NOISE_MODES = ('replica', 'train_only', 'off')
+# gaussian: N(0, sigma^2); uniform_paper: U[0, sigma) per dimension, exactly as the noise-injection
+# paper's code (pfrommerd/diffusion_policy_pt) adds it -- not zero-mean, spread 0.29 sigma
+NOISE_DISTRIBUTIONS = ('gaussian', 'uniform_paper')
 # bag2dataset's convention: dataset action k is the target one step ahead of observation k.
 DEFAULT_ACTION_OFFSET_STEPS = 1
 SCHEDULERS = ('ddpm', 'ddim')
@@ -92,6 +95,7 @@ class PolicyConfig:
     # Test-time noise injection on the normalized conditioning (state history + keypoints).
     noise_sigma: float = 0.0
     noise_mode: str = 'replica'
+    noise_distribution: str = 'gaussian'
 
     seed: int = 0
 
@@ -139,6 +143,8 @@ class PolicyConfig:
             problems.append(f'action_offset_steps={self.action_offset_steps} must be >= 0')
         if self.noise_mode not in NOISE_MODES:
             problems.append(f'noise_mode={self.noise_mode!r} not in {NOISE_MODES}')
+        if self.noise_distribution not in NOISE_DISTRIBUTIONS:
+            problems.append(f'noise_distribution={self.noise_distribution!r} not in {NOISE_DISTRIBUTIONS}')
         if not self.noise_sigma >= 0:
             problems.append(f'noise_sigma={self.noise_sigma} must be >= 0')
         if self.inference_scheduler not in SCHEDULERS:
@@ -242,6 +248,6 @@ _FIELD_TYPES = {
     'n_groups': (int, False), 'diffusion_step_embed_dim': (int, False), 'num_train_timesteps': (int, False),
     'beta_schedule': (str, False), 'prediction_type': (str, False), 'clip_sample': (bool, False),
     'inference_scheduler': (str, False), 'num_inference_steps': (int, False), 'noise_sigma': (float, False),
-    'noise_mode': (str, False), 'seed': (int, False),
+    'noise_mode': (str, False), 'noise_distribution': (str, False), 'seed': (int, False),
 }
 assert set(_FIELD_TYPES) == {f.name for f in fields(PolicyConfig)}, 'every PolicyConfig field needs a type'

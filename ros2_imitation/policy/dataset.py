@@ -1,5 +1,7 @@
 """Diffusion Policy's zarr replay buffer (data/<key> arrays of shape (T, ...), meta/episode_ends
 cumulative int64) and the training windows cut from it, like Diffusion Policy's SequenceSampler.
+A LeRobot v3.0 folder (meta/info.json) opens into the same in-memory buffer, its features mapped to
+the policy's keys (ReplayBuffer.open_lerobot).
 
 The arrays are read into memory once: per-window zarr reads of compressed chunks would dominate a
 2-core training step. A 20k-frame 96x96 RGB dataset is about 550 MB.
@@ -57,6 +59,8 @@ def _check_layout(path: Path, shapes: dict[str, tuple], ends: np.ndarray) -> Non
 class ReplayBuffer:
     """In-memory arrays + episode boundaries."""
 
+    feature_map: dict | None = None   # a LeRobot dataset's: policy key -> the feature it was read from
+
     def __init__(self, data: dict[str, np.ndarray], episode_ends: np.ndarray, path: str = '<memory>',
                  action_offset_steps: int | None = None):
         self.data, self.episode_ends, self.path = data, np.asarray(episode_ends, dtype=np.int64), path
@@ -65,6 +69,11 @@ class ReplayBuffer:
 
     @classmethod
     def open(cls, path: str | Path, keys: Sequence[str]) -> 'ReplayBuffer':
+        """A zarr replay buffer, or a LeRobot folder (it has meta/info.json; a DatasetPath carries a
+        map from keys to its features)."""
+        from ros2_imitation.data.lerobot_format import is_lerobot_dataset
+        if is_lerobot_dataset(path):
+            return cls.open_lerobot(path, keys, getattr(path, 'feature_map', None))
         path = Path(path)
         try:
             root = zarr.open_group(str(path), mode='r')
@@ -78,6 +87,24 @@ class ReplayBuffer:
         offset = root['meta'].attrs.get('action_time_offset_steps')
         return cls(data, np.asarray(root['meta']['episode_ends'][...]), str(path),
                    None if offset is None else int(offset))
+
+    @classmethod
+    def open_lerobot(cls, path, keys: Sequence[str], feature_map: dict | None = None) -> 'ReplayBuffer':
+        """A LeRobot v3.0 dataset folder, read once into memory (videos decoded with PyAV); `keys`
+        are found by data.lerobot_format.resolve_features (state -> observation.state, action ->
+        action, image -> its camera) unless `feature_map` names their features."""
+        from ros2_imitation.data.lerobot_format import LeRobotFormatError, load_lerobot, read_info, resolve_features
+        path = Path(path)
+        try:
+            mapping = resolve_features(read_info(path)['features'], keys, feature_map, str(path))
+            data = load_lerobot(path, sorted(set(mapping.values())))
+        except LeRobotFormatError as exc:
+            raise FileNotFoundError(str(exc)) from None
+        arrays = {key: data.arrays[feature] for key, feature in mapping.items()}
+        offset = data.extra.get('action_time_offset_steps')
+        buffer = cls(arrays, data.episode_ends, str(path), None if offset is None else int(offset))
+        buffer.feature_map = mapping
+        return buffer
 
     @property
     def n_episodes(self) -> int:

@@ -5,6 +5,8 @@ DDPM/DDIM denoising of a (horizon, action_dim) chunk in [-1, 1] -> unnormalized 
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -36,6 +38,7 @@ class DiffusionPolicy(nn.Module):
         if bad:
             raise ValueError(f'image keys may not contain dots: {bad}')
         self.config = config
+        self.last_timing = {}
         self.encoders = nn.ModuleDict({
             key: ImageEncoder(config.encoder_channels, config.encoder_blocks, config.num_keypoints)
             for key in config.image_keys})
@@ -97,8 +100,9 @@ class DiffusionPolicy(nn.Module):
         """Global conditioning vector (B, cond_dim) from an obs history batch.
 
         obs[state_key]: (B, To, S) robot units; obs[image_key]: (B, To, H, W, 3) uint8.
-        The noise-injection step lives here so it can be inspected: N(0, sigma^2) on every
-        (normalized) component, a fresh draw per call, when the mode says so for `training`.
+        The noise-injection step lives here so it can be inspected: N(0, sigma^2) (or, with
+        noise_distribution uniform_paper, U[0, sigma)) on every (normalized) component, a fresh draw
+        per call, when the mode says so for `training`.
         """
         training = self.training if training is None else training
         state = obs[self.config.state_key].to(self.device, torch.float32)
@@ -109,7 +113,8 @@ class DiffusionPolicy(nn.Module):
             feats.append(encoder(self._crop(images, training, generator)).reshape(b, to, -1))
         cond = torch.cat(feats, dim=-1).reshape(b, -1)
         if self.noise_active(training):
-            cond = cond + self.config.noise_sigma * torch.randn(
+            draw = torch.rand if self.config.noise_distribution == 'uniform_paper' else torch.randn
+            cond = cond + self.config.noise_sigma * draw(
                 cond.shape, generator=generator, device=cond.device, dtype=cond.dtype)
         return cond
 
@@ -207,8 +212,10 @@ class DiffusionPolicy(nn.Module):
 
         Deterministic for a given seed -- including the injected observation noise, so a deployed
         policy must not reuse one fixed seed: pass None (fresh draws) or a new seed per query.
-        Not thread-safe (shared scheduler); call it from one thread.
+        Not thread-safe (shared scheduler); call it from one thread. `last_timing` keeps the call's
+        stages in seconds: preprocess (arrays to tensors), encode (conditioning), denoise.
         """
+        t0 = time.perf_counter()
         batch, batched = self._obs_tensors(obs)
         generator = None
         if seed is not None:
@@ -232,11 +239,14 @@ class DiffusionPolicy(nn.Module):
         self.eval()
         try:
             with torch.no_grad():
+                t1 = time.perf_counter()
                 cond = self.condition(batch, training=False, generator=generator)
+                t2 = time.perf_counter()
                 chunk = self.action_normalizer.unnormalize(self.sample(cond, generator, prefix_t, weights_t))
         finally:
             self.train(was_training)
         chunk = chunk.cpu().numpy()
+        self.last_timing = {'preprocess': t1 - t0, 'encode': t2 - t1, 'denoise': time.perf_counter() - t2}
         return chunk if batched else chunk[0]
 
     def predict(self, obs: dict[str, np.ndarray], seed: int | None = None) -> np.ndarray:

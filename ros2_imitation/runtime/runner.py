@@ -47,11 +47,13 @@ class Query:
 
 @dataclass
 class Outcome:
-    """What became of a query's chunk. trajectory None: discarded (`reason` says why)."""
+    """What became of a query's chunk. trajectory None: discarded (`reason` says why).
+    `overtaken`: (times, positions) of the predicted actions dropped for latency, for displays."""
     trajectory: object = None
     dropped: int = 0
     latency: float = 0.0
     reason: str = ''
+    overtaken: tuple | None = None
 
 
 @dataclass
@@ -61,9 +63,33 @@ class RunnerStats:
     dropped: int = 0            # actions overtaken by latency (the history part excluded)
     latency: list = field(default_factory=list)      # s, t_done - t_obs, the newest 200
     inference: list = field(default_factory=list)    # s, policy call time, the newest 200
+    # s per stage of the path observation -> chunk, the newest 200 each: wait (observation stamp to
+    # the query), decode (image message to array, in the node), preprocess, encode, denoise (in the
+    # policy), schedule, publish (in the node)
+    stages: dict = field(default_factory=dict)
+
+    def stage(self, name: str, seconds: float) -> None:
+        self.stages.setdefault(name, []).append(seconds)
 
     def keep_recent(self, n: int = 200):
         self.latency, self.inference = self.latency[-n:], self.inference[-n:]
+        self.stages = {k: v[-n:] for k, v in self.stages.items()}
+
+    def summary(self) -> dict:
+        """Counts and the recent latency (obs stamp -> chunk ready) and inference-time figures, in ms."""
+        self.keep_recent()
+        lat, inf = np.array(self.latency), np.array(self.inference)
+        values = {'chunks': self.chunks, 'rejected_observations': self.rejected, 'dropped_actions': self.dropped}
+        if lat.size:
+            values.update(latency_p50_ms=round(float(np.percentile(lat, 50)) * 1e3, 1),
+                          latency_p99_ms=round(float(np.percentile(lat, 99)) * 1e3, 1),
+                          latency_last_ms=round(float(lat[-1]) * 1e3, 1))
+        if inf.size:
+            values['inference_ms'] = round(float(np.median(inf)) * 1e3, 1)
+        for name, seconds in self.stages.items():
+            if seconds:
+                values[f'{name}_ms'] = round(float(np.median(seconds)) * 1e3, 2)
+        return values
 
 
 class PolicyRunner:
@@ -162,6 +188,7 @@ class PolicyRunner:
             prefix, weights = self.scheduler.prefix(t_obs, self.horizon, self.latency_estimate)
             query = Query(obs, t_obs, prefix, weights, self.epoch, self.seed * SEED_STRIDE + self.calls)
             self.calls += 1
+            self.stats.stage('wait', now - t_obs)
             self.waiting = ''
             return query
 
@@ -171,17 +198,23 @@ class PolicyRunner:
         chunk = self.policy.predict_chunk(query.obs, seed=query.seed, prefix=query.prefix,
                                           prefix_weights=query.weights)
         self.stats.inference.append(time.perf_counter() - t0)
+        for name, seconds in getattr(self.policy, 'last_timing', {}).items():
+            self.stats.stage(name, seconds)
         return chunk
 
     def complete(self, query: Query, chunk: np.ndarray, now: float) -> Outcome:
         """Schedule a query's chunk, available at `now`: the timestamped trajectory to send."""
+        t0 = time.perf_counter()
         with self._lock:
             if query.epoch != self.epoch:
                 return Outcome(reason='reset during inference: the chunk belongs to the last episode')
             traj, dropped = self.scheduler.schedule(chunk, query.t_obs, now)
             self.clock.done(query.t_obs)
             latency = now - query.t_obs
-            out = Outcome(traj, dropped - self.scheduler.first, latency)
+            first = self.scheduler.first
+            times = self.scheduler.times(query.t_obs, len(chunk))
+            out = Outcome(traj, dropped - first, latency,
+                          overtaken=(times[first:dropped], np.asarray(chunk)[first:dropped]))
             if 0.0 <= latency <= self.horizon * self.dt:
                 self.latency_estimate += LATENCY_GAIN * (latency - self.latency_estimate)
                 self.stats.latency.append(latency)
@@ -195,6 +228,7 @@ class PolicyRunner:
                 out.reason = f'{out.reason}; {overtaken}' if out.reason else overtaken
             else:
                 self.stats.chunks += 1
+            self.stats.stage('schedule', time.perf_counter() - t0)
             return out
 
     def step(self, now: float, available: float | None = None) -> Outcome | None:
