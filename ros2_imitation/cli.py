@@ -26,12 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except (GraphError, FileNotFoundError) as exc:
-        print(f'ros2-imitation {args.command}: {exc}', file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)
+        try:
+            return args.func(args)
+        except (GraphError, FileNotFoundError) as exc:
+            print(f'ros2-imitation {args.command}: {exc}', file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:
+        # Ctrl-C before a command took over its signals (while it imports, say): 128 + SIGINT, no
+        # traceback; commands that run things (bringup, demo...) stop those first
+        print('ros2-imitation: interrupted', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':

@@ -8,6 +8,12 @@ SENSOR_QOS = qos_profile_sensor_data
 # Commands and chunks: nothing silently lost.
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                          reliability=ReliabilityPolicy.RELIABLE)
+# The controller's chunk intake: reliable (matches every chunk publisher), but only the newest few
+# chunks wait in the queue. A chunk replaces the previous one, so when the controller falls behind,
+# the chunks it has not read yet are worth nothing: DDS drops them instead of queueing them. (Not 1:
+# a large chunk still being reassembled from its fragments would lose to any small one after it.)
+CHUNK_INTAKE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=3,
+                              reliability=ReliabilityPolicy.RELIABLE)
 # State that several subscribers want, such as /joint_states (joint_state_broadcaster's QoS).
 STATE_QOS = COMMAND_QOS
 # What rclcpp's ClockQoS is; rclpy's time source subscribes best effort, depth 1.

@@ -134,6 +134,31 @@ def test_stop_and_resume():
     assert ctrl.on_chunk(sine_chunk(0.65), 0.6) is None
 
 
+@pytest.mark.parametrize('mode', ['impedance', 'trajectory', 'position', 'impedance_target'])
+def test_shutdown_leaves_the_arm_holding(mode):
+    """The node's last command when it stops: no torque left on (effort), a hold that replaces the
+    chunk a joint_trajectory_controller is executing (trajectory); the other modes' last command
+    already holds. Afterwards the controller is stopped and sends nothing more."""
+    ctrl = make(mode)
+    assert ctrl.shutdown(0.0) is None          # nothing commanded yet: nothing to undo
+    ctrl = make(mode)
+    ctrl.update(0.0)
+    ctrl.on_chunk(sine_chunk(0.05), 0.0)
+    run(ctrl, 0.0, 0.3)
+    last = ctrl.shutdown(0.3)
+    if mode == 'impedance':
+        assert last.kind == 'effort' and np.all(last.values == 0.0)
+    elif mode == 'trajectory':
+        assert last.kind == 'trajectory'
+        check_command(last, None)
+        assert np.allclose(last.trajectory.positions, ctrl.q[None, :]) and len(last.trajectory.times) == 1
+    else:
+        assert last is None
+    assert ctrl.state == 'stopped' and ctrl.on_chunk(sine_chunk(0.35), 0.3) is not None
+    if mode == 'trajectory':
+        assert ctrl.update(0.31) is None           # the hold is the last trajectory sent
+
+
 def test_joint_states_mapped_by_name_and_bad_ones_ignored():
     ctrl = make()
     order = list(reversed(ARM)) + ['panda_finger_joint1']

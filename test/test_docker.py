@@ -262,3 +262,23 @@ def test_compose_runs_every_graph_node_exactly_once():
         if name == 'policy':
             assert evaluate(nodes['policy'].kwargs['parameters'][0]['device'], config) == 'cuda'
     assert sorted(started) == sorted(graph_nodes)
+
+
+def seconds(duration: str) -> float:
+    """A compose duration ('20s', '1m30s', '500ms') in seconds."""
+    units = {'h': 3600.0, 'm': 60.0, 's': 1.0, 'ms': 1e-3, 'us': 1e-6}
+    parts = re.findall(r'(\d+(?:\.\d+)?)(ms|us|h|m|s)', str(duration))
+    assert parts and ''.join(a + b for a, b in parts) == str(duration), f'not a compose duration: {duration!r}'
+    return sum(float(value) * units[unit] for value, unit in parts)
+
+
+def test_compose_and_images_stop_ros2_launch_with_sigint_and_time_to_stop():
+    """SIGTERM makes `ros2 launch` exit at once and orphan its nodes (ros2/launch#666); on SIGINT it
+    stops them in order, escalating itself (SIGINT, 5 s, SIGTERM, 5 s, SIGKILL): docker must send
+    SIGINT and wait past launch's escalation before its own SIGKILL (default: 10 s after SIGTERM)."""
+    for name, service in compose()['services'].items():
+        assert service.get('stop_signal') == 'SIGINT', name
+        assert seconds(service.get('stop_grace_period', '10s')) >= 15, name
+    for name in DOCKERFILES:
+        assert ('STOPSIGNAL', 'SIGINT') in instructions(name), name
+    assert 'SIGINT' in (DOCKER / 'entrypoint.sh').read_text()

@@ -213,6 +213,42 @@ def test_launch_file_runs_its_graph_with_every_argument(launch_modules, name):
         assert min(i for i, k in enumerate(kinds) if k in ('Node', 'IncludeLaunchDescription')) > last_check
 
 
+class ProcessExited:
+    """What launch hands an on_exit callable: the event (with the exit code) and the context."""
+
+    def __init__(self, returncode):
+        self.returncode = returncode
+
+
+class Context:
+    def __init__(self, is_shutdown=False):
+        self.is_shutdown = is_shutdown
+
+
+def test_a_required_node_that_fails_makes_ros2_launch_fail_naming_it(launch_modules):
+    """Upstream LaunchService.run() returns 1 only for an exception raised inside launch (and 0 after
+    any Shutdown): an error exit of a required node raises, naming the node and its exit code."""
+    from ros2_imitation.graph.launch_support import RequiredNodeExited
+    description = load_launch_file('demo.launch.py')
+    nodes = {n.kwargs['name']: n for n in of_kind(description.entities, 'Node')}
+    graph = load_graph('demo')
+    for spec in graph.nodes:
+        assert ('on_exit' in nodes[spec.name].kwargs) == spec.required, spec.name
+    on_exit = nodes['controller'].kwargs['on_exit']
+    for code in (1, 2, -9, -11):
+        with pytest.raises(RequiredNodeExited, match=f"required node 'controller' exited with code {code}"):
+            on_exit(ProcessExited(code), Context())
+    # exit 0 on its own: the launch stops with that reason, logged (upstream does not log reasons)
+    log, shutdown = on_exit(ProcessExited(0), Context())
+    assert kind(log) == 'LogInfo' and "required node 'controller' exited with code 0" in log.kwargs['msg']
+    assert kind(shutdown) == 'Shutdown'
+    assert shutdown.kwargs['reason'] == "required node 'controller' exited with code 0"
+    # exits while the launch is stopping (Ctrl-C, another node's failure, launch's SIGTERM/SIGKILL
+    # escalation) are nobody's failure
+    for code in (0, 1, -15, -9):
+        assert on_exit(ProcessExited(code), Context(is_shutdown=True)) is None
+
+
 def test_every_launch_file_builds(launch_modules):
     for path in sorted((share_dir() / 'launch').glob('*.launch.py')):
         description = load_launch_file(path.name)

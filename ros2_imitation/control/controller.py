@@ -7,6 +7,7 @@ States:
   holding   the chunk stream stopped: hold the last commanded pose (with damping in effort mode)
   resting   held for `hold_timeout`: effort mode brakes with damping only, other modes stop sending
   stopped   the stop service was called: hold where the arm is, reject chunks until resume
+            (and after shutdown(), the node's last command: the arm left holding, no torque kept on)
 Every command goes through SafetyFilter, whatever the chunk contained.
 """
 from dataclasses import dataclass
@@ -119,6 +120,26 @@ class ChunkController:
             if self.mode == 'trajectory':
                 self._pending_trajectory = self._hold_trajectory()
         self.state, self.reason = 'stopped', why
+
+    def shutdown(self, now: float) -> Command | None:
+        """The last command before the controller goes away, or None when nothing needs sending.
+
+        A forward command controller keeps applying the last command it got: effort mode sends a zero
+        torque (as when joint states are lost), so no torque computed for a pose that is no longer
+        tracked stays on; trajectory mode sends a hold where the arm is, which replaces a chunk the
+        joint_trajectory_controller would otherwise keep executing to its end. Position and
+        impedance-target modes leave their last (complete) command standing: the arm holds there.
+        """
+        commanded = self.q_cmd is not None and self.state != 'waiting'
+        self.stop(now, 'shut down')
+        self._pending_trajectory = None
+        if not commanded or self.q is None:
+            return None
+        if self.mode == 'impedance':
+            return Command('effort', np.zeros(len(self.joints)))
+        if self.mode == 'trajectory':
+            return Command('trajectory', None, trajectory=self._hold_trajectory())
+        return None
 
     def resume(self, now: float):
         if self.state == 'stopped':

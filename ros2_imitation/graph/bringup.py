@@ -51,10 +51,13 @@ class Bringup:
         self.running: list[Running] = []
         self._folder = None
 
-    def start(self):
+    def start(self, stop=None):
+        """Start every node (`stop`: a threading.Event; once set, no further node is started)."""
         self._folder = params_folder()
         try:
             for spec in self.graph.nodes:
+                if stop is not None and stop.is_set():
+                    break
                 cmd = [sys.executable, '-m', spec.module,
                        *spec.ros_arguments(spec.write_params_file(self._folder))]
                 process = subprocess.Popen(cmd, env=self.env, start_new_session=True)
@@ -83,10 +86,11 @@ class Bringup:
                          f'the rest of the graph keeps running')
         return None
 
-    def wait(self, timeout: float | None = None) -> int:
-        """Block until a required node exits or the timeout passes; return bringup's exit code."""
+    def wait(self, timeout: float | None = None, stop=None) -> int:
+        """Block until a required node exits, the timeout passes or `stop` (a threading.Event) is
+        set; return bringup's exit code."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while deadline is None or time.monotonic() < deadline:
+        while (deadline is None or time.monotonic() < deadline) and not (stop is not None and stop.is_set()):
             died = self.poll()
             if died:
                 name, code = died
@@ -125,9 +129,16 @@ class Bringup:
         return self
 
     def __exit__(self, *exc):
+        # a second Ctrl-C (or SIGTERM) must not interrupt stopping the graph half-way: the nodes not
+        # yet stopped would be left running
+        ignored = {}
+        if threading.current_thread() is threading.main_thread():
+            ignored = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.stop()
         finally:
+            for sig, handler in ignored.items():
+                signal.signal(sig, handler)
             if self._previous is not None:
                 signal.signal(signal.SIGTERM, self._previous)
 
@@ -144,26 +155,33 @@ def _signal_group(process: subprocess.Popen, sig: int):
 
 
 def run(graph: Graph, duration: float | None = None) -> int:
-    """Run until SIGINT/SIGTERM, a required node's death, or `duration` seconds."""
+    """Run until SIGINT/SIGTERM, a required node's death, or `duration` seconds.
+
+    Signals never interrupt anything here: the first SIGINT or SIGTERM is noted (a node being started
+    is still recorded, so it is stopped too), the graph is stopped in order, and any further signal,
+    a second Ctrl-C or `timeout -s INT`'s one to the process group, is ignored until that is done.
+    Exit code 0 after a signal.
+    """
     bringup = Bringup(graph)
-    stop_requested = []
+    stop = threading.Event()
+    received = []
 
     def request_stop(signum, _frame):
-        stop_requested.append(signum)
-        raise KeyboardInterrupt
+        received.append(signum)
+        stop.set()
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     code = 0
     try:
-        bringup.start()
-        code = bringup.wait(duration)
-    except KeyboardInterrupt:
-        bringup.log(f'[bringup] {signal.Signals(stop_requested[0]).name if stop_requested else "SIGINT"}'
-                    f' received; stopping {len(bringup.running)} nodes')
+        bringup.start(stop)
+        code = bringup.wait(duration, stop)
+        if received:
+            bringup.log(f'[bringup] {signal.Signals(received[0]).name} received; stopping '
+                        f'{len(bringup.running)} nodes')
     finally:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
         bringup.stop()
+        # asked to stop: ignore any further signal until the process has exited (SIG_IGN, which
+        # Python keeps through its teardown; its own handlers revert to the default there)
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if received else handler)
     return code

@@ -1,13 +1,40 @@
 """Build a `ros2 launch` description from a graph config, so launch and bringup run the same graph.
 
 Only imported by the files in launch/, on a machine with the ROS 2 launch system.
+
+A required node that exits on its own takes the launch down, as with bringup, and says which node
+and its exit code. Upstream launch (Humble to Kilted) has no way to set `ros2 launch`'s exit code:
+LaunchService.run() returns 1 only when an exception escapes an action or an event handler (and 0
+after Shutdown, whatever its reason, which it does not even log). So an error exit of a required
+node raises RequiredNodeExited in its on_exit handler: launch logs "Caught exception in launch ...:
+required node 'controller' exited with code 1", shuts everything down with that as the reason, and
+`ros2 launch` exits 1. A required node that exits 0 shuts the launch down with a logged reason and
+exit 0; an exit while the launch is already shutting down (Ctrl-C) is no failure.
 """
-from launch.actions import DeclareLaunchArgument, Shutdown
+from launch.actions import DeclareLaunchArgument, LogInfo, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
 from ros2_imitation.graph.spec import load_graph
+
+
+class RequiredNodeExited(RuntimeError):
+    """A required node exited with an error: raised inside launch so that `ros2 launch` exits 1."""
+
+
+def on_required_exit(name: str):
+    """An on_exit handler for launch_ros Node: called with the ProcessExited event (its returncode)
+    and the LaunchContext."""
+    def on_exit(event, context):
+        if getattr(context, 'is_shutdown', False):
+            return None      # stopping anyway (Ctrl-C, another node's exit): not this node's failure
+        code = event.returncode
+        reason = f'required node {name!r} exited with code {code}'
+        if code != 0:
+            raise RequiredNodeExited(f'{reason}; stopping the graph')
+        return [LogInfo(msg=f'{reason}; stopping the graph'), Shutdown(reason=reason)]
+    return on_exit
 
 
 def graph_actions(graph_name: str, skip_nodes=(), declare_arguments: bool = True, conditions=None) -> list:
@@ -31,7 +58,7 @@ def graph_actions(graph_name: str, skip_nodes=(), declare_arguments: bool = True
         if conditions and spec.name in conditions:
             extra['condition'] = conditions[spec.name]
         if spec.required:
-            extra['on_exit'] = Shutdown(reason=f'required node {spec.name} exited')
+            extra['on_exit'] = on_required_exit(spec.name)
         actions.append(Node(package=spec.package, executable=spec.executable, name=spec.name,
                             namespace=spec.namespace, parameters=[parameters],
                             remappings=list(spec.remappings.items()), output='screen', **extra))

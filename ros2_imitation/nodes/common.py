@@ -11,11 +11,12 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from ros2_imitation import qos
-from ros2_imitation.nodes import throttle
+from ros2_imitation.nodes import stopping, throttle
 
 
 class StartupError(RuntimeError):
@@ -144,12 +145,20 @@ def run_node(node_factory, args=None, threads: int = 1) -> int:
     one line `[name] cannot start: reason` on stderr; 1 an unexpected error in a callback or a
     worker thread: `[name] stopped: reason` and the traceback. A worker thread that dies takes the
     node down with it instead of leaving a node that answers services but no longer works.
+
+    Signals (nodes/stopping.py): SIGINT and SIGTERM alike, any number of them, at any time. One
+    during start-up abandons it (exit 0, no "cannot start"); one while running ends the spin; then
+    the node's close() (its orderly stop: the controller's last command, a bag finished), destroy_node()
+    and the context's shutdown run in that order, with the context still valid for close(), and no
+    further signal interrupts them.
     """
-    rclpy.init(args=args)  # handles SIGINT and SIGTERM: both end the spin below
+    stop = stopping.STOP
+    stop.install()
     name = _node_name(node_factory, args)
     node = None
     code = 0
     crashed = []
+    threads_before = set(threading.enumerate())
 
     def thread_died(hook):
         if hook.exc_type is SystemExit:
@@ -163,24 +172,32 @@ def run_node(node_factory, args=None, threads: int = 1) -> int:
     threading.excepthook = thread_died
     try:
         try:
-            node = node_factory()
-        except (StartupError, ParameterException) as exc:
-            raise StartupError(str(exc)) from None
-        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else None
-        rclpy.spin(node, executor=executor)
+            stop.starting()     # a signal from now on (or one during the imports) abandons the start
+            # rclpy's handlers would shut the context down on the first signal, before close() can
+            # publish, and raise KeyboardInterrupt again on the next one: ours instead
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+            try:
+                node = node_factory()
+            except (StartupError, ParameterException) as exc:
+                raise StartupError(str(exc)) from None
+        finally:
+            stop.running()      # from here on a signal is only noted (at most one was ever raised)
+        if not stop.requested:
+            _spin(node, threads, stop)
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        pass                    # a start-up abandoned on a signal; a node already built is closed below
     except StartupError as exc:
-        print(f'[{name}] cannot start: {exc}', file=sys.stderr, flush=True)
-        code = 2
+        if not stop.requested:
+            print(f'[{name}] cannot start: {exc}', file=sys.stderr, flush=True)
+            code = 2
     except Exception as exc:  # noqa: BLE001 - reported, then the node exits
-        if node is None or rclpy.ok():
+        if not stop.requested and (node is None or rclpy.ok()):
             traceback.print_exc()
             print(f'[{name}] {"cannot start" if node is None else "stopped"}: unexpected '
                   f'{type(exc).__name__}: {exc}', file=sys.stderr, flush=True)
             code = 2 if node is None else 1
-        # else: SIGTERM shut the context down while the executor was between two waits, and rclpy
-        # raised RCLError ("the given context is not valid") instead of ending the spin: a shutdown
+        # else: the context was shut down (a worker thread died) while the executor was between
+        # two waits, and rclpy raised RCLError instead of ending the spin: that is a shutdown
     finally:
         threading.excepthook = previous_hook
         if node is not None:
@@ -190,9 +207,44 @@ def run_node(node_factory, args=None, threads: int = 1) -> int:
                     close()
                 except Exception as exc:  # noqa: BLE001 - shutting down anyway
                     print(f'[{name}] error while closing: {exc}', file=sys.stderr, flush=True)
-            node.destroy_node()
-        rclpy.try_shutdown()
+            try:
+                node.destroy_node()
+            except Exception as exc:  # noqa: BLE001
+                print(f'[{name}] error while closing: {exc}', file=sys.stderr, flush=True)
+        try:
+            rclpy.try_shutdown()
+        except Exception:  # noqa: BLE001 - a start-up interrupted inside rclpy.init
+            pass
+        if node is None:
+            # start-up abandoned: the half-built node's threads see the context gone and end
+            _join_new_threads(threads_before, 2.0)
+        stop.restore()
     if crashed:
         print(f'[{name}] stopped: {crashed[0]}', file=sys.stderr, flush=True)
         code = 1
     return code
+
+
+# How often the spin loop looks at the stop flag (a signal handler runs between two waits).
+SPIN_POLL_S = 0.1
+
+
+def _spin(node, threads: int, stop) -> None:
+    """rclpy.spin, ending when a stop signal was noted (or the context was shut down)."""
+    executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while not stop.requested and executor.context.ok():
+            executor.spin_once(timeout_sec=SPIN_POLL_S)
+    finally:
+        try:
+            executor.shutdown(timeout_sec=2.0)   # callbacks in other threads finish first
+        except Exception:  # noqa: BLE001 - the context is already gone
+            pass
+
+
+def _join_new_threads(before: set, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread not in before and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -6,12 +6,15 @@ positions to /position_controller/commands, a re-timed trajectory to a joint_tra
 or a JointState target for an external impedance controller. With `dry_run` every command goes to
 ~/dry_run/<kind> instead, so a new setup can be watched before it moves.
 """
+import sys
 import threading
 import time
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.callback_groups import CallbackGroup
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
@@ -31,14 +34,35 @@ from ros2_imitation.nodes.common import (
     to_stamp,
 )
 from ros2_imitation.nodes.conversions import trajectory_from_msg, trajectory_to_msg
-from ros2_imitation.qos import COMMAND_QOS, OUTPUT_QOS, SENSOR_QOS
+from ros2_imitation.qos import CHUNK_INTAKE_QOS, COMMAND_QOS, OUTPUT_QOS, SENSOR_QOS
 from ros2_imitation.robot import RobotProfile
 
+# The interpreter's thread switch interval in this process (see ControllerNode.__init__).
+GIL_SWITCH_S = 0.0005
+# How long the last command may take to be acknowledged by its subscribers when the node stops.
+LAST_COMMAND_ACK_S = 0.5
 # A policy chunk is 16 points (~2 kB); this allows ~1600 points with velocities.
 MAX_CHUNK_BYTES = 256 * 1024
 LEVEL = {'tracking': DiagnosticStatus.OK, 'holding': DiagnosticStatus.OK,
          'resting': DiagnosticStatus.WARN, 'stopped': DiagnosticStatus.WARN,
          'waiting': DiagnosticStatus.ERROR}
+
+
+class TakenByTheLoop(CallbackGroup):
+    """The group of an entity no executor runs: its owner takes from it (the chunk subscription)."""
+
+    def can_execute(self, entity) -> bool:
+        return False
+
+    def beginning_execution(self, entity) -> bool:
+        return False
+
+    def ending_execution(self, entity) -> None:
+        pass
+
+
+def _taken_by_the_loop(data) -> None:
+    raise RuntimeError('chunks are taken by the control loop, never by an executor')
 
 
 class ControllerNode(Node):
@@ -51,11 +75,11 @@ class ControllerNode(Node):
             joint_states_topic='/joint_states', effort_topic='/effort_controller/commands',
             position_topic='/position_controller/commands',
             trajectory_topic='/joint_trajectory_controller/joint_trajectory',
-            target_topic='/target_joint', max_chunk_bytes=MAX_CHUNK_BYTES).items()}
+            target_topic='/target_joint', max_chunk_bytes=MAX_CHUNK_BYTES, max_chunk_rate=100.0).items()}
         if p['mode'] not in MODES:
             raise StartupError(f'mode must be one of {MODES}, got {p["mode"]!r}')
         check_positive(p, 'control_rate', 'chunk_timeout', 'hold_timeout', 'joint_state_timeout',
-                       'diagnostics_rate', 'max_chunk_bytes', allow_zero=('hold_timeout',))
+                       'diagnostics_rate', 'max_chunk_bytes', 'max_chunk_rate', allow_zero=('hold_timeout',))
         try:
             self.robot = RobotProfile.load(p['robot'])
             self.core = ChunkController(
@@ -71,6 +95,11 @@ class ControllerNode(Node):
         self._last_position = None    # the last position sent, and the largest step between two sent
         self._max_step = 0.0
         self._last_reason = None
+        # chunk intake (_take_chunks): owned by the control loop, see there
+        self._newest_chunk = None     # bytes of the newest chunk not decoded yet
+        self._superseded = 0          # chunks a newer one replaced before they were decoded
+        self._next_decode = 0.0       # wall time (perf_counter) the loop may decode the next chunk
+        self._last_sequence = {}      # publisher gid -> last publication sequence number seen
         topic = {'effort': p['effort_topic'], 'position': p['position_topic'],
                  'target': p['target_topic'], 'trajectory': p['trajectory_topic']}
         if p['dry_run']:
@@ -82,13 +111,20 @@ class ControllerNode(Node):
         self.out_pub = self.create_publisher(msg_type, topic[kind], OUTPUT_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         self.create_subscription(JointState, p['joint_states_topic'], self._on_joint_state, SENSOR_QOS)
-        # raw: the size is checked before rclpy turns the message into Python objects, which for a
-        # 20000-point chunk blocks this process (and its control loop) for half a second
-        self.create_subscription(JointTrajectory, p['chunk_topic'], self._on_chunk_data, COMMAND_QOS, raw=True)
+        # Chunks are not a callback: the control loop takes them itself (_take_chunks), raw, from a
+        # subscription the executor never waits on (a callback costs the executor ~0.2 ms per message,
+        # a fifth of a core at 1000 chunks/s; a take costs a few microseconds). CHUNK_INTAKE_QOS keeps
+        # only the newest few: when the loop falls behind, DDS drops the older ones.
+        self._chunk_sub = self.create_subscription(
+            JointTrajectory, p['chunk_topic'], _taken_by_the_loop, CHUNK_INTAKE_QOS, raw=True,
+            callback_group=TakenByTheLoop())
         self.create_service(Trigger, '~/stop', self._stop)
         self.create_service(Trigger, '~/resume', self._resume)
         self.create_service(Trigger, '~/reset', self._reset)
         self.create_timer(1.0 / p['diagnostics_rate'], self._publish_diagnostics)
+        # the control thread waits for the GIL whenever it wakes: another thread holding it (callbacks,
+        # diagnostics) hands it over after this long (Python's default 5 ms is 2.5 cycles at 500 Hz)
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         self._running = True
         self._thread = threading.Thread(target=self._loop, name='control', daemon=True)
         self._thread.start()
@@ -102,24 +138,59 @@ class ControllerNode(Node):
         if reason:
             self.log.warn('ignored joint state', reason)
 
-    def _on_chunk_data(self, data: bytes):
-        if len(data) > self.p['max_chunk_bytes']:
-            reason = f'{len(data)} bytes, more than max_chunk_bytes={self.p["max_chunk_bytes"]} (not read)'
-        else:
+    def _take_chunks(self, now: float):
+        """In the control loop, every cycle: take what came on the chunk topic (raw bytes: the size is
+        checked before anything is decoded, since rclpy turning a 20000-point chunk into Python
+        objects blocks this process for half a second), keep the newest, and decode and judge it, at
+        most max_chunk_rate times a second (a decode and an accept cost 0.3-1.3 ms of a 2 ms cycle;
+        chunks come at 1-50 Hz from a policy, an expert or a leader arm). Chunks a newer one replaced
+        before they were decoded count as superseded in /diagnostics."""
+        sub = self._chunk_sub
+        while True:
             try:
-                return self._on_chunk(deserialize_message(data, JointTrajectory))
-            except Exception as exc:  # noqa: BLE001 - whatever the bytes were, it is not a chunk
-                reason = f'cannot deserialize it: {exc}'
+                with sub.handle:
+                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
+            except Exception:  # noqa: BLE001 - the node is being destroyed
+                return
+            if taken is None:
+                break
+            data, info = taken[0], (taken[1] if len(taken) > 1 else None)
+            self._superseded += self._sequence_gap(info)
+            if len(data) > self.p['max_chunk_bytes']:
+                with self._lock:
+                    self.core.stats['chunks_rejected'] += 1
+                self.log.warn('rejected chunk', f'{len(data)} bytes, more than max_chunk_bytes='
+                              f'{self.p["max_chunk_bytes"]} (not read)')
+                continue
+            if self._newest_chunk is not None:
+                self._superseded += 1
+            self._newest_chunk = data
+        wall = time.perf_counter()
+        if self._newest_chunk is None or wall < self._next_decode:
+            return
+        data, self._newest_chunk = self._newest_chunk, None
+        self._next_decode = wall + 1.0 / self.p['max_chunk_rate']
+        try:
+            traj = trajectory_from_msg(deserialize_message(data, JointTrajectory))
+        except Exception as exc:  # noqa: BLE001 - whatever the bytes were, it is not a chunk
+            with self._lock:
+                self.core.stats['chunks_rejected'] += 1
+            return self.log.warn('rejected chunk', f'cannot deserialize it: {exc}')
         with self._lock:
-            self.core.stats['chunks_rejected'] += 1
-        self.log.warn('rejected chunk', reason)
-
-    def _on_chunk(self, msg: JointTrajectory):
-        traj = trajectory_from_msg(msg)
-        with self._lock:
-            reason = self.core.on_chunk(traj, now_sec(self))
+            reason = self.core.on_chunk(traj, now)
         if reason:
             self.log.warn('rejected chunk', reason)
+
+    def _sequence_gap(self, info) -> int:
+        """Chunks of this publisher that DDS dropped before this one (its queue keeps the newest)."""
+        sequence = info.get('publication_sequence_number') if info else None
+        gid = info.get('publisher_gid') if info else None
+        if not sequence or not gid:
+            return 0
+        key = bytes(gid.get('data', b'')) if isinstance(gid, dict) else bytes(gid)
+        last = self._last_sequence.get(key)
+        self._last_sequence[key] = sequence
+        return max(0, sequence - last - 1) if last is not None and sequence > last else 0
 
     def _stop(self, _request, response):
         with self._lock:
@@ -165,7 +236,8 @@ class ControllerNode(Node):
             if last_wall is not None:
                 self._periods.append(wall - last_wall)
             last_wall = wall
-            now = clock.now().nanoseconds * 1e-9
+            self._take_chunks(clock.now().nanoseconds * 1e-9)
+            now = clock.now().nanoseconds * 1e-9     # after the chunk: a decode takes a while
             with self._lock:
                 command = self.core.update(now)
                 state, reason = self.core.state, self.core.reason
@@ -179,6 +251,26 @@ class ControllerNode(Node):
                     if self._running and rclpy.ok(context=self.context):
                         raise
                     return
+        self._send_last_command(clock.now().nanoseconds * 1e-9)
+
+    def _send_last_command(self, now: float):
+        """The orderly stop, after the last cycle: the arm left holding (ChunkController.shutdown)."""
+        with self._lock:
+            command = self.core.shutdown(now)
+        if command is None or not rclpy.ok(context=self.context):
+            return
+        try:
+            self._publish(command, now)
+            # delivered before the node and its publisher go away (reliable: the readers acknowledge)
+            delivered = self.out_pub.wait_for_all_acked(Duration(seconds=LAST_COMMAND_ACK_S))
+        except Exception:  # noqa: BLE001 - the context went away meanwhile: nothing more can be sent
+            return
+        what = 'zero torque' if command.kind == 'effort' else 'hold where the arm is'
+        if delivered:
+            self.get_logger().info(f'stopped: sent a last {command.kind} command ({what})')
+        else:
+            self.get_logger().warning(f'stopped: sent a last {command.kind} command ({what}), not '
+                                      f'acknowledged within {LAST_COMMAND_ACK_S} s')
 
     def _publish(self, command, now: float):
         if command.kind == 'trajectory':
@@ -209,13 +301,17 @@ class ControllerNode(Node):
             values['loop_period_p99_ms'] = f'{np.percentile(periods, 99) * 1e3:.3f}'
             values['loop_rate_hz'] = f'{1.0 / periods.mean():.1f}'
         values['overruns'] = str(self._overruns)
+        values['chunks_superseded'] = str(self._superseded)   # a newer one came before it was decoded
         values['max_command_step_rad'] = f'{self._max_step:.5f}'   # since start: what was really sent
         message = f'{values["state"]}{": " + values["reason"] if values["reason"] else ""}'
         publish_status(self, self.diag_pub, level, 'chunk controller', message, self.robot.name, values)
 
     def close(self):
+        """End the control loop between two cycles; it sends its last command (_send_last_command)."""
         self._running = False
-        self._thread.join(timeout=1.0)
+        self._thread.join(timeout=2.0)
+        if self._thread.is_alive():
+            self.get_logger().warning('the control loop did not end within 2 s')
 
 
 def main(args=None):

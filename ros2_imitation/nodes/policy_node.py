@@ -53,6 +53,7 @@ class PolicyNode(Node):
         check_positive(p, 'rate', 'max_obs_age', 'max_image_pixels', 'threads', 'execute_steps',
                        'inference_steps', allow_zero=('threads', 'execute_steps', 'inference_steps'))
         self.p = p
+        self.get_logger().info(f'loading the policy {p["model"] or "(the shipped one)"} ...')
         try:
             self.robot = RobotProfile.load(p['robot'])
             self.policy, self.model_path = load_runtime_policy(

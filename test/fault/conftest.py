@@ -27,7 +27,7 @@ FAULTS = {
     'sim_reset': 'sim reset mid-chunk',
     'clock_jump': 'clock jump mid-chunk',
     'clock_jump_policy': 'clock jump with the policy running',
-    'chunk_flood': 'a flood of 1000 chunks/s',
+    'chunk_flood': 'a flood of 1000 chunks/s on a busy CPU',
     'absurd_chunks': 'chunks with absurd lengths',
     'absurd_values': 'chunks with absurd values',
     'corrupt_checkpoint': 'a corrupt checkpoint',

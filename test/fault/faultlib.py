@@ -478,12 +478,53 @@ def assert_stopped_cleanly(run) -> None:
     assert all(code == 0 for code in run.extra_exit_codes.values()), run.extra_exit_codes
 
 
-def flood(env: dict, rate: float, seconds: float, topic='/ros2_imitation/action_chunk') -> dict:
+class CpuHog:
+    """A busy-looping process pinned to one CPU (the last this test may use), for as long as the
+    `with` block lasts: another program hogging a core beside the graph."""
+
+    def __enter__(self):
+        self.cpu = max(os.sched_getaffinity(0))
+        cpu = self.cpu
+        self.proc = subprocess.Popen([sys.executable, '-c', 'while True: pass'],
+                                     preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+# A node that only receives a topic (raw, nothing done with it): the decoy flood's reader.
+DECOY_READER = """
+import sys, rclpy
+from trajectory_msgs.msg import JointTrajectory
+from ros2_imitation.qos import COMMAND_QOS
+rclpy.init()
+node = rclpy.create_node('decoy_reader')
+node.create_subscription(JointTrajectory, sys.argv[1], lambda data: None, COMMAND_QOS, raw=True)
+try:
+    rclpy.spin(node)
+except BaseException:
+    pass
+"""
+
+
+def flood(env: dict, rate: float, seconds: float, topic='/ros2_imitation/action_chunk', decoy='',
+          phase=0.5) -> dict:
     """Publish chunks at `rate` per second for `seconds` from a process of its own (so that this
-    test's relays keep their pace); returns what it achieved."""
+    test's relays keep their pace); returns what it achieved. With `decoy`, alternately on that topic
+    (read by a process of its own that does nothing with them) and on `topic`, `phase` s each."""
     script = Path(__file__).with_name('flood.py')
-    out = subprocess.run([sys.executable, str(script), '--rate', str(rate), '--seconds', str(seconds),
-                          '--topic', topic], env=env, capture_output=True, text=True, timeout=seconds + 90)
+    extra = ['--decoy', decoy, '--phase', str(phase)] if decoy else []
+    reader = subprocess.Popen([sys.executable, '-c', DECOY_READER, decoy], env=env) if decoy else None
+    try:
+        out = subprocess.run([sys.executable, str(script), '--rate', str(rate), '--seconds', str(seconds),
+                              '--topic', topic, *extra], env=env, capture_output=True, text=True,
+                             timeout=seconds + 90)
+    finally:
+        if reader is not None:
+            reader.kill()
+            reader.wait()
     if out.returncode != 0:
         raise AssertionError(f'flood publisher failed ({out.returncode}): {out.stderr[-2000:]}')
     return json.loads(out.stdout.strip().splitlines()[-1])

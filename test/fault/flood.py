@@ -1,8 +1,14 @@
 """Publish valid action chunks as fast as asked (the fault suite's chunk flood), from a process of
 its own. Chunks hold the arm near where it is (small random offsets), stamped just ahead of the
-newest /joint_states. Prints one JSON line: chunks sent, seconds, achieved rate.
+newest /joint_states. Prints one JSON line: chunks sent, seconds, achieved rate, and when the flood
+started and ended (time.monotonic(), the same clock in every process of the machine).
+
+With --decoy TOPIC it alternates, every --phase seconds, between TOPIC (first) and --topic: the same
+flood of the same messages on the same machine, once on a topic the controller does not read, so that
+what the chunks cost the controller is told apart from what any flood costs a busy machine.
 
     python test/fault/flood.py --rate 1000 --seconds 3
+    python test/fault/flood.py --rate 1000 --seconds 4 --decoy /fault/decoy --phase 0.5
 """
 import argparse
 import json
@@ -26,6 +32,8 @@ def main() -> int:
     parser.add_argument('--rate', type=float, default=1000.0)
     parser.add_argument('--seconds', type=float, default=3.0)
     parser.add_argument('--topic', default='/ros2_imitation/action_chunk')
+    parser.add_argument('--decoy', default='', help='alternate with this topic, starting with it')
+    parser.add_argument('--phase', type=float, default=0.5, help='seconds on each topic with --decoy')
     args = parser.parse_args()
     arm = RobotProfile.load('panda').arm_joints
     rclpy.init()
@@ -39,8 +47,10 @@ def main() -> int:
 
     node.create_subscription(JointState, '/joint_states', on_joints, SENSOR_QOS)
     pub = node.create_publisher(JointTrajectory, args.topic, COMMAND_QOS)
+    pubs = [node.create_publisher(JointTrajectory, args.decoy, COMMAND_QOS), pub] if args.decoy else [pub]
     deadline = time.monotonic() + 60
-    while (pub.get_subscription_count() == 0 or 'q' not in latest) and time.monotonic() < deadline:
+    while (any(p.get_subscription_count() == 0 for p in pubs) or 'q' not in latest) and \
+            time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.05)
     if 'q' not in latest:
         print('no joint states / no chunk subscriber', file=sys.stderr)
@@ -49,7 +59,8 @@ def main() -> int:
     # a few pre-built chunks (building messages is the slow part in Python); restamped when sent
     templates = []
     for _ in range(8):
-        positions = latest['q'] + rng.uniform(-0.03, 0.03, size=(16, len(arm)))
+        # a few mrad: every chunk differs, but the arm is not shaken (what is tested is the intake)
+        positions = latest['q'] + rng.uniform(-0.005, 0.005, size=(16, len(arm)))
         templates.append(trajectory_to_msg(Trajectory.from_absolute(arm, 1.0 + np.arange(16) * 0.1, positions)))
     sent = 0
     period = 1.0 / args.rate
@@ -61,14 +72,16 @@ def main() -> int:
         msg = templates[sent % len(templates)]
         msg.header.stamp.sec = int(now)
         msg.header.stamp.nanosec = int((now - int(now)) * 1e9)
-        pub.publish(msg)
+        pubs[int((time.monotonic() - start) / args.phase) % len(pubs)].publish(msg)
         sent += 1
         next_send += period
         lag = next_send - time.monotonic()
         if lag > 0:
             time.sleep(lag)
-    seconds = time.monotonic() - start
-    print(json.dumps({'sent': sent, 'seconds': round(seconds, 3), 'rate': round(sent / seconds, 1)}))
+    end = time.monotonic()
+    seconds = end - start
+    print(json.dumps({'sent': sent, 'seconds': round(seconds, 3), 'rate': round(sent / seconds, 1),
+                      'start': start, 'end': end}))
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
