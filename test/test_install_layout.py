@@ -112,8 +112,10 @@ def test_plain_pip_install_puts_executables_in_bin(package_copy, tmp_path):
     source = tmp_path / 'src'
     shutil.copytree(package_copy, source, ignore=shutil.ignore_patterns('models'))
     prefix = tmp_path / 'prefix'
+    # --ignore-installed: without it pip uninstalls the package from the venv running the tests (the editable
+    # install and its console scripts) before installing into --prefix
     run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation', '--no-compile',
-         '--prefix', str(prefix), str(source)], tmp_path)
+         '--ignore-installed', '--prefix', str(prefix), str(source)], tmp_path)
     assert {p.name for p in (prefix / 'bin').iterdir()} == colcon_executables()
     assert not (prefix / 'lib' / PACKAGE).exists()
     assert (prefix / 'share' / PACKAGE / 'launch' / 'sim.launch.py').is_file()
