@@ -93,8 +93,17 @@ class EpisodeRunner:
             time.sleep(0.05)
         raise TimeoutError(f'no {self.sim}/task_state within {timeout:.0f} s: is the sim running?')
 
-    def reset(self, seed: int, also: tuple = ()) -> dict:
-        """Reset the sim with `seed`, then call every Trigger service in `also` (policy, expert...)."""
+    def reset(self, seed: int, also: tuple = (), timeout: float = 120.0) -> dict:
+        """Reset the sim with `seed`, then call every Trigger service in `also` (policy, expert...).
+        Those services are waited for first: a policy still loading must not let the episode's sim
+        time run out before it can act."""
+        for service in also:
+            client = self.node.create_client(Trigger, service)
+            try:
+                if not client.wait_for_service(timeout_sec=timeout):
+                    raise TimeoutError(f'service {service} did not appear within {timeout:.0f} s')
+            finally:
+                self.node.destroy_client(client)
         param = Parameter(name='seed', value=ParameterValue(
             type=ParameterType.PARAMETER_INTEGER, integer_value=int(seed)))
         result = self.call(SetParameters, f'{self.sim}/set_parameters',
