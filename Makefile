@@ -23,7 +23,7 @@ $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[ros,realsense,test,view]'
+	$(PY) -m pip install -q -e '.[ros,realsense,test,view,fast]'
 	$(PY) -c "import rclpy, torch, diffusers, mujoco, rosbags; print('installed: torch', torch.__version__, '| mujoco', mujoco.__version__)"
 	touch $@
 
@@ -63,7 +63,7 @@ $(JAZZY_VENV)/.installed: setup.py
 	python3 -m venv $(JAZZY_VENV)
 	$(JAZZY_PY) -m pip install -q --upgrade pip
 	$(JAZZY_PY) -m pip install -q $(TORCH)
-	$(JAZZY_PY) -m pip install -q -e '.[ros-jazzy,realsense,test,view]'
+	$(JAZZY_PY) -m pip install -q -e '.[ros-jazzy,realsense,test,view,fast]'
 	$(JAZZY_PY) -c "from importlib.metadata import version as v; import rclpy, torch, diffusers, mujoco, rosbags; \
 	  assert v('ros-rclpy').startswith('7.1.'), 'not the Jazzy rclpy: ' + v('ros-rclpy'); \
 	  print('installed: rclpy', v('ros-rclpy'), '(Jazzy) | torch', torch.__version__, '| mujoco', mujoco.__version__)"

@@ -1,12 +1,17 @@
 """Policy latency (ms per chunk: DDPM-100, DDIM-10, DDIM-4) and training throughput on this machine.
 
 The shipped push_cube configuration (96x96 image + 7 joint positions -> 16 x 7 actions) and its
-state-only variant. Writes the `policy_latency` section of docs/benchmarks.md.
+state-only variant. Writes the `policy_latency` section of docs/benchmarks.md, and on the CPU the
+`policy_runtimes` section: the shipped model's DDIM-10 chunk on each inference runtime
+(ros2_imitation/policy/runtimes.py), all measured in one run.
 """
 import argparse
+import logging
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -20,7 +25,18 @@ def main():
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--quick', action='store_true', help='fewer repeats')
+    parser.add_argument('--only', choices=('latency', 'runtimes'), help='just this section')
+    parser.add_argument('--chunks', type=int, default=50, help='timed chunks per runtime (runtimes section)')
+    parser.add_argument('--threads', type=int, default=2, help='intra-op threads (runtimes section)')
+    parser.add_argument('--print-only', action='store_true', help='print the tables, leave docs/benchmarks.md alone')
     args = parser.parse_args()
+    if args.only != 'runtimes':
+        latency_section(args)
+    if args.only != 'latency' and args.device == 'cpu':
+        runtimes_section(args)
+
+
+def latency_section(args):
     from ros2_imitation.policy.benchmark import measure
     from ros2_imitation.policy.config import load_policy_file
 
@@ -49,7 +65,107 @@ def main():
             "Diffusion Policy's published size (ConditionalUnet1D down_dims 256-512-1024, step embedding 128) "
             'with everything else equal (encoder, horizon 16, samplers), measured in the same run.\n\n'
             + '\n'.join(table))
-    write_section(f'policy_latency_{args.device.split(":")[0]}', f'Policy latency and training throughput ({args.device})', body)
+    if args.print_only:
+        print(body)
+    else:
+        write_section(f'policy_latency_{args.device.split(":")[0]}',
+                      f'Policy latency and training throughput ({args.device})', body)
+
+
+# (label, runtime, set_runtime options); eager first: the reference for the differences
+RUNTIMES = (
+    ('torch eager', 'torch', {}),
+    ('torch.compile (inductor)', 'compile', {}),
+    ('ONNX Runtime, dynamic batch', 'onnxruntime', {}),
+    ('ONNX Runtime, batch fixed to 1', 'onnxruntime', {'dynamic_batch': False}),
+    ('OpenVINO, dynamic batch', 'openvino', {}),
+    ('OpenVINO, batch fixed to 1', 'openvino', {'dynamic_batch': False}),
+)
+MODEL = Path(__file__).resolve().parent.parent / 'models' / 'push_cube'
+
+
+def runtimes_section(args):
+    """The shipped model's DDIM-10 chunk (predict_chunk, batch 1) on each runtime. Chunks are
+    interleaved across runtimes (one chunk each, round after round) so that the load of a shared
+    machine falls on all of them alike; every runtime gets the same seeds, and its chunks are
+    compared with eager torch's."""
+    from ros2_imitation.policy import load_policy
+    from ros2_imitation.policy.runtimes import available
+
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    torch.set_num_threads(args.threads)
+    chunks = 20 if args.quick else args.chunks
+    rng = np.random.default_rng(0)
+    obs = {'state': rng.uniform(-1, 1, (2, 7)).astype(np.float32),
+           'image': rng.integers(0, 255, (2, 96, 96, 3), dtype=np.uint8)}
+    batch_obs = {k: np.repeat(v[None], 8, 0) for k, v in obs.items()}
+    rows, policies = [], []
+    for label, name, options in RUNTIMES:
+        start = time.monotonic()
+        policy = load_policy(MODEL, num_inference_steps=10, inference_scheduler='ddim')
+        used = policy.set_runtime(name, checkpoint=MODEL, threads=args.threads, **options) if name != 'torch' else 'torch'
+        build_s = time.monotonic() - start
+        if used != name:
+            rows.append((label, None, f'unavailable: {available().get(name) or "see the log above"}'))
+            continue
+        for _ in range(3):    # warm-up (allocators, thread pools, compiled graphs)
+            policy.predict_chunk(obs, seed=0)
+        policies.append((label, policy, build_s))
+    times = {label: [] for label, _, _ in policies}
+    outputs = {label: [] for label, _, _ in policies}
+    for i in range(chunks):
+        for label, policy, _ in policies:
+            start = time.perf_counter()
+            chunk = policy.predict_chunk(obs, seed=i)
+            times[label].append(1e3 * (time.perf_counter() - start))
+            outputs[label].append(chunk)
+    batch_ms = {}
+    for _ in range(3 if args.quick else 5):
+        for label, policy, _ in policies:
+            start = time.perf_counter()
+            policy.predict_chunk(batch_obs, seed=0)
+            batch_ms[label] = min(batch_ms.get(label, np.inf), 1e3 * (time.perf_counter() - start))
+    eager_label = policies[0][0]
+    eager_p50 = np.percentile(times[eager_label], 50)
+    for label, _, build_s in policies:
+        t = np.array(times[label])
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(outputs[label], outputs[eager_label]))
+        rows.append((label, dict(p50=np.percentile(t, 50), p99=np.percentile(t, 99), best=t.min(),
+                                 speedup=eager_p50 / np.percentile(t, 50), diff=diff, build_s=build_s,
+                                 batch8=batch_ms[label]), None))
+    table = ['| runtime | p50 (ms/chunk) | p99 (ms/chunk) | best (ms/chunk) | p50 speed-up vs eager | '
+             'max abs diff to eager | batch 8, best (ms/chunk) | set-up (s) |', '|---|---|---|---|---|---|---|---|']
+    for label, r, why in rows:
+        if r is None:
+            table.append(f'| {label} | {why} | | | | | | |')
+        else:
+            table.append(f"| {label} | {r['p50']:.1f} | {r['p99']:.1f} | {r['best']:.1f} | {r['speedup']:.2f}x | "
+                         f"{r['diff']:.1e} | {r['batch8']:.1f} | {r['build_s']:.1f} |")
+    versions = ', '.join(f'{m} {_version(m)}' for m in ('onnxruntime', 'openvino', 'onnx'))
+    body = (f'The shipped model (models/push_cube: 96x96 image + 7 joints, {_params(policies)} params), DDIM-10, '
+            f'`predict_chunk` at batch 1 (observation conversion, encoder, 10 U-Net steps, scheduler, '
+            f'unnormalisation), {args.threads} intra-op threads, torch {torch.__version__}, {versions}. '
+            f'{chunks} chunks per runtime after 3 warm-up chunks, interleaved round-robin across runtimes so '
+            'that the load of a shared machine falls on all alike; p50/p99 over those chunks. Max abs diff: '
+            'the largest difference to eager torch over all of them (robot units, same seeds). Batch 8: best '
+            'of a few chunks of 8 observations (evaluation batches episodes). Set-up: load + export or compile '
+            '(an ONNX export is cached beside the checkpoint, so only the first load pays for it).\n\n'
+            + '\n'.join(table))
+    if args.print_only:
+        print(body)
+    else:
+        write_section('policy_runtimes_cpu', 'Policy inference runtimes (cpu, DDIM-10 chunk)', body)
+
+
+def _params(policies) -> str:
+    return f'{policies[0][1].param_count() / 1e6:.2f} M' if policies else '?'
+
+
+def _version(module: str) -> str:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return 'not installed'
 
 
 if __name__ == '__main__':

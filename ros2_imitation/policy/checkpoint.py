@@ -55,11 +55,14 @@ def read_checkpoint_config(path: str | Path) -> tuple[PolicyConfig, dict]:
 
 
 def load_policy(path: str | Path, device: str | torch.device = 'cpu', inference_scheduler: str | None = None,
-                num_inference_steps: int | None = None, noise_mode: str | None = None) -> DiffusionPolicy:
+                num_inference_steps: int | None = None, noise_mode: str | None = None,
+                runtime: str | None = None) -> DiffusionPolicy:
     """A ready-to-predict policy (eval mode) from a checkpoint directory.
 
     The overrides change only inference: the sampler ('ddpm' | 'ddim'), its step count, and the
     noise mode ('train_only' on a 'replica' model is the ablation that drops test-time noise).
+    runtime: 'torch' (default) | 'compile' | 'onnxruntime' | 'openvino' | 'auto', see
+    DiffusionPolicy.set_runtime(); an ONNX export is cached beside the checkpoint, keyed by its SHA-256.
     """
     directory = _checkpoint_dir(path)
     config, data = read_checkpoint_config(directory)
@@ -73,7 +76,10 @@ def load_policy(path: str | Path, device: str | torch.device = 'cpu', inference_
                          manifest=data.get('files', {}).get(MODEL_FILE))
     policy.load_state_dict(state, strict=True)
     policy.set_inference(inference_scheduler, num_inference_steps)
-    return policy.to(device).eval()
+    policy = policy.to(device).eval()
+    if runtime not in (None, 'torch'):
+        policy.set_runtime(runtime, checkpoint=directory)
+    return policy
 
 
 def save_encoder(policy: DiffusionPolicy, path: str | Path, key: str | None = None) -> Path:

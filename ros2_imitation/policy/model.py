@@ -52,6 +52,7 @@ class DiffusionPolicy(nn.Module):
                                       config.down_dims, config.kernel_size, config.n_groups)
         self.train_scheduler = make_scheduler(config, 'ddpm')
         self.set_inference()
+        self._runtime = None    # None: eager torch; else a runtimes.py backend running unet/encoders at inference
 
     # ---------------------------------------------------------------- setup
     @property
@@ -75,6 +76,18 @@ class DiffusionPolicy(nn.Module):
             num_inference_steps=num_inference_steps or self.config.num_inference_steps)
         self.inference_scheduler = make_scheduler(self.config, self.config.inference_scheduler)
         self.inference_scheduler.set_timesteps(self.config.num_inference_steps)
+
+    def set_runtime(self, name: str = 'torch', **options) -> str:
+        """Run predict_chunk()'s U-Net and image encoders on 'torch' | 'compile' | 'onnxruntime' |
+        'openvino' | 'auto' (see runtimes.py for `options`). Returns the runtime in use: torch when the
+        asked one is unavailable (the reason is logged). Call again after changing the weights."""
+        from .runtimes import make_runtime
+        self._runtime = make_runtime(self, name, **options)
+        return self.runtime
+
+    @property
+    def runtime(self) -> str:
+        return 'torch' if self._runtime is None else self._runtime.name
 
     def param_count(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
@@ -108,9 +121,11 @@ class DiffusionPolicy(nn.Module):
         state = obs[self.config.state_key].to(self.device, torch.float32)
         feats = [self.state_normalizer.normalize(state)]
         b, to = state.shape[:2]
+        fast = self._runtime is not None and not training and not torch.is_grad_enabled()
         for key, encoder in self.encoders.items():
             images = normalize_images(obs[key].to(self.device)).flatten(0, 1)   # (B*To, 3, H, W)
-            feats.append(encoder(self._crop(images, training, generator)).reshape(b, to, -1))
+            images = self._crop(images, training, generator)
+            feats.append((self._runtime.encode(key, images) if fast else encoder(images)).reshape(b, to, -1))
         cond = torch.cat(feats, dim=-1).reshape(b, -1)
         if self.noise_active(training):
             draw = torch.rand if self.config.noise_distribution == 'uniform_paper' else torch.randn
@@ -152,11 +167,12 @@ class DiffusionPolicy(nn.Module):
             known = torch.zeros(shape, device=cond.device)
             known[:, :k] = prefix.clamp(-1, 1)   # the model never produces values outside [-1, 1]
 
+        unet = self.unet if self._runtime is None else self._runtime.unet
         for t in sched.timesteps:
             if prefix is not None:
                 eps = torch.randn(shape, generator=generator, device=cond.device)
                 x = w * sched.add_noise(known, eps, t.reshape(1)) + (1 - w) * x
-            out = self.unet(x, t.to(cond.device), cond)
+            out = unet(x, t.to(cond.device), cond)
             x = sched.step(out, t, x, generator=generator).prev_sample
         if prefix is not None:
             x = w * known + (1 - w) * x
