@@ -9,30 +9,14 @@ every evaluation is kept in runs/denoise_steps/ (resumable).
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / 'bench'))
 from report import write_section  # noqa: E402
 
 SETTINGS = [('ddim', 2), ('ddim', 4), ('ddim', 6), ('ddim', 10), ('ddim', 16), ('ddpm', 100)]
-
-
-def chunk_ms(policy, repeats: int = 20) -> float:
-    cfg = policy.config
-    obs = {cfg.state_key: np.zeros((cfg.n_obs_steps, cfg.state_dim), np.float32)}
-    for key in cfg.image_keys:
-        obs[key] = np.zeros((cfg.n_obs_steps, *cfg.image_shape), np.uint8)
-    policy.predict_chunk(obs, seed=0)
-    times = []
-    for i in range(repeats):
-        t = time.perf_counter()
-        policy.predict_chunk(obs, seed=i)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e3)
 
 
 def main(argv=None) -> int:
@@ -49,6 +33,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from ros2_imitation.policy import load_policy
+    from ros2_imitation.runtime.runner import chunk_time_ms
     from ros2_imitation.sim.evaluation import evaluate
     torch.set_num_threads(2)
     settings = [('ddim', 2), ('ddim', 10)] if args.quick else SETTINGS
@@ -64,14 +49,14 @@ def main(argv=None) -> int:
                 continue
             if args.time_only and out.exists():
                 summary = json.loads(out.read_text())
-                summary['chunk_ms'] = chunk_ms(load_policy(model, inference_scheduler=kind, num_inference_steps=steps))
+                summary['chunk_ms'] = chunk_time_ms(load_policy(model, inference_scheduler=kind, num_inference_steps=steps))
                 out.write_text(json.dumps(summary, indent=2))
             if not out.exists():
                 policy = load_policy(model, inference_scheduler=kind, num_inference_steps=steps)
                 task = json.loads((model / 'config.json').read_text()).get('metadata', {}).get('task', 'push_cube')
                 summary = evaluate(policy, range(episodes), task=task, batch=10)
                 summary.pop('results')
-                summary['chunk_ms'] = chunk_ms(policy)
+                summary['chunk_ms'] = chunk_time_ms(policy)
                 out.write_text(json.dumps(summary, indent=2))
             rows[(model.name, kind, steps)] = json.loads(out.read_text())
     lines = ['| model | sampler | steps | success | 95% CI | mean episode (s) |', '|---|---|---|---|---|---|']

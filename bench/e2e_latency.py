@@ -87,23 +87,10 @@ def main():
     write_section('e2e_latency', 'End-to-end latency (full graph in sim)', body)
 
 
-def standalone_ms(model: str, repeats: int = 30) -> float:
+def standalone_ms(model: str) -> float:
     """Median time of one chunk of `model` (default: the shipped one) in this process, torch eager."""
-    import time
-
-    from ros2_imitation.runtime.runner import load_runtime_policy
-    policy, _ = load_runtime_policy(model, 'cpu')
-    cfg = policy.config
-    obs = {cfg.state_key: np.zeros((cfg.n_obs_steps, cfg.state_dim), np.float32)}
-    for key in cfg.image_keys:
-        obs[key] = np.zeros((cfg.n_obs_steps, *cfg.image_shape), np.uint8)
-    policy.predict_chunk(obs, seed=0)
-    times = []
-    for i in range(repeats):
-        t = time.perf_counter()
-        policy.predict_chunk(obs, seed=i)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e3)
+    from ros2_imitation.runtime.runner import chunk_time_ms, load_runtime_policy
+    return chunk_time_ms(load_runtime_policy(model, 'cpu')[0], repeats=30)
 
 
 if __name__ == '__main__':

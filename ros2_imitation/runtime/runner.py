@@ -146,10 +146,7 @@ class PolicyRunner:
 
     def warmup(self, calls: int = 2) -> None:
         """Run the policy on a blank observation so the first real query is not the slow one."""
-        cfg = self.policy.config
-        obs = {cfg.state_key: np.zeros((cfg.n_obs_steps, cfg.state_dim), np.float32)}
-        for key in cfg.image_keys:
-            obs[key] = np.zeros((cfg.n_obs_steps, *cfg.image_shape), np.uint8)
+        obs = blank_observation(self.policy.config)
         for _ in range(calls):
             self.policy.predict_chunk(obs, seed=0)
 
@@ -239,6 +236,26 @@ class PolicyRunner:
             return None
         chunk = self.infer(query)
         return self.complete(query, chunk, now if available is None else available)
+
+
+def blank_observation(config) -> dict:
+    """An all-zero observation history of the shapes `config` (a PolicyConfig) expects."""
+    obs = {config.state_key: np.zeros((config.n_obs_steps, config.state_dim), np.float32)}
+    for key in config.image_keys:
+        obs[key] = np.zeros((config.n_obs_steps, *config.image_shape), np.uint8)
+    return obs
+
+
+def chunk_time_ms(policy, repeats: int = 20) -> float:
+    """Median wall time of one predict_chunk call at batch 1 (after one warm-up call), in ms."""
+    obs = blank_observation(policy.config)
+    policy.predict_chunk(obs, seed=0)
+    times = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        policy.predict_chunk(obs, seed=i)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
 
 
 def load_runtime_policy(model: str = '', device: str = 'auto', scheduler: str = '', inference_steps: int = 0,
