@@ -162,9 +162,10 @@ def _params(policies) -> str:
 
 
 def _version(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
     try:
-        return __import__(module).__version__
-    except ImportError:
+        return version(module)
+    except PackageNotFoundError:
         return 'not installed'
 
 
