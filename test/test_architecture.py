@@ -108,8 +108,6 @@ sys.meta_path.insert(0, Block({{'rclpy', 'launch', 'launch_ros'}}))
 for m in {core!r}:
     importlib.import_module(m)
 assert 'rclpy' not in sys.modules
-torch_users = sorted(m for m in {torch_free!r} if 'torch' in sys.modules and m in sys.modules)
-sys.modules.pop('torch', None)
 '''
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

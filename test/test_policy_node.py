@@ -87,8 +87,10 @@ def test_each_chunk_is_drawn_as_an_end_effector_path_in_the_base_frame(tmp_path,
 def test_killing_the_policy_mid_episode_holds_the_arm_and_bringup_names_it(tmp_path, tiny_model):
     with start(tmp_path, tiny_model, '--set', 'controller.hold_timeout=1.0') as run:
         pids = [int(p) for p in os.listdir('/proc') if p.isdigit()]
-        policy_pid = next(p for p in pids if _cmdline(p).endswith('ros2_imitation.nodes.policy_node') or
-                          'ros2_imitation.nodes.policy_node' in _cmdline(p))
+        # this graph's policy node: its command line and this run's ROS domain (not another run's)
+        domain = f'ROS_DOMAIN_ID={run.env["ROS_DOMAIN_ID"]}'.encode()
+        policy_pid = next(p for p in pids if 'ros2_imitation.nodes.policy_node' in _cmdline(p)
+                          and domain in _environ(p))
         os.kill(policy_pid, signal.SIGKILL)
         controller = lambda: [s.message for d in run.diagnostics.messages for s in d.status  # noqa: E731
                               if 'chunk controller' in s.name]
@@ -98,6 +100,14 @@ def test_killing_the_policy_mid_episode_holds_the_arm_and_bringup_names_it(tmp_p
                  what='the controller to rest after hold_timeout')
         assert run.proc.proc.poll() is None, 'bringup must keep the controller running'
         assert "node 'policy' exited with code -9" in run.output()
+
+
+def _environ(pid: int) -> list:
+    try:
+        with open(f'/proc/{pid}/environ', 'rb') as f:
+            return f.read().split(b'\0')
+    except OSError:
+        return []
 
 
 def _cmdline(pid: int) -> str:

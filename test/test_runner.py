@@ -132,3 +132,24 @@ def test_wait_wakes_on_a_new_sample_of_the_driving_stream():
     assert r.wait(0.01) is False
     threading.Timer(0.05, feed, (r, 1.0)).start()
     assert r.wait(2.0) is True
+
+
+def test_stats_are_summarised_while_another_thread_records():
+    """policy_node's diagnostics timer summarises while the inference thread records new stages."""
+    from ros2_imitation.runtime.runner import RECENT, RunnerStats
+    stats, done = RunnerStats(), threading.Event()
+
+    def record():
+        for i in range(20000):
+            stats.stage(f'stage{i % 50}', 0.001)
+            stats.stage('latency', 0.05)
+        done.set()
+
+    threading.Thread(target=record).start()
+    summaries = 0
+    while not done.is_set():
+        stats.summary()
+        summaries += 1
+    final = stats.summary()
+    assert summaries > 0 and final['latency_p50_ms'] == 50.0 and final['stage49_ms'] == 1.0
+    assert len(stats.latency) == RECENT

@@ -14,6 +14,7 @@ from ros2_imitation.policy import runtimes
 from ros2_imitation.policy.checkpoint import CONFIG_FILE
 from ros2_imitation.policy.tensor_files import read_json
 from ros2_imitation.runtime.chunking import soft_prefix_weights
+from test_policy import obs_for
 
 SMALL = dict(down_dims=(32, 64), diffusion_step_embed_dim=32, horizon=8, n_action_steps=4,
              encoder_channels=(8, 16), num_keypoints=8, state_dim=3, action_dim=2)
@@ -54,15 +55,6 @@ def make_policy(image=True, seed=0):
     policy = DiffusionPolicy(config)
     policy.set_stats(STATS)
     return policy.eval()
-
-
-def obs_for(policy, batch=None, seed=0):
-    cfg, rng = policy.config, np.random.default_rng(seed)
-    lead = () if batch is None else (batch,)
-    obs = {'state': rng.uniform(-1, 1, (*lead, cfg.n_obs_steps, cfg.state_dim)).astype(np.float32)}
-    for key in cfg.image_keys:
-        obs[key] = rng.integers(0, 255, (*lead, cfg.n_obs_steps, *cfg.image_shape), dtype=np.uint8)
-    return obs
 
 
 @pytest.fixture(scope='module')

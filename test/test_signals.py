@@ -43,7 +43,10 @@ def signal_twice(procs, first=signal.SIGINT, then=(signal.SIGINT,)):
 def assert_orderly(proc: Process, name: str, timeout: float = 20.0):
     code = proc.proc.wait(timeout)
     out = proc.output()
-    assert code in ORDERLY, f'{name} exited with {code}:\n{out[-3000:]}'
+    # a signal that lands while the interpreter itself starts (before any Python runs, so nothing was
+    # printed or opened) ends the process the default way; on a loaded machine that window is long
+    before_python = code == -signal.SIGINT and not out.strip()
+    assert code in ORDERLY or before_python, f'{name} exited with {code}:\n{out[-3000:]}'
     assert 'Traceback' not in out, f'{name}:\n{out[-3000:]}'
     assert 'cannot start' not in out and '] stopped: ' not in out, f'{name}:\n{out[-3000:]}'
     assert 'while closing' not in out, f'{name}:\n{out[-3000:]}'

@@ -146,8 +146,8 @@ class PolicyNode(Node):
                 t0 = time.perf_counter()
                 self.chunk_pub.publish(trajectory_to_msg(outcome.trajectory))
                 self.runner.stats.stage('publish', time.perf_counter() - t0)
-                if self.kinematics is not None:
-                    self._publish_markers(outcome)
+                if self.kinematics is not None and self.marker_pub.get_subscription_count():
+                    self._publish_markers(outcome)   # only when someone looks: off the robot's hot path
             self._reason = '' if outcome.trajectory is not None else outcome.reason
 
     def _publish_diagnostics(self):

@@ -216,16 +216,8 @@ def load_policy_file(name_or_path: str | Path, overrides: dict | None = None) ->
     """(PolicyConfig, training arguments) from config/policies/<name>.yaml or a YAML path: the policy
     fields at the top level (or under `policy:`), an optional `training:` section of train()
     arguments, `overrides` applied to the fields. Errors name the file."""
-    import yaml
-
-    from ros2_imitation.paths import resolve
-    path = resolve('policies', str(name_or_path))
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f'policy config {path}: not valid YAML: {exc}') from None
-    if not isinstance(raw, dict):
-        raise ValueError(f'policy config {path}: expected a mapping')
+    from ros2_imitation.paths import read_config
+    path, raw = read_config('policies', str(name_or_path), 'policy config')
     training = raw.pop('training', None) or {}
     if not isinstance(training, dict):
         raise ValueError(f'policy config {path}: training must be a mapping, got {training!r}')

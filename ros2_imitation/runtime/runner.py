@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from ros2_imitation.runtime.chunking import ChunkScheduler, QueryClock
 from ros2_imitation.runtime.observation import ObservationBuffer, ObservationError
 
 SEED_STRIDE = 100_003
+RECENT = 200              # timing samples kept per name
 LATENCY_GAIN = 0.2          # weight of the newest latency in the running estimate
 
 
@@ -56,39 +58,47 @@ class Outcome:
     overtaken: tuple | None = None
 
 
-@dataclass
 class RunnerStats:
-    chunks: int = 0
-    rejected: int = 0           # queries that found no usable observation
-    dropped: int = 0            # actions overtaken by latency (the history part excluded)
-    latency: list = field(default_factory=list)      # s, t_done - t_obs, the newest 200
-    inference: list = field(default_factory=list)    # s, policy call time, the newest 200
-    # s per stage of the path observation -> chunk, the newest 200 each: wait (observation stamp to
-    # the query), decode (image message to array, in the node), preprocess, encode, denoise (in the
-    # policy), schedule, publish (in the node)
-    stages: dict = field(default_factory=dict)
+    """Counts and the newest RECENT timing samples per name, safe across threads (the inference
+    thread records while a node's diagnostics timer summarises). Names: latency (t_done - t_obs),
+    inference (the policy call), and the stages of observation -> chunk: wait (observation stamp to
+    the query), decode (image message to array, in the node), preprocess, encode, denoise (in the
+    policy), schedule, publish (in the node)."""
+
+    def __init__(self):
+        self.chunks = 0
+        self.rejected = 0           # queries that found no usable observation
+        self.dropped = 0            # actions overtaken by latency (the history part excluded)
+        self._samples = {}
+        self._lock = threading.Lock()
 
     def stage(self, name: str, seconds: float) -> None:
-        self.stages.setdefault(name, []).append(seconds)
+        with self._lock:
+            self._samples.setdefault(name, deque(maxlen=RECENT)).append(seconds)
 
-    def keep_recent(self, n: int = 200):
-        self.latency, self.inference = self.latency[-n:], self.inference[-n:]
-        self.stages = {k: v[-n:] for k, v in self.stages.items()}
+    def recent(self, name: str) -> list:
+        with self._lock:
+            return list(self._samples.get(name, ()))
+
+    @property
+    def latency(self) -> list:
+        return self.recent('latency')
 
     def summary(self) -> dict:
-        """Counts and the recent latency (obs stamp -> chunk ready) and inference-time figures, in ms."""
-        self.keep_recent()
-        lat, inf = np.array(self.latency), np.array(self.inference)
+        """Counts and the recent latency (obs stamp -> chunk ready), inference and stage figures, in ms."""
+        with self._lock:
+            samples = {k: np.array(v) for k, v in self._samples.items() if v}
         values = {'chunks': self.chunks, 'rejected_observations': self.rejected, 'dropped_actions': self.dropped}
-        if lat.size:
+        lat = samples.pop('latency', None)
+        if lat is not None:
             values.update(latency_p50_ms=round(float(np.percentile(lat, 50)) * 1e3, 1),
                           latency_p99_ms=round(float(np.percentile(lat, 99)) * 1e3, 1),
                           latency_last_ms=round(float(lat[-1]) * 1e3, 1))
-        if inf.size:
+        inf = samples.pop('inference', None)
+        if inf is not None:
             values['inference_ms'] = round(float(np.median(inf)) * 1e3, 1)
-        for name, seconds in self.stages.items():
-            if seconds:
-                values[f'{name}_ms'] = round(float(np.median(seconds)) * 1e3, 2)
+        for name, seconds in samples.items():
+            values[f'{name}_ms'] = round(float(np.median(seconds)) * 1e3, 2)
         return values
 
 
@@ -194,7 +204,7 @@ class PolicyRunner:
         t0 = time.perf_counter()
         chunk = self.policy.predict_chunk(query.obs, seed=query.seed, prefix=query.prefix,
                                           prefix_weights=query.weights)
-        self.stats.inference.append(time.perf_counter() - t0)
+        self.stats.stage('inference', time.perf_counter() - t0)
         for name, seconds in getattr(self.policy, 'last_timing', {}).items():
             self.stats.stage(name, seconds)
         return chunk
@@ -214,7 +224,7 @@ class PolicyRunner:
                           overtaken=(times[first:dropped], np.asarray(chunk)[first:dropped]))
             if 0.0 <= latency <= self.horizon * self.dt:
                 self.latency_estimate += LATENCY_GAIN * (latency - self.latency_estimate)
-                self.stats.latency.append(latency)
+                self.stats.stage('latency', latency)
             else:
                 # not a latency but the clock jumping (a bogus /clock, a clock reset): one such
                 # value must not poison the estimate that inpainting and the statistics rely on

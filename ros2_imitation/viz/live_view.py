@@ -113,5 +113,5 @@ class LiveView:
             values = {kv.key: kv.value for kv in status.values}
             if 'latency_p50_ms' in values:
                 self.rr.log('plots/policy_latency_ms', self.rr.Scalars(float(values['latency_last_ms'])))
-            if status.name.startswith('controller') or 'controller' in status.name:
+            if 'chunk controller' in status.name:
                 self.rr.log('controller/state', self.rr.TextLog(f'{status.message}'))
