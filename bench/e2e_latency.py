@@ -8,6 +8,7 @@ few seeded episodes and reads the nodes' own /diagnostics: the policy's latency 
 import argparse
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,54 @@ from report import write_section  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--episodes', type=int, default=3)
+    parser.add_argument('--episodes', type=int, default=3, help='episodes per configuration')
     parser.add_argument('--model', default='')
     parser.add_argument('--continuity', default='inpaint')
+    parser.add_argument('--runtime', action='append', default=None,
+                        help='policy runtime(s) to run the graph with (repeatable; default: torch)')
+    parser.add_argument('--execute-steps', type=int, action='append', default=None,
+                        help="actions executed per chunk (repeatable; default: the checkpoint's)")
     parser.add_argument('--quick', action='store_true', help='one episode')
     args = parser.parse_args()
+    standalone = standalone_ms(args.model)
+    print(f'standalone torch eager, batch 1: {standalone:.1f} ms per chunk')
+    episodes = 1 if args.quick else args.episodes
+    rows = []
+    for runtime in args.runtime or ['torch']:
+        for execute in args.execute_steps or [0]:
+            rows.append(run_graph(args.model, args.continuity, runtime, execute, episodes))
+            print(rows[-1])
+    body = (f'`demo` graph, {episodes} push_cube episodes per row (seeds 2000+), continuity `{args.continuity}`, '
+            'sim at real-time factor 1 on the same CPU as the policy (policy_node with 1 torch thread, as '
+            'config/graphs/demo.yaml runs it). Latency = policy publish time - the observation\'s header.stamp '
+            '(sim clock); tracking error = max |q_cmd - q| over the arm joints as the controller reports it '
+            'each 0.5 s while tracking. Standalone = the same model, torch eager, batch 1, 2 threads, in the '
+            'bench process before the graphs start (the issue\'s reference).\n\n'
+            '| runtime | executed per chunk | obs -> chunk p50 (ms) | p99 (ms) | p50 / standalone | '
+            'p99 / standalone | inference (ms) | chunks | overtaken actions dropped | '
+            'tracking error median / max (rad) | successes |\n|---|---|---|---|---|---|---|---|---|---|---|\n')
+    for r in rows:
+        body += (f"| {r['runtime']} | {r['execute']} | {r['p50']:.0f} | {r['p99']:.0f} | {r['p50'] / standalone:.2f} | "
+                 f"{r['p99'] / standalone:.2f} | {r['inference']:.0f} | {r['chunks']} | {r['dropped']} | "
+                 f"{r['tracking_median']:.4f} / {r['tracking_max']:.4f} | {r['success']}/{episodes} |\n")
+    order = ['wait', 'decode', 'preprocess', 'encode', 'denoise', 'schedule', 'publish']
+    names = [n for n in order if any(n in r['stages'] for r in rows)]
+    body += ('\nWhere the time goes (medians over the last 200 chunks, policy_node\'s /diagnostics): wait = '
+             'observation stamp -> the query starts (transport, intake, the inference thread picking it up); '
+             'decode = an image message to the policy\'s array (per frame, in the node); preprocess / encode / '
+             'denoise = inside the policy call; schedule / publish = after it.\n\n'
+             f'Standalone torch eager: {standalone:.1f} ms per chunk.\n\n'
+             '| runtime | executed per chunk | ' + ' | '.join(f'{n} (ms)' for n in names) +
+             ' |\n|' + '---|' * (2 + len(names)) + '\n')
+    for r in rows:
+        body += (f"| {r['runtime']} | {r['execute']} | " +
+                 ' | '.join(f"{r['stages'].get(n, float('nan')):.2f}" for n in names) + ' |\n')
+    write_section('e2e_latency', 'End-to-end latency (full graph in sim)', body)
+
+
+def run_graph(model: str, continuity: str, runtime: str, execute: int, episodes: int) -> dict:
+    """One bringup of the demo graph with these policy settings; the policy's and controller's own
+    /diagnostics after `episodes` seeded episodes."""
     from diagnostic_msgs.msg import DiagnosticArray
 
     from ros2_imitation.graph.bringup import Bringup
@@ -30,10 +74,8 @@ def main():
     from ros2_imitation.graph.spec import load_graph
     from ros2_imitation.qos import COMMAND_QOS
 
-    standalone = standalone_ms(args.model)
-    print(f'standalone torch eager, batch 1: {standalone:.1f} ms per chunk')
-    graph = load_graph('demo', {'model': args.model, 'continuity': args.continuity})
-    episodes = 1 if args.quick else args.episodes
+    overrides = {'policy.execute_steps': execute} if execute else {}
+    graph = load_graph('demo', {'model': model, 'continuity': continuity, 'runtime': runtime}, overrides)
     policy_diag, controller_errors, results = [], [], []
     lock = threading.Lock()
 
@@ -50,41 +92,25 @@ def main():
         runner = EpisodeRunner()
         runner.node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, COMMAND_QOS)
         try:
-            runner.wait_for_state(120)
+            runner.wait_for_state(180)
             for i in range(episodes):
                 results.append(runner.run(2000 + i, 20.0, also=tuple(graph.episode_resets)))
-                print(f'episode {i}: success {results[-1].success}')
+                print(f'{runtime} execute {execute or "default"} episode {i}: success {results[-1].success}',
+                      flush=True)
+            time.sleep(1.5)     # one more diagnostics period after the last chunk
         finally:
             runner.close()
-    last = policy_diag[-1]
-    row = {'p50': float(last['latency_p50_ms']), 'p99': float(last['latency_p99_ms']),
-           'inference': float(last['inference_ms']), 'dropped': int(last['dropped_actions']),
-           'chunks': int(last['chunks']),
-           'tracking_max': max(controller_errors) if controller_errors else float('nan'),
-           'tracking_median': float(np.median(controller_errors)) if controller_errors else float('nan'),
-           'success': sum(r.success for r in results)}
-    stages = {k[:-3]: float(v) for k, v in last.items() if k.endswith('_ms') and not k.startswith(('latency', 'inference'))}
-    print(row, stages)
-    body = (f'`demo` graph, {episodes} push_cube episodes (seeds 2000+), continuity `{args.continuity}`, '
-            'sim at real-time factor 1 on the same CPU as the policy. Latency = policy publish time - '
-            'the observation\'s header.stamp (sim clock); tracking error = max |q_cmd - q| over the arm '
-            'joints as the controller reports it each 0.5 s while tracking.\n\n'
-            '| obs -> chunk p50 (ms) | p99 (ms) | inference (ms) | chunks | overtaken actions dropped | '
-            'tracking error median / max (rad) | successes |\n|---|---|---|---|---|---|---|\n'
-            f"| {row['p50']:.0f} | {row['p99']:.0f} | {row['inference']:.0f} | {row['chunks']} | {row['dropped']} | "
-            f"{row['tracking_median']:.4f} / {row['tracking_max']:.4f} | {row['success']}/{episodes} |")
-    order = ['wait', 'decode', 'preprocess', 'encode', 'denoise', 'schedule', 'publish']
-    names = [n for n in order if n in stages]
-    body += ('\n\nWhere the time goes (medians over the last 200 chunks, policy_node\'s /diagnostics): wait = '
-             'observation stamp -> the query starts (transport, intake, the inference thread picking it up); '
-             'decode = an image message to the policy\'s array (per frame, in the node); preprocess / encode / '
-             'denoise = inside the policy call; schedule / publish = after it. Standalone = the same model, '
-             'torch eager, batch 1, in this process before the graph starts.\n\n'
-             '| standalone (ms) | p50 / standalone | p99 / standalone | ' + ' | '.join(f'{n} (ms)' for n in names) +
-             ' |\n|' + '---|' * (3 + len(names)) + '\n'
-             f"| {standalone:.1f} | {row['p50'] / standalone:.2f} | {row['p99'] / standalone:.2f} | " +
-             ' | '.join(f'{stages[n]:.2f}' for n in names) + ' |\n')
-    write_section('e2e_latency', 'End-to-end latency (full graph in sim)', body)
+    with lock:
+        last = policy_diag[-1]
+    return {'runtime': last.get('runtime', runtime), 'execute': int(last.get('execute_steps', execute)),
+            'p50': float(last['latency_p50_ms']), 'p99': float(last['latency_p99_ms']),
+            'inference': float(last['inference_ms']), 'dropped': int(last['dropped_actions']),
+            'chunks': int(last['chunks']),
+            'tracking_max': max(controller_errors) if controller_errors else float('nan'),
+            'tracking_median': float(np.median(controller_errors)) if controller_errors else float('nan'),
+            'success': sum(r.success for r in results),
+            'stages': {k[:-3]: float(v) for k, v in last.items()
+                       if k.endswith('_ms') and not k.startswith(('latency', 'inference'))}}
 
 
 def standalone_ms(model: str) -> float:

@@ -17,6 +17,10 @@ def add_arguments(p):
     p.add_argument('--view', action='store_true',
                    help='live view in the browser while it runs (Rerun; needs the [view] extra)')
     p.add_argument('--view-port', type=int, default=9090, help='web port of the live view')
+    p.add_argument('--arg', action='append', metavar='NAME=VALUE',
+                   help="a graph argument (e.g. runtime=auto, continuity=replan); see `ros2-imitation graphs`")
+    p.add_argument('--set', action='append', metavar='NODE.PARAM=VALUE',
+                   help='override one node parameter (e.g. policy.execute_steps=4)')
     p.add_argument('--view-hold', type=float, default=0.0,
                    help='keep the live view open this many seconds after the last episode')
 
@@ -34,9 +38,10 @@ def run(args) -> int:
     from ros2_imitation.graph.episodes import EpisodeRunner
     from ros2_imitation.graph.spec import load_graph
 
+    from ros2_imitation.commands import key_values
     values = {k: v for k, v in (('task', args.task), ('model', args.model), ('sigma', args.sigma))
               if v is not None}
-    graph = load_graph(args.graph, values)
+    graph = load_graph(args.graph, {**key_values(args.arg, '--arg'), **values}, key_values(args.set, '--set'))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f'demo: graph {graph.name!r} ({", ".join(n.name for n in graph.nodes)}), '

@@ -11,6 +11,9 @@ def add_arguments(p):
     p.add_argument('--scheduler', choices=('ddpm', 'ddim'), default=None)
     p.add_argument('--noise-mode', choices=('replica', 'train_only', 'off'), default=None,
                    help='override test-time noise injection (train_only: trained with noise, run without)')
+    p.add_argument('--runtime', default='torch',
+                   choices=('torch', 'compile', 'onnxruntime', 'openvino', 'auto'),
+                   help='inference backend (auto: the fastest here); torch when another cannot run')
     p.add_argument('--mode', default='position', help='controller mode (position, impedance)')
     p.add_argument('--continuity', choices=('replan', 'ensemble', 'inpaint'), default='inpaint',
                    help='how consecutive chunks join (as policy_node)')
@@ -32,7 +35,7 @@ def run(args) -> int:
     from ros2_imitation.sim.evaluation import evaluate
 
     policy = load_policy(args.model, inference_scheduler=args.scheduler,
-                         num_inference_steps=args.steps, noise_mode=args.noise_mode)
+                         num_inference_steps=args.steps, noise_mode=args.noise_mode, runtime=args.runtime)
     bar = tqdm(total=args.episodes, desc='eval', unit='episode')
     wins = []
 

@@ -45,7 +45,7 @@ class PolicyNode(Node):
     def __init__(self):
         super().__init__('policy')
         p = {name: declare(self, name, default) for name, default in dict(
-            model='', device='auto', scheduler='', inference_steps=0, sigma=-1.0, noise_mode='',
+            model='', device='auto', runtime='torch', scheduler='', inference_steps=0, sigma=-1.0, noise_mode='',
             image_topics=['/camera/camera/color/image_raw'], proprio_topic='/ros2_imitation/proprio',
             chunk_topic='/ros2_imitation/action_chunk', robot='panda', rate=10.0, execute_steps=0,
             action_offset_steps=-1, max_obs_age=0.25, continuity='inpaint', seed=0, warmup=True,
@@ -58,7 +58,7 @@ class PolicyNode(Node):
             self.robot = RobotProfile.load(p['robot'])
             self.policy, self.model_path = load_runtime_policy(
                 p['model'], p['device'], p['scheduler'], p['inference_steps'], p['noise_mode'], p['sigma'],
-                p['threads'], arm_dof=self.robot.dof, robot_name=self.robot.name)
+                p['threads'], arm_dof=self.robot.dof, robot_name=self.robot.name, runtime=p['runtime'])
             self.runner = PolicyRunner(   # a bad continuity is a ValueError here
                 self.policy, self.robot.arm_joints, 1.0 / p['rate'], execute=p['execute_steps'] or None,
                 offset=p['action_offset_steps'] if p['action_offset_steps'] >= 0 else None,
@@ -89,7 +89,7 @@ class PolicyNode(Node):
         self._thread = threading.Thread(target=self._loop, name='inference', daemon=True)
         self._thread.start()
         self.get_logger().info(
-            f'policy {self.model_path} on {self.policy.device}: {cfg.inference_scheduler}-'
+            f'policy {self.model_path} on {self.policy.device} ({self.policy.runtime}): {cfg.inference_scheduler}-'
             f'{cfg.num_inference_steps}, noise sigma {cfg.noise_sigma} ({cfg.noise_mode}), '
             f'{p["continuity"]}, chunk of {cfg.horizon} every {self.runner.execute} x {self.runner.dt:.3f} s')
 
@@ -153,7 +153,8 @@ class PolicyNode(Node):
     def _publish_diagnostics(self):
         cfg = self.policy.config
         values = {**self.runner.stats.summary(), 'sigma': cfg.noise_sigma, 'noise_mode': cfg.noise_mode,
-                  'continuity': self.runner.continuity, 'reason': self._reason}
+                  'continuity': self.runner.continuity, 'runtime': self.policy.runtime,
+                  'execute_steps': self.runner.execute, 'reason': self._reason}
         level = DiagnosticStatus.OK if not self._reason else DiagnosticStatus.WARN
         publish_status(self, self.diag_pub, level, 'diffusion policy', self._reason or 'running',
                        str(self.policy.device), values)

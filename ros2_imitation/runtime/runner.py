@@ -270,10 +270,12 @@ def chunk_time_ms(policy, repeats: int = 20) -> float:
 
 def load_runtime_policy(model: str = '', device: str = 'auto', scheduler: str = '', inference_steps: int = 0,
                         noise_mode: str = '', sigma: float = -1.0, threads: int = 0, arm_dof: int | None = None,
-                        robot_name: str = '?'):
+                        robot_name: str = '?', runtime: str = 'torch'):
     """(policy, model path) for running on a robot: the checkpoint (default: the shipped push_cube)
     with the run-time overrides ('' / 0 / -1 keep the checkpoint's value), checked against the
-    arm. Every problem is a ValueError naming the model."""
+    arm. runtime: the inference backend (policy.runtimes: torch, compile, onnxruntime, openvino or
+    auto, the fastest here; torch whenever another cannot run, with the reason logged). Every
+    problem is a ValueError naming the model."""
     import torch
 
     from ros2_imitation.paths import share_dir
@@ -285,7 +287,8 @@ def load_runtime_policy(model: str = '', device: str = 'auto', scheduler: str = 
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     try:
         policy = load_policy(path, device=device, inference_scheduler=scheduler or None,
-                             num_inference_steps=inference_steps or None, noise_mode=noise_mode or None)
+                             num_inference_steps=inference_steps or None, noise_mode=noise_mode or None,
+                             runtime=runtime or 'torch')
         if sigma >= 0:
             policy.config = policy.config.replace(noise_sigma=float(sigma))
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
