@@ -150,17 +150,33 @@ class WindowDataset(Dataset):
 
     def indices(self, i: int) -> np.ndarray:
         """Buffer rows of window i (edge rows repeated where it runs past its episode)."""
-        start, length, offset = self.windows[i]
-        return start + np.clip(offset + np.arange(self.config.horizon), 0, length - 1)
+        return self.batch_indices([i])[0]
+
+    def batch_indices(self, items) -> np.ndarray:
+        """(B, horizon) buffer rows of windows `items`."""
+        start, length, offset = self.windows[np.asarray(items, dtype=np.int64)].T
+        steps = np.clip(offset[:, None] + np.arange(self.config.horizon), 0, length[:, None] - 1)
+        return start[:, None] + steps
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        rows = self.indices(i)
-        obs_rows = rows[:self.config.n_obs_steps]
-        item = {k: torch.from_numpy(np.ascontiguousarray(self.buffer.data[k][obs_rows])) for k in self.obs_keys}
-        item[self.config.state_key] = item[self.config.state_key].float()
-        item[self.config.action_key] = torch.from_numpy(
+        return {k: v[0] for k, v in self.__getitems__([i]).items()}
+
+    def __getitems__(self, items) -> dict[str, torch.Tensor]:
+        """A whole batch in one gather per key (DataLoader calls this with a batch's indices; pass
+        collate_fn=as_batch): per-window reads and default_collate's stacking cost more than the
+        training step's data share should."""
+        rows = self.batch_indices(items)
+        obs_rows = rows[:, :self.config.n_obs_steps]
+        batch = {k: torch.from_numpy(self.buffer.data[k][obs_rows]) for k in self.obs_keys}
+        batch[self.config.state_key] = batch[self.config.state_key].float()
+        batch[self.config.action_key] = torch.from_numpy(
             self.buffer.data[self.config.action_key][rows].astype(np.float32))
-        return item
+        return batch
+
+
+def as_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """collate_fn for DataLoaders over WindowDataset: __getitems__ already returns the batch."""
+    return batch
 
 
 def fill_shapes(config: PolicyConfig, buffer: ReplayBuffer) -> PolicyConfig:

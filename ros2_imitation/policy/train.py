@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CONFIG_FILE, CheckpointError, load_tensors, read_json, save_policy, save_tensors, write_json
 from .config import PolicyConfig
-from .dataset import ReplayBuffer, WindowDataset, dataset_stats, fill_shapes, split_episodes
+from .dataset import ReplayBuffer, WindowDataset, as_batch, dataset_stats, fill_shapes, split_episodes
 from .model import DiffusionPolicy
 
 STATE_FILE, STATE_JSON = 'train_state.safetensors', 'train_state.json'
@@ -122,7 +122,7 @@ def _validate(raw: DiffusionPolicy, ema: EMAModel, dataset: WindowDataset, batch
     ema.copy_to(raw.parameters())
     raw.eval()
     total, count = 0.0, 0
-    for batch in DataLoader(subset, batch_size=batch_size):
+    for batch in DataLoader(subset, batch_size=batch_size, collate_fn=as_batch):
         n = len(batch[raw.config.action_key])
         total += raw(batch, generator=generator).item() * n
         count += n
@@ -237,7 +237,7 @@ def train(dataset_path: str | Path, config: PolicyConfig | dict | str | Path | N
         order = list(sampler)
         batches = [order[i * per_rank:(i + 1) * per_rank] for i in range(steps_per_epoch)]
         batches = [b for b in batches[skip:steps_per_epoch][:total - step] if b]
-        loader = DataLoader(train_set, batch_sampler=batches, num_workers=num_workers,
+        loader = DataLoader(train_set, batch_sampler=batches, num_workers=num_workers, collate_fn=as_batch,
                             pin_memory=str(device).startswith('cuda'))
         for batch in loader:
             loss = model(batch, generator=generator, training=True)
