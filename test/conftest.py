@@ -84,6 +84,18 @@ def _stop_leftover_processes():
         proc.stop()
 
 
+@pytest.fixture(autouse=True)
+def _stop_processes_of_each_test():
+    """What a test started (itself or through its function-scoped fixtures) stops when it ends, passed
+    or failed: a graph left running after a failure would starve every test after it on a small
+    machine. Processes of module- and session-scoped fixtures, set up before this one, are left to
+    their fixtures."""
+    first = len(_started)
+    yield
+    for proc in _started[first:]:
+        proc.stop()
+
+
 class Process:
     """A child started in its own process group, stopped with SIGTERM to the group."""
 

@@ -308,6 +308,27 @@ def test_windowing_pads_episode_edges(tmp_path):
         assert (rows < 5).all() or (rows >= 5).all()     # never across an episode boundary
 
 
+def test_a_batch_is_one_gather_equal_to_its_windows(tmp_path):
+    """WindowDataset.__getitems__ (what the DataLoader calls) gives exactly the stacked windows,
+    images included, in the order asked."""
+    from torch.utils.data import DataLoader, default_collate
+
+    from ros2_imitation.policy.dataset import as_batch
+    cfg = state_config().replace(image_keys=('image',), image_shape=(32, 32, 3))
+    data = episodes(n=3, length=12, images=True)
+    buffer = ReplayBuffer.open(write_episodes(tmp_path / 'd.zarr', data), ['state', 'action', 'image'])
+    ds = WindowDataset(buffer, cfg)
+    order = [5, 0, len(ds) - 1, 3, 3]
+    batch = ds.__getitems__(order)
+    reference = default_collate([{k: torch.from_numpy(
+        buffer.data[k][ds.indices(i)[:cfg.n_obs_steps] if k != 'action' else ds.indices(i)].astype(
+            np.float32 if k != 'image' else np.uint8)) for k in ('state', 'action', 'image')} for i in order])
+    for key, value in reference.items():
+        assert batch[key].dtype == value.dtype and torch.equal(batch[key], value), key
+    loaded = next(iter(DataLoader(ds, batch_sampler=[order], collate_fn=as_batch)))
+    assert all(torch.equal(loaded[k], batch[k]) for k in batch)
+
+
 def test_overfit_tiny_dataset(tmp_path):
     data = episodes(n=2, length=30)
     path = write_episodes(tmp_path / 'd.zarr', data)
