@@ -19,11 +19,11 @@ apt:
 	  fi; \
 	else echo "no apt-get: install the EGL and libusb runtime libraries yourself"; fi
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py docker/requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[ros,realsense,test,view,fast]'
+	$(PY) -m pip install -q -c docker/requirements.txt -e '.[ros,realsense,test,view,fast]'
 	$(PY) -c "import rclpy, torch, diffusers, mujoco, rosbags; print('installed: torch', torch.__version__, '| mujoco', mujoco.__version__)"
 	touch $@
 
@@ -59,11 +59,11 @@ JAZZY_TESTS ?= test
 
 install-jazzy: apt $(JAZZY_VENV)/.installed
 
-$(JAZZY_VENV)/.installed: setup.py
+$(JAZZY_VENV)/.installed: setup.py docker/requirements.txt
 	python3 -m venv $(JAZZY_VENV)
 	$(JAZZY_PY) -m pip install -q --upgrade pip
 	$(JAZZY_PY) -m pip install -q $(TORCH)
-	$(JAZZY_PY) -m pip install -q -e '.[ros-jazzy,realsense,test,view,fast]'
+	$(JAZZY_PY) -m pip install -q -c docker/requirements.txt -e '.[ros-jazzy,realsense,test,view,fast]'
 	$(JAZZY_PY) -c "from importlib.metadata import version as v; import rclpy, torch, diffusers, mujoco, rosbags; \
 	  assert v('ros-rclpy').startswith('7.1.'), 'not the Jazzy rclpy: ' + v('ros-rclpy'); \
 	  print('installed: rclpy', v('ros-rclpy'), '(Jazzy) | torch', torch.__version__, '| mujoco', mujoco.__version__)"
