@@ -1,5 +1,6 @@
 """policy_node in the full graph over real DDS, with a tiny policy trained here (timing, not skill)."""
 import os
+from pathlib import Path
 import signal
 
 import numpy as np
@@ -148,3 +149,19 @@ def test_waiting_reports_count_events_not_polls(tmp_path, tiny_model, ros_env, p
     assert len(reports) >= 2, out[-2000:]
     # one rejected query per image at most (a 5 ms polling loop would report ~20 per image)
     assert len(reports) + held_back <= sent + 2, (len(reports), held_back, sent)
+
+
+def test_the_runtime_argument_runs_the_policy_on_onnx_runtime(tmp_path, tiny_model):
+    """`runtime` is a graph argument (config/graphs/demo.yaml) and a policy_node parameter: the node
+    exports its model once (cached beside the checkpoint) and serves chunks from ONNX Runtime."""
+    from ros2_imitation.policy.runtimes import available
+    if available()['onnxruntime']:
+        pytest.skip(f"onnxruntime: {available()['onnxruntime']}")
+    with start(tmp_path, tiny_model, '--arg', 'runtime=onnxruntime') as run:
+        assert 'on cpu (onnxruntime)' in run.output(), run.output()[-3000:]
+        wait_for(lambda: any(kv.key == 'runtime' and kv.value == 'onnxruntime' for d in run.diagnostics.messages
+                             for s in d.status if 'diffusion policy' in s.name for kv in s.values), 10,
+                 what='the policy diagnostics to name its runtime')
+        msg, _ = run.chunks[-1]
+        assert len(msg.points) >= 2 and all(np.isfinite(p.positions).all() for p in msg.points)
+    assert any((p / 'meta.json').exists() for p in (Path(tiny_model) / 'runtime_cache').iterdir())
