@@ -78,9 +78,10 @@ class DiffusionPolicy(nn.Module):
         self.inference_scheduler.set_timesteps(self.config.num_inference_steps)
 
     def set_runtime(self, name: str = 'torch', **options) -> str:
-        """Run predict_chunk()'s U-Net and image encoders on 'torch' | 'compile' | 'onnxruntime' |
-        'openvino' | 'auto' (see runtimes.py for `options`). Returns the runtime in use: torch when the
-        asked one is unavailable (the reason is logged). Call again after changing the weights."""
+        """Run predict_chunk()'s U-Net and image encoders on 'torch' | 'compile' | 'half' |
+        'onnxruntime' | 'openvino' | 'auto' (see runtimes.py for `options`). Returns the runtime in
+        use: torch when the asked one is unavailable (the reason is logged). Call again after
+        changing the weights."""
         from .runtimes import make_runtime
         self._runtime = make_runtime(self, name, **options)
         return self.runtime
