@@ -3,7 +3,9 @@
 The shipped push_cube configuration (96x96 image + 7 joint positions -> 16 x 7 actions) and its
 state-only variant. Writes the `policy_latency` section of docs/benchmarks.md, and on the CPU the
 `policy_runtimes` section: the shipped model's DDIM-10 chunk on each inference runtime
-(ros2_imitation/policy/runtimes.py), all measured in one run.
+(ros2_imitation/policy/runtimes.py), all measured in one run. With --device cuda it runs
+bench/gpu.py, which writes every GPU figure into the `policy_latency_cuda` section (exit 2 when no
+CUDA device is present).
 """
 import argparse
 import logging
@@ -30,6 +32,10 @@ def main():
     parser.add_argument('--threads', type=int, default=2, help='intra-op threads (runtimes section)')
     parser.add_argument('--print-only', action='store_true', help='print the tables, leave docs/benchmarks.md alone')
     args = parser.parse_args()
+    if args.device.startswith('cuda'):
+        import gpu
+        return gpu.main(['--device', args.device, '--repeats', str(args.repeats)]
+                        + ['--quick'] * args.quick + ['--print-only'] * args.print_only)
     if args.only != 'runtimes':
         latency_section(args)
     if args.only != 'latency' and args.device == 'cpu':
@@ -37,6 +43,18 @@ def main():
 
 
 def latency_section(args):
+    repeats = 2 if args.quick else args.repeats
+    body = latency_table(args.device, repeats)
+    if args.print_only:
+        print(body)
+    else:
+        write_section(f'policy_latency_{args.device.split(":")[0]}',
+                      f'Policy latency and training throughput ({args.device})', body)
+
+
+def latency_table(device: str, repeats: int) -> str:
+    """The shipped config, its state-only variant and Diffusion Policy's U-Net size: params, chunk
+    latency per sampler, training step (eager torch, random weights)."""
     from ros2_imitation.policy.benchmark import measure
     from ros2_imitation.policy.config import load_policy_file
 
@@ -45,11 +63,10 @@ def latency_section(args):
     # Diffusion Policy's published CNN U-Net size (down_dims 256-512-1024, step embedding 128) on the
     # same inputs, encoder and samplers: what the smaller U-Net buys
     reference = image.replace(down_dims=(256, 512, 1024), diffusion_step_embed_dim=128)
-    repeats = 2 if args.quick else args.repeats
     rows = []
     for name, config in (('image + state (shipped config)', image), ('state only', state_only),
                          ("image + state, Diffusion Policy's U-Net size (256-512-1024)", reference)):
-        r = measure(config, args.device, 64, repeats, SAMPLERS)
+        r = measure(config, device, 64, repeats, SAMPLERS)
         rows.append((name, r))
         print(name, r)
     head = '| policy | params | ' + ' | '.join(f'{k.upper()}-{n} (ms/chunk)' for k, n in SAMPLERS) + \
@@ -59,17 +76,12 @@ def latency_section(args):
         table.append(f"| {name} | {r['params'] / 1e6:.2f} M | " +
                      ' | '.join(f"{r[f'predict_{k}{n}_ms']:.1f}" for k, n in SAMPLERS) +
                      f" | {r['train_step_ms']:.0f} | {r['train_samples_per_s']:.0f} |")
-    body = (f'Device `{args.device}`, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1 '
+    return (f'Device `{device}`, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1 '
             f'inference (one chunk = the whole denoising loop), best of {repeats} runs. Inference time is '
             'steps x one U-Net forward plus the observation encoding. The last row is the reference U-Net of '
             "Diffusion Policy's published size (ConditionalUnet1D down_dims 256-512-1024, step embedding 128) "
             'with everything else equal (encoder, horizon 16, samplers), measured in the same run.\n\n'
             + '\n'.join(table))
-    if args.print_only:
-        print(body)
-    else:
-        write_section(f'policy_latency_{args.device.split(":")[0]}',
-                      f'Policy latency and training throughput ({args.device})', body)
 
 
 # (label, runtime, set_runtime options); eager first: the reference for the differences
@@ -111,14 +123,7 @@ def runtimes_section(args):
         for _ in range(3):    # warm-up (allocators, thread pools, compiled graphs)
             policy.predict_chunk(obs, seed=0)
         policies.append((label, policy, build_s))
-    times = {label: [] for label, _, _ in policies}
-    outputs = {label: [] for label, _, _ in policies}
-    for i in range(chunks):
-        for label, policy, _ in policies:
-            start = time.perf_counter()
-            chunk = policy.predict_chunk(obs, seed=i)
-            times[label].append(1e3 * (time.perf_counter() - start))
-            outputs[label].append(chunk)
+    times, outputs = interleaved([(label, policy) for label, policy, _ in policies], obs, chunks)
     batch_ms = {}
     for _ in range(3 if args.quick else 5):
         for label, policy, _ in policies:
@@ -157,6 +162,21 @@ def runtimes_section(args):
         write_section('policy_runtimes_cpu', 'Policy inference runtimes (cpu, DDIM-10 chunk)', body)
 
 
+def interleaved(policies, obs, chunks: int):
+    """`chunks` predict_chunk calls per (label, policy), one chunk each round after round so that
+    the load of a shared machine falls on all alike; seed i in round i. Returns ({label: [ms]},
+    {label: [chunk]}). predict_chunk returns numpy arrays, so a GPU's work is done when it returns."""
+    times = {label: [] for label, _ in policies}
+    outputs = {label: [] for label, _ in policies}
+    for i in range(chunks):
+        for label, policy in policies:
+            start = time.perf_counter()
+            chunk = policy.predict_chunk(obs, seed=i)
+            times[label].append(1e3 * (time.perf_counter() - start))
+            outputs[label].append(chunk)
+    return times, outputs
+
+
 def _params(policies) -> str:
     return f'{policies[0][1].param_count() / 1e6:.2f} M' if policies else '?'
 
@@ -170,4 +190,4 @@ def _version(module: str) -> str:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

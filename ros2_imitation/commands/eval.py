@@ -12,7 +12,7 @@ def add_arguments(p):
     p.add_argument('--noise-mode', choices=('replica', 'train_only', 'off'), default=None,
                    help='override test-time noise injection (train_only: trained with noise, run without)')
     p.add_argument('--runtime', default='torch',
-                   choices=('torch', 'compile', 'onnxruntime', 'openvino', 'auto'),
+                   choices=('torch', 'compile', 'half', 'onnxruntime', 'openvino', 'auto'),
                    help='inference backend (auto: the fastest here); torch when another cannot run')
     p.add_argument('--mode', default='position', help='controller mode (position, impedance)')
     p.add_argument('--continuity', choices=('replan', 'ensemble', 'inpaint'), default='inpaint',

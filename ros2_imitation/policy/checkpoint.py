@@ -61,7 +61,7 @@ def load_policy(path: str | Path, device: str | torch.device = 'cpu', inference_
 
     The overrides change only inference: the sampler ('ddpm' | 'ddim'), its step count, and the
     noise mode ('train_only' on a 'replica' model is the ablation that drops test-time noise).
-    runtime: 'torch' (default) | 'compile' | 'onnxruntime' | 'openvino' | 'auto', see
+    runtime: 'torch' (default) | 'compile' | 'half' | 'onnxruntime' | 'openvino' | 'auto', see
     DiffusionPolicy.set_runtime(); an ONNX export is cached beside the checkpoint, keyed by its SHA-256.
     """
     directory = _checkpoint_dir(path)

@@ -78,9 +78,10 @@ class DiffusionPolicy(nn.Module):
         self.inference_scheduler.set_timesteps(self.config.num_inference_steps)
 
     def set_runtime(self, name: str = 'torch', **options) -> str:
-        """Run predict_chunk()'s U-Net and image encoders on 'torch' | 'compile' | 'onnxruntime' |
-        'openvino' | 'auto' (see runtimes.py for `options`). Returns the runtime in use: torch when the
-        asked one is unavailable (the reason is logged). Call again after changing the weights."""
+        """Run predict_chunk()'s U-Net and image encoders on 'torch' | 'compile' | 'half' |
+        'onnxruntime' | 'openvino' | 'auto' (see runtimes.py for `options`). Returns the runtime in
+        use: torch when the asked one is unavailable (the reason is logged). Call again after
+        changing the weights."""
         from .runtimes import make_runtime
         self._runtime = make_runtime(self, name, **options)
         return self.runtime
@@ -181,7 +182,8 @@ class DiffusionPolicy(nn.Module):
     def _obs_tensors(self, obs: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], bool]:
         """numpy obs (history, optional batch dim) -> batched tensors with exactly To steps.
         A shorter history is padded at the front by repeating its oldest frame, as training windows
-        are at episode starts; a longer one keeps its newest To frames."""
+        are at episode starts; a longer one keeps its newest To frames. On a CUDA device the arrays
+        go through pinned host memory, copied asynchronously (ordered on the current stream)."""
         cfg = self.config
         keys = [cfg.state_key, *cfg.image_keys]
         missing = [k for k in keys if k not in obs]
@@ -213,7 +215,12 @@ class DiffusionPolicy(nn.Module):
                 pad = np.repeat(value[:, :1], cfg.n_obs_steps - value.shape[1], axis=1)
                 value = np.concatenate([pad, value], axis=1)
             dtype = np.float32 if key == cfg.state_key else value.dtype
-            out[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=dtype)).to(self.device)
+            tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=dtype))
+            if self.device.type == 'cuda':
+                tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+            else:
+                tensor = tensor.to(self.device)
+            out[key] = tensor
         return out, batched
 
     def predict_chunk(self, obs: dict[str, np.ndarray], seed: int | None = None,

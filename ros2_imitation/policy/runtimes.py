@@ -1,17 +1,19 @@
 """Inference runtimes for DiffusionPolicy.predict_chunk(): the per-step U-Net forward and the
-image-encoder forward on torch (eager), torch.compile, ONNX Runtime or OpenVINO.
+image-encoder forward on torch (eager), torch.compile, reduced precision with CUDA graphs ('half'),
+ONNX Runtime or OpenVINO.
 
     policy = load_policy('models/push_cube', runtime='auto')     # or policy.set_runtime('onnxruntime')
     policy.runtime                                                # the one actually in use
 
 Only the two networks move. The diffusers scheduler loop, normalisation, cropping, noise injection
-and inpainting stay in torch, drawing from the same generator in the same order, so a fixed seed
-gives the same chunk on every backend (within float rounding, ~1e-6).
+and inpainting stay in torch (float32), drawing from the same generator in the same order, so a
+fixed seed gives the same chunk on every float32 backend (within float rounding, ~1e-6).
 
 Backends:
 - 'torch': the eager modules (the default; also the fallback whenever another one is unavailable).
 - 'compile': torch.compile (inductor) of the U-Net and the encoders; needs a C++ compiler, and the
-  first call per batch size compiles (tens of seconds, done at set_runtime() for batch 1).
+  first call per batch size compiles (tens of seconds, done at set_runtime() for batch 1). Option
+  mode: torch.compile's mode (default None; 'reduce-overhead' adds CUDA graphs on a CUDA device).
 - 'onnxruntime', 'openvino': both run the same ONNX export (batch dimension dynamic), made once and
   cached beside the checkpoint in `runtime_cache/<key>/` (or under $ROS2_IMITATION_CACHE, default
   ~/.cache/ros2_imitation/runtimes/, when the model folder is not writable). <key> hashes the
@@ -19,12 +21,20 @@ Backends:
   weights in memory), the network-shaping config fields and this export format, so a changed
   checkpoint never gets an old export. The folder's meta.json lists the SHA-256 of every file and is
   checked before use. Only ONNX protobufs and JSON are written: nothing is pickled.
-- 'auto': builds the available ONNX backends and keeps the fastest on a timed batch-1 U-Net probe
-  (torch eager included), so it adapts to the machine; 'compile' is left out (slow to build).
+- 'half': float16/bfloat16 copies of the U-Net and encoders (gpu_runtime.py), inputs cast in and
+  outputs cast back to float32, so the scheduler loop, normalisation, noise and inpainting stay
+  float32; on a CUDA device each forward is replayed from a CUDA graph captured per input shape.
+  Options: precision 'fp16' (default on CUDA) | 'bf16' (default on CPU); cuda_graphs (default: on
+  a CUDA device; asking for them on the CPU is RuntimeUnavailable). It changes the numerics (1e-3 to
+  1e-2, see HALF_TOLERANCE), so 'auto' picks it only on a CUDA device.
+- 'auto': on the CPU, builds the available ONNX backends and keeps the fastest on a timed batch-1
+  U-Net probe (torch eager included), so it adapts to the machine; 'compile' is left out (slow to
+  build). On a CUDA device it chooses between torch eager and 'half' (fp16 + CUDA graphs) alike.
 
-Every non-torch backend is checked against eager torch on a probe input when it is built; an export
-that fails, a missing package or a failed check leaves the policy on torch with the reason logged.
-A runtime snapshots the weights: call set_runtime() again after changing them.
+Every non-torch backend is checked against eager torch on a probe input when it is built (within
+CHECK_TOLERANCE, or the runtime's own `tolerance`); an export that fails, a missing package or a
+failed check leaves the policy on torch with the reason logged. A runtime snapshots the weights:
+call set_runtime() again after changing them.
 """
 from __future__ import annotations
 
@@ -44,15 +54,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from .gpu_runtime import PRECISIONS, Cast, CudaGraphed, half_encoder, half_unet
 from .tensor_files import file_entry, read_json, sha256_file
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ('torch', 'compile', 'onnxruntime', 'openvino')
+BACKENDS = ('torch', 'compile', 'half', 'onnxruntime', 'openvino')
 CHOICES = (*BACKENDS, 'auto')
 EXPORT_FORMAT = 'ros2_imitation.runtime/1'
 CACHE_FOLDER = 'runtime_cache'
 CHECK_TOLERANCE = 1e-3      # max |backend - eager| on the build-time probe (observed: ~1e-6)
+# The same for 'half', per precision. float16 keeps 11 significant bits, bfloat16 8: on the probe
+# a U-Net forward (outputs of order 1) differs from float32 by ~3e-3 (fp16) and ~1.5e-2 (bf16), on
+# the shipped model and on the tests' random ones (CPU). A whole chunk iterates the U-Net and drifts
+# further: in normalised action units ~1e-3 (fp16) and ~1e-2 (bf16) on the shipped model at DDIM-10,
+# up to 8e-2 (bf16) on a random test network. The check catches a broken conversion (errors of order
+# 1); it does not make the reduced-precision numerics equal to float32's.
+HALF_TOLERANCE = {'fp16': 5e-2, 'bf16': 1e-1}
 # Config fields that change neither network: inference and noise settings can differ between
 # loads of one checkpoint and still share its export.
 _NOT_IN_NETWORKS = ('inference_scheduler', 'num_inference_steps', 'noise_mode', 'noise_sigma', 'seed',
@@ -68,26 +86,33 @@ class ExportFailed(RuntimeUnavailable):
 
 
 # what each backend imports (the ONNX ones also need the exporter's packages)
-REQUIRES = {'torch': (), 'compile': (), 'onnxruntime': ('onnxruntime', 'onnx', 'onnxscript'),
+REQUIRES = {'torch': (), 'compile': (), 'half': (), 'onnxruntime': ('onnxruntime', 'onnx', 'onnxscript'),
             'openvino': ('openvino', 'onnx', 'onnxscript')}
 
 
 # ---------------------------------------------------------------- selection
 def make_runtime(policy, name: str = 'torch', checkpoint: str | Path | None = None,
-                 cache_dir: str | Path | None = None, threads: int | None = None, dynamic_batch: bool = True):
+                 cache_dir: str | Path | None = None, threads: int | None = None, dynamic_batch: bool = True,
+                 precision: str | None = None, cuda_graphs: bool | None = None, mode: str | None = None):
     """The runtime object for DiffusionPolicy.set_runtime(), or None for torch eager.
 
     checkpoint: the directory the policy's weights were just loaded from (its config.json manifest
     keys the export cache; without it the weights in memory are hashed). cache_dir: where exports
     go instead of beside the checkpoint. threads: intra-op threads (default torch.get_num_threads()).
     dynamic_batch: export the batch dimension as dynamic (default; evaluation batches episodes).
+    precision, cuda_graphs: the 'half' backend's options (see HalfRuntime). mode: torch.compile's mode.
     """
     if name not in CHOICES:
         raise ValueError(f'unknown runtime {name!r}; choose one of {CHOICES}')
     if name == 'torch':
         return None
     threads = threads or torch.get_num_threads()
-    candidates = ('openvino', 'onnxruntime') if name == 'auto' else (name,)
+    if name != 'auto':
+        candidates = (name,)
+    elif policy.device.type == 'cuda':
+        candidates = ('half',)            # the ONNX backends run on the CPU only
+    else:
+        candidates = ('openvino', 'onnxruntime')
     built, export = [], None
     for backend in candidates:
         try:
@@ -95,7 +120,10 @@ def make_runtime(policy, name: str = 'torch', checkpoint: str | Path | None = No
             if missing:
                 raise RuntimeUnavailable(f'{missing} not installed (pip install ros2_imitation[fast])')
             if backend == 'compile':
-                runtime = CompileRuntime(policy)
+                runtime = CompileRuntime(policy, mode=mode)
+            elif backend == 'half':
+                runtime = HalfRuntime(policy, precision=precision, cuda_graphs=cuda_graphs)
+                check_against_torch(policy, runtime)
             else:
                 if export is None:
                     export = OnnxExport.get(policy, checkpoint, cache_dir, dynamic_batch)
@@ -124,17 +152,20 @@ def make_runtime(policy, name: str = 'torch', checkpoint: str | Path | None = No
 def _fastest(policy, runtimes: list):
     """The fastest of `runtimes` and torch eager on batch-1 U-Net forwards, interleaved so that the
     load of a shared machine falls on all alike; min over repeats."""
-    x, t, cond = _probe(policy, batch=1)
+    x, t, cond = _probe(policy, batch=1, device=policy.device)
     eager = _TorchUnet(policy)
     options = [eager, *runtimes]
     best = {id(r): float('inf') for r in options}
+    sync = torch.cuda.synchronize if policy.device.type == 'cuda' else (lambda: None)
     with torch.no_grad():
         for r in options:
             r.unet(x, t, cond)
         for _ in range(8):
             for r in options:
+                sync()
                 start = time.perf_counter()
                 r.unet(x, t, cond)
+                sync()
                 best[id(r)] = min(best[id(r)], time.perf_counter() - start)
     winner = min(options, key=lambda r: best[id(r)])
     log.info('runtime auto: %s', ', '.join(f'{r.name} {1e3 * best[id(r)]:.2f} ms' for r in options))
@@ -148,60 +179,109 @@ class _TorchUnet:
         self.unet = policy.unet
 
 
-def _probe(policy, batch: int):
+def _probe(policy, batch: int, device='cpu'):
     cfg = policy.config
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, cfg.horizon, cfg.action_dim, generator=gen)
     cond = torch.randn(batch, policy.cond_dim, generator=gen)
-    return x, torch.tensor(cfg.num_train_timesteps // 2), cond
+    return x.to(device), torch.tensor(cfg.num_train_timesteps // 2, device=device), cond.to(device)
 
 
-def _probe_images(policy, batch: int) -> torch.Tensor:
+def _probe_images(policy, batch: int, device='cpu') -> torch.Tensor:
     cfg = policy.config
     h, w = cfg.crop_shape or cfg.image_shape[:2]
-    return torch.rand(batch * cfg.n_obs_steps, 3, h, w, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    images = torch.rand(batch * cfg.n_obs_steps, 3, h, w, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return images.to(device)
 
 
 def check_against_torch(policy, runtime, batches=(1, 2)) -> float:
-    """Max |runtime - eager| over the U-Net and every encoder on probe inputs at batch 1 and 2
-    (the second exercises the dynamic batch); RuntimeUnavailable above CHECK_TOLERANCE."""
+    """Max |runtime - eager| over the U-Net and every encoder on probe inputs (on the policy's
+    device) at batch 1 and 2 (the second exercises the dynamic batch); RuntimeUnavailable above the
+    runtime's `tolerance` (default CHECK_TOLERANCE)."""
+    tolerance = getattr(runtime, 'tolerance', CHECK_TOLERANCE)
     worst = 0.0
     try:
         with torch.no_grad():
             for b in batches:
-                x, t, cond = _probe(policy, b)
+                x, t, cond = _probe(policy, b, policy.device)
                 worst = max(worst, (runtime.unet(x, t, cond) - policy.unet(x, t, cond)).abs().max().item())
                 for key, encoder in policy.encoders.items():
-                    images = _probe_images(policy, b)
+                    images = _probe_images(policy, b, policy.device)
                     worst = max(worst, (runtime.encode(key, images) - encoder(images)).abs().max().item())
     except RuntimeUnavailable:
         raise
     except Exception as exc:
         raise RuntimeUnavailable(f'{runtime.name} failed on the probe: {type(exc).__name__}: {str(exc)[:300]}') from exc
-    if not worst <= CHECK_TOLERANCE:
+    if not worst <= tolerance:
         raise RuntimeUnavailable(f'{runtime.name} differs from torch eager by {worst:.3g} on the probe '
-                                 f'(tolerance {CHECK_TOLERANCE})')
+                                 f'(tolerance {tolerance})')
     return worst
 
 
 # ---------------------------------------------------------------- torch.compile
 class CompileRuntime:
+    """mode: torch.compile's mode. With 'reduce-overhead' on a CUDA device inductor replays CUDA
+    graphs whose output buffers the next call reuses: every call starts a new cudagraph step and
+    returns a clone."""
     name = 'compile'
 
-    def __init__(self, policy):
+    def __init__(self, policy, mode: str | None = None):
         if policy.device.type == 'cpu' and not any(shutil.which(c) for c in (os.environ.get('CXX', 'g++'), 'c++', 'clang++')):
             raise RuntimeUnavailable('torch.compile on CPU needs a C++ compiler (g++/clang++); none found')
+        self.mode = mode
+        self._graphs = mode == 'reduce-overhead' and policy.device.type == 'cuda'
         try:
-            self._unet = torch.compile(policy.unet)
-            self._encoders = {k: torch.compile(e) for k, e in policy.encoders.items()}
+            self._unet = torch.compile(policy.unet, mode=mode)
+            self._encoders = {k: torch.compile(e, mode=mode) for k, e in policy.encoders.items()}
             check_against_torch(policy, self, batches=(1,))     # compiles for batch 1 now, not mid-episode
         except RuntimeUnavailable:
             raise
         except Exception as exc:   # inductor raises many kinds (BackendCompilerFailed, CalledProcessError...)
             raise RuntimeUnavailable(f'torch.compile failed: {type(exc).__name__}: {str(exc)[:300]}') from exc
 
+    def _call(self, fn, *args):
+        if not self._graphs:
+            return fn(*args)
+        torch.compiler.cudagraph_mark_step_begin()
+        return fn(*args).clone()
+
     def unet(self, sample, timestep, cond):
-        return self._unet(sample, timestep, cond)
+        return self._call(self._unet, sample, timestep, cond)
+
+    def encode(self, key, images):
+        return self._call(self._encoders[key], images)
+
+
+# ---------------------------------------------------------------- reduced precision (+ CUDA graphs)
+class HalfRuntime:
+    """The U-Net and the encoders as float16/bfloat16 copies (gpu_runtime.py): float32 in, float32
+    out, so everything around them stays float32. precision: 'fp16' | 'bf16' (default: fp16 on a
+    CUDA device, bf16 on the CPU). cuda_graphs: replay each forward from a CUDA graph captured per
+    input shape (default: on a CUDA device; only there)."""
+    name = 'half'
+
+    def __init__(self, policy, precision: str | None = None, cuda_graphs: bool | None = None):
+        cuda = policy.device.type == 'cuda'
+        precision = precision or ('fp16' if cuda else 'bf16')
+        if precision not in PRECISIONS:
+            raise ValueError(f'unknown precision {precision!r}; choose one of {tuple(PRECISIONS)}')
+        cuda_graphs = cuda if cuda_graphs is None else bool(cuda_graphs)
+        if cuda_graphs and not cuda:
+            raise RuntimeUnavailable(f'CUDA graphs need a CUDA device; the policy is on {policy.device} '
+                                     "(load_policy(..., device='cuda'), or cuda_graphs=False)")
+        self.precision, self.cuda_graphs = precision, cuda_graphs
+        self.tolerance = HALF_TOLERANCE[precision]      # check_against_torch's bound for this runtime
+        dtype = PRECISIONS[precision]
+        wrap = (lambda m: CudaGraphed(m, dtype, policy.device)) if cuda_graphs else (lambda m: Cast(m, dtype))
+        try:
+            self._unet = wrap(half_unet(policy.unet, dtype))
+            self._encoders = {k: wrap(half_encoder(e, dtype)) for k, e in policy.encoders.items()}
+        except Exception as exc:
+            raise RuntimeUnavailable(f'no {precision} copy of the networks: {type(exc).__name__}: {exc}') from exc
+
+    def unet(self, sample, timestep, cond):
+        # a tensor on the device: with CUDA graphs the timestep goes through a static buffer too
+        return self._unet(sample, torch.as_tensor(timestep, device=sample.device), cond)
 
     def encode(self, key, images):
         return self._encoders[key](images)

@@ -273,8 +273,8 @@ def load_runtime_policy(model: str = '', device: str = 'auto', scheduler: str = 
                         robot_name: str = '?', runtime: str = 'torch'):
     """(policy, model path) for running on a robot: the checkpoint (default: the shipped push_cube)
     with the run-time overrides ('' / 0 / -1 keep the checkpoint's value), checked against the
-    arm. runtime: the inference backend (policy.runtimes: torch, compile, onnxruntime, openvino or
-    auto, the fastest here; torch whenever another cannot run, with the reason logged). Every
+    arm. runtime: the inference backend (policy.runtimes: torch, compile, half, onnxruntime, openvino
+    or auto, the fastest here; torch whenever another cannot run, with the reason logged). Every
     problem is a ValueError naming the model."""
     import torch
 
