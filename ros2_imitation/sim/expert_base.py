@@ -154,6 +154,10 @@ class ScriptedExpert:
         return {'task': self.task, 'mode': self.mode,
                 **{k: round(float(v), 4) for k, v in self.variation.items()}}
 
+    def progress(self) -> dict:
+        """What the episode did so far that its metadata should show (after each plan)."""
+        return {}
+
     # ---- planning ----
     def tcp(self, q) -> tuple:
         pos, quat = self.kin.fk(np.asarray(q, dtype=float)[:7])

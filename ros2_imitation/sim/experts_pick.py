@@ -49,6 +49,9 @@ class PickPlaceExpert(ScriptedExpert):
     def info(self) -> dict:
         return {**super().info(), 'slips': getattr(self, 'slips', 0)}
 
+    def progress(self) -> dict:
+        return {'slips': self.slips, 'recoveries': self.recoveries}
+
     def plan(self, now, q, state):
         self._now = now
         return super().plan(now, q, state)

@@ -249,6 +249,7 @@ class ExpertAgent:
         self.clock.done(now)
         chunk = self.expert.plan(now, q, task_state)
         self.info['max_ik_error'] = max(self.info['max_ik_error'], chunk.ik_error)
+        self.info.update(self.expert.progress())      # e.g. pick_place's slips, as they happen
         if self.noise is None:
             return chunk.times, chunk.positions, None
         noisy = chunk.positions.copy()
