@@ -107,15 +107,16 @@ class PickPlaceExpert(ScriptedExpert):
             'release': Waypoint(place, yaw, slow, 'release', self.OPEN, self.RELEASE_TIME),
             'retreat': Waypoint(np.array([place[0], place[1], travel]), yaw, slow, 'retreat', self.OPEN),
         }
-        if self.phase in ('release', 'retreat'):
-            plan['release'].position = tcp.copy() if self.phase == 'release' else plan['release'].position
+        if self.phase == 'release':
+            plan['release'].position = tcp.copy()      # open where the hand is: do not drag the cube
         # The dwells last as long as the opening still has to change: counted from the opening the
         # last chunk commands now, so re-planning every 0.8 s does not restart them.
-        now = self.gripper_at(self._now)
+        opening = self.gripper_at(self._now)
+        span = self.OPEN - self.CLOSED
         if self.phase == 'close':
-            plan['close'].duration = max(0.1, self.CLOSE_TIME * (now - self.CLOSED) / (self.OPEN - self.CLOSED))
+            plan['close'].duration = max(0.1, self.CLOSE_TIME * (opening - self.CLOSED) / span)
         if self.phase == 'release':
-            plan['release'].duration = max(0.1, self.RELEASE_TIME * (self.OPEN - now) / (self.OPEN - self.CLOSED))
+            plan['release'].duration = max(0.1, self.RELEASE_TIME * (self.OPEN - opening) / span)
         order = list(self.PHASES)
         out = [plan[p] for p in order[order.index(self.phase):] if p in plan]
         if self.phase in ('retreat', 'hold'):
