@@ -22,8 +22,7 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batc
     (default the checkpoint's n_action_steps). task_features: the state carries the task's
     privileged state after the arm joints (rollout.task_features); default: when the state is
     longer than the arm (and, for pick_place, the gripper opening). progress(result) is called after
-    each episode. Each episode is seeded by its
-    own seed, as PolicyAgent seeds it, whatever the batch."""
+    each episode. Each episode is seeded by its own seed, as PolicyAgent seeds it, whatever the batch."""
     cfg = policy.config
     size = (cfg.image_shape[1], cfg.image_shape[0]) if cfg.image_keys else (96, 96)
     timing = ChunkTiming(size=cfg.horizon, execute=execute or cfg.n_action_steps)
