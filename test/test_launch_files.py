@@ -637,3 +637,47 @@ def test_gazebo_urdf_kinematics_match_the_mujoco_sim():
     assert data.xpos[optical] == pytest.approx(sim_data.cam_xpos[camera], abs=1e-6)
     expected = sim_data.cam_xmat[camera].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
     assert data.xmat[optical].reshape(3, 3) == pytest.approx(expected, abs=1e-5)
+
+
+def test_gazebo_wrist_camera_matches_the_mujoco_wrist_camera():
+    """The URDF's wrist camera optical frame is where the MuJoCo sim's hand camera is, for any arm
+    pose, with the same field of view, and its gz sensor publishes rgb8 in that frame."""
+    import re
+
+    import mujoco
+    import numpy as np
+
+    from ros2_imitation.sim import scene
+    sim = mujoco.MjModel.from_xml_string(scene.build_xml(wrist_camera=True))
+    sim_data = mujoco.MjData(sim)
+    text = (GAZEBO / 'panda.urdf').read_text()
+    text = re.sub(r'<gazebo.*?</gazebo>', '', text, flags=re.S)
+    text = re.sub(r'<ros2_control.*?</ros2_control>', '', text, flags=re.S)
+    text = text.replace('<robot name="panda">', '<robot name="panda"><mujoco><compiler fusestatic="false" '
+                        'discardvisual="true"/></mujoco>', 1)
+    model = mujoco.MjModel.from_xml_string(text)
+    data = mujoco.MjData(model)
+    camera = sim.camera(scene.WRIST_CAMERA['name']).id
+    optical = model.body('wrist_camera_color_optical_frame').id
+    rng = np.random.default_rng(1)
+    lower, upper = np.array(scene.ARM_LOWER), np.array(scene.ARM_UPPER)
+    for _ in range(10):
+        q = rng.uniform(lower + 0.05, upper - 0.05)
+        for i, name in enumerate(scene.ARM_JOINTS):
+            data.qpos[model.joint(name).qposadr[0]] = q[i]
+            sim_data.qpos[sim.joint(name).qposadr[0]] = q[i]
+        mujoco.mj_kinematics(model, data)
+        mujoco.mj_forward(sim, sim_data)
+        assert data.xpos[optical] == pytest.approx(sim_data.cam_xpos[camera], abs=1e-5)
+        expected = sim_data.cam_xmat[camera].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
+        assert data.xmat[optical].reshape(3, 3) == pytest.approx(expected, abs=1e-5)
+    robot = urdf()
+    assert robot.find("joint[@name='wrist_camera_joint']/parent").get('link') == 'panda_hand'
+    sensor = robot.find("gazebo[@reference='wrist_camera_link']/sensor")
+    assert float(sensor.findtext('camera/horizontal_fov')) == pytest.approx(
+        math.radians(scene.WRIST_CAMERA['fovy']), abs=1e-4)                    # square image: h = v
+    assert sensor.findtext('camera/image/format') == 'R8G8B8'
+    assert sensor.findtext('gz_frame_id') == 'wrist_camera_color_optical_frame'
+    assert sensor.findtext('camera/camera_info_topic') == sensor.findtext('topic').rsplit('/', 1)[0] + '/camera_info'
+    # the external camera stays the first camera sensor (the bridge test reads that one)
+    assert urdf().find("gazebo/sensor[@type='camera']").findtext('topic') == '/gz/camera/image'

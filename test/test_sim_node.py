@@ -198,3 +198,22 @@ def test_unknown_graph_fails_clearly(spawn):
     proc = spawn('bringup', 'no_such_graph')
     assert proc.proc.wait(30) == 2
     assert "unknown graph 'no_such_graph'" in proc.output()
+
+
+def test_push_cube_publishes_no_wrist_camera(graph):
+    assert graph['node'].count_publishers('/wrist_camera/camera/color/image_raw') == 0
+
+
+def test_pick_place_publishes_the_wrist_camera_under_realsense_names(tmp_path):
+    """The second camera in its own realsense2_camera namespace, at the fixed camera's rate and size."""
+    from sensor_msgs.msg import CameraInfo
+    with GraphRun(tmp_path / 'bringup.log', 'sim', '--set', 'sim.task=pick_place') as run:
+        wrist = run.record(Image, '/wrist_camera/camera/color/image_raw')
+        info = run.record(CameraInfo, '/wrist_camera/camera/color/camera_info')
+        fixed = run.record(Image, '/camera/camera/color/image_raw')
+        wait_for(lambda: len(wrist.messages) > 3 and len(info.messages) > 3, 60, what='wrist camera images')
+        image, fixed_image = wrist.messages[-1], fixed.messages[-1]
+        assert image.header.frame_id == info.messages[-1].header.frame_id == 'wrist_camera_color_optical_frame'
+        assert (image.width, image.height, image.encoding) == (fixed_image.width, fixed_image.height, 'rgb8')
+        assert np.asarray(image.data).std() > 5 and bytes(image.data) != bytes(fixed_image.data)
+        assert info.messages[-1].k[0] > 0

@@ -1,6 +1,7 @@
 """MuJoCo Panda simulation exposing what gz_ros2_control + ros_gz_bridge expose.
 
-Topics: /clock, /joint_states, camera Image + CameraInfo (realsense2_camera names), command inputs
+Topics: /clock, /joint_states, camera Image + CameraInfo (realsense2_camera names; with the wrist
+camera a second realsense2_camera namespace, /wrist_camera/camera/color/...), command inputs
 of an effort and a position forward_command_controller and of a joint_trajectory_controller, and a
 task-state topic. Services: ~/reset (with the `seed` parameter) and ~/success.
 
@@ -35,7 +36,12 @@ class SimNode(Node):
             camera_frame='camera_color_optical_frame', task_state_rate=10.0,
             image_topic='/camera/camera/color/image_raw',
             camera_info_topic='/camera/camera/color/camera_info',
-            initial_mode='position', robot='panda', effort_timeout=0.05).items()}
+            initial_mode='position', robot='panda', effort_timeout=0.05,
+            # the hand camera: 'auto' as the task says (pick_place on; push_cube, reach off),
+            # 'enabled' or 'disabled'; same size and rate as the fixed camera
+            wrist_camera='auto', wrist_camera_frame='wrist_camera_color_optical_frame',
+            wrist_image_topic='/wrist_camera/camera/color/image_raw',
+            wrist_camera_info_topic='/wrist_camera/camera/color/camera_info').items()}
         check_positive(p, 'physics_rate', 'joint_state_rate', 'camera_rate', 'camera_width',
                        'camera_height', 'task_state_rate', 'effort_timeout', 'real_time_factor',
                        allow_zero=('effort_timeout', 'real_time_factor'))
@@ -43,6 +49,8 @@ class SimNode(Node):
             raise StartupError(f'physics_rate must be >= 100 Hz, got {p["physics_rate"]}')
         if p['initial_mode'] not in ('position', 'effort'):
             raise StartupError(f'initial_mode must be position or effort, got {p["initial_mode"]!r}')
+        if p['wrist_camera'] not in ('auto', 'enabled', 'disabled'):
+            raise StartupError(f'wrist_camera must be auto, enabled or disabled, got {p["wrist_camera"]!r}')
         self.p = p
         self.log = NodeReasonLog(self)
         self._lock = threading.Lock()
@@ -62,12 +70,16 @@ class SimNode(Node):
         self.image_pub = self.create_publisher(Image, p['image_topic'], SENSOR_QOS)
         self.info_pub = self.create_publisher(CameraInfo, p['camera_info_topic'], SENSOR_QOS)
         self.state_pub = self.create_publisher(String, '~/task_state', STATE_QOS)
+        self.wrist_pubs = None        # (image, info) publishers once the sim says it has the camera
 
         self._thread = threading.Thread(target=self._physics_loop, name='physics', daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._startup_error:
             raise StartupError(self._startup_error)
+        if self.sim.wrist_camera:
+            self.wrist_pubs = (self.create_publisher(Image, p['wrist_image_topic'], SENSOR_QOS),
+                               self.create_publisher(CameraInfo, p['wrist_camera_info_topic'], SENSOR_QOS))
 
         self.create_subscription(Float64MultiArray, '/position_controller/commands',
                                  lambda m: self._forward_command('position', m), COMMAND_QOS)
@@ -81,7 +93,8 @@ class SimNode(Node):
         self.create_service(Trigger, '~/success', self._success)
         self.get_logger().info(
             f'task {p["task"]}, physics {p["physics_rate"]:.0f} Hz, real-time factor '
-            f'{p["real_time_factor"]}, camera {p["camera_width"]}x{p["camera_height"]} at {p["camera_rate"]} Hz')
+            f'{p["real_time_factor"]}, camera {p["camera_width"]}x{p["camera_height"]} at {p["camera_rate"]} Hz'
+            f'{", wrist camera on " + p["wrist_image_topic"] if self.wrist_pubs else ""}')
 
     # ---- command inputs (ROS callback thread) ----
     def _reject(self, what: str, reason: str):
@@ -152,8 +165,10 @@ class SimNode(Node):
         p = self.p
         try:
             from ros2_imitation.sim import PandaSim
+            wrist = {'auto': None, 'enabled': True, 'disabled': False}[p['wrist_camera']]
             self.sim = PandaSim(task=p['task'], physics_rate=p['physics_rate'],
-                                camera_width=p['camera_width'], camera_height=p['camera_height'])
+                                camera_width=p['camera_width'], camera_height=p['camera_height'],
+                                wrist_camera=wrist)
             self.sim.reset(int(p['seed']))
             if p['initial_mode'] == 'effort':
                 self.sim.set_effort(np.zeros(len(self.sim.ARM_JOINTS)))
@@ -169,6 +184,7 @@ class SimNode(Node):
             ('joints', p['joint_state_rate']), ('camera', p['camera_rate']),
             ('state', p['task_state_rate']))}
         info = self._camera_info()
+        wrist_info = self._camera_info('wrist', p['wrist_camera_frame']) if self.sim.wrist_camera else None
         rtf = float(p['real_time_factor'])
         wall0, step = time.perf_counter(), 0
         while self._running:
@@ -182,6 +198,7 @@ class SimNode(Node):
                 stamp = to_stamp(self.sim_time)
                 joints = self._joint_state(stamp) if step % every['joints'] == 0 else None
                 image = self.sim.render() if step % every['camera'] == 0 else None
+                wrist = self.sim.render('wrist') if image is not None and wrist_info is not None else None
                 state = self._task_state() if step % every['state'] == 0 else None
             try:
                 self.clock_pub.publish(Clock(clock=stamp))
@@ -189,6 +206,8 @@ class SimNode(Node):
                     self.joint_pub.publish(joints)
                 if image is not None:
                     self._publish_image(image, info, stamp)
+                if wrist is not None and self.wrist_pubs is not None:
+                    self._publish_image(wrist, wrist_info, stamp, p['wrist_camera_frame'], self.wrist_pubs)
                 if state is not None:
                     self.state_pub.publish(String(data=json.dumps(state)))
             except Exception:  # the context is shutting down under us
@@ -243,10 +262,10 @@ class SimNode(Node):
         msg.effort = self.sim.joint_efforts().tolist()
         return msg
 
-    def _camera_info(self) -> CameraInfo:
-        k = self.sim.camera_intrinsics()
+    def _camera_info(self, camera: str = 'external', frame: str = None) -> CameraInfo:
+        k = self.sim.camera_intrinsics(camera)
         info = CameraInfo()
-        info.header.frame_id = self.p['camera_frame']
+        info.header.frame_id = frame or self.p['camera_frame']
         info.width, info.height = int(k['width']), int(k['height'])
         info.distortion_model = 'plumb_bob'
         info.d = [0.0] * 5
@@ -255,17 +274,18 @@ class SimNode(Node):
         info.p = [k['fx'], 0.0, k['cx'], 0.0, 0.0, k['fy'], k['cy'], 0.0, 0.0, 0.0, 1.0, 0.0]
         return info
 
-    def _publish_image(self, rgb: np.ndarray, info: CameraInfo, stamp):
+    def _publish_image(self, rgb: np.ndarray, info: CameraInfo, stamp, frame: str = None, pubs=None):
         msg = Image()
         msg.header.stamp = stamp
-        msg.header.frame_id = self.p['camera_frame']
+        msg.header.frame_id = frame or self.p['camera_frame']
         msg.height, msg.width = rgb.shape[:2]
         msg.encoding = 'rgb8'
         msg.step = msg.width * 3
         msg.data = np.ascontiguousarray(rgb).tobytes()
         info.header.stamp = stamp
-        self.image_pub.publish(msg)
-        self.info_pub.publish(info)
+        image_pub, info_pub = pubs or (self.image_pub, self.info_pub)
+        image_pub.publish(msg)
+        info_pub.publish(info)
 
     def close(self):
         self._running = False

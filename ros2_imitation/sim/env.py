@@ -1,5 +1,6 @@
 """PandaSim: a Franka Panda on a table in MuJoCo, with the command interfaces gz_ros2_control
-offers (effort, position) and a fixed RGB camera. No ROS here; sim_node wraps it.
+offers (effort, position), a fixed RGB camera and, for tasks that want it, a camera on the hand.
+No ROS here; sim_node wraps it.
 """
 import os
 
@@ -55,14 +56,21 @@ class PandaSim:
     FEEDFORWARD_HOLD = 0.02
     RESET_NOISE = 0.02          # rad, std of the seeded perturbation of the home pose
 
+    CAMERAS = ('external', 'wrist')
+
     def __init__(self, task: str = 'push_cube', physics_rate: float = 500.0,
-                 camera_width: int = 96, camera_height: int = 96, render: bool = True):
+                 camera_width: int = 96, camera_height: int = 96, render: bool = True,
+                 wrist_camera: bool | None = None):
+        """wrist_camera: the hand camera (scene.WRIST_CAMERA) in the scene, same image size as the
+        fixed one; None: as the task says (pick_place yes, push_cube and reach no)."""
         self.task = make_task(task)
         if int(camera_width) < 1 or int(camera_height) < 1:
             raise ValueError(f'camera size must be positive, got {camera_width}x{camera_height}')
         self.width, self.height = int(camera_width), int(camera_height)
+        self.wrist_camera = bool(self.task.wrist_camera if wrist_camera is None else wrist_camera)
         self.model = mujoco.MjModel.from_xml_string(
-            scene.build_xml(float(physics_rate), self.task.xml(), self.width, self.height))
+            scene.build_xml(float(physics_rate), self.task.xml(), self.width, self.height,
+                            wrist_camera=self.wrist_camera, grip=self.task.grip))
         self.data = mujoco.MjData(self.model)
         self.task.bind(self.model)
         m = self.model
@@ -74,6 +82,9 @@ class PandaSim:
         self._arm_act = self._act[:7]
         self._tcp = m.site('tcp').id
         self._camera = m.camera(scene.CAMERA['name']).id
+        self._cameras = {'external': self._camera}
+        if self.wrist_camera:
+            self._cameras['wrist'] = m.camera(scene.WRIST_CAMERA['name']).id
         self._render_enabled = bool(render)
         self._renderer = None
         self._mode = None
@@ -148,6 +159,10 @@ class PandaSim:
         """Fingertip centre (franka_description's panda_hand_tcp) in the world/base frame."""
         return self.data.site_xpos[self._tcp].copy()
 
+    def gripper_width(self) -> float:
+        """Measured finger-to-finger opening (m)."""
+        return float(self.data.qpos[self._qpos[7:]].sum())
+
     def ee_pose(self) -> tuple:
         """(position, quaternion wxyz) of the fingertip-centre frame (z out of the fingers)."""
         quat = np.empty(4)
@@ -215,8 +230,15 @@ class PandaSim:
         self.data.ctrl[self._act[7:]] = np.clip(w / 2, 0.0, scene.FINGER_MAX)
 
     # ---- camera ----
-    def render(self) -> np.ndarray:
-        """(H, W, 3) uint8 RGB from the external camera."""
+    def _camera_id(self, camera: str) -> int:
+        try:
+            return self._cameras[camera]
+        except KeyError:
+            raise ValueError(f'no camera {camera!r} in this sim; cameras: {sorted(self._cameras)}') from None
+
+    def render(self, camera: str = 'external') -> np.ndarray:
+        """(H, W, 3) uint8 RGB from the external camera, or the hand camera ('wrist')."""
+        camera_id = self._camera_id(camera)
         if not self._render_enabled:
             raise RuntimeError('PandaSim was created with render=False')
         if self._renderer is None:
@@ -226,29 +248,31 @@ class PandaSim:
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
             flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
             flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
-        self._renderer.update_scene(self.data, camera=self._camera)
+        self._renderer.update_scene(self.data, camera=camera_id)
         return self._renderer.render()
 
-    def camera_intrinsics(self) -> dict:
+    def camera_intrinsics(self, camera: str = 'external') -> dict:
         """Pinhole intrinsics (pixels, centres of pixels at integer coordinates) for a CameraInfo."""
-        fovy = np.deg2rad(self.model.cam_fovy[self._camera])
+        fovy = np.deg2rad(self.model.cam_fovy[self._camera_id(camera)])
         f = 0.5 * self.height / np.tan(fovy / 2)
         return dict(fx=float(f), fy=float(f), cx=(self.width - 1) / 2, cy=(self.height - 1) / 2,
                     width=self.width, height=self.height)
 
-    def camera_pose(self) -> dict:
+    def camera_pose(self, camera: str = 'external') -> dict:
         """Optical-frame pose (x right, y down, z forward) in the world: position and quaternion xyzw."""
-        rot = self.data.cam_xmat[self._camera].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
+        cam = self._camera_id(camera)
+        rot = self.data.cam_xmat[cam].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
         quat = np.empty(4)
         mujoco.mju_mat2Quat(quat, rot.reshape(-1))
-        return dict(position=self.data.cam_xpos[self._camera].tolist(),
+        return dict(position=self.data.cam_xpos[cam].tolist(),
                     quaternion_xyzw=[*quat[1:].tolist(), float(quat[0])])
 
-    def project(self, point) -> np.ndarray:
+    def project(self, point, camera: str = 'external') -> np.ndarray:
         """Pixel (u, v) of a world point, with camera_intrinsics(): for checks and overlays."""
-        rot = self.data.cam_xmat[self._camera].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
-        p = rot.T @ (np.asarray(point, dtype=float) - self.data.cam_xpos[self._camera])
-        k = self.camera_intrinsics()
+        cam = self._camera_id(camera)
+        rot = self.data.cam_xmat[cam].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
+        p = rot.T @ (np.asarray(point, dtype=float) - self.data.cam_xpos[cam])
+        k = self.camera_intrinsics(camera)
         return np.array([k['fx'] * p[0] / p[2] + k['cx'], k['fy'] * p[1] / p[2] + k['cy']])
 
     def close(self) -> None:

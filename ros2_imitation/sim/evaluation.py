@@ -11,6 +11,7 @@ import numpy as np
 from ros2_imitation.robot import RobotProfile
 from ros2_imitation.runtime.chunking import ChunkTiming
 from ros2_imitation.sim.rollout import BatchPolicyAgent, Rollout, wilson_interval
+from ros2_imitation.sim.tasks import make_task
 
 
 def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batch: int = 10,
@@ -20,13 +21,14 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batc
     """Success rate with a 95% Wilson interval over `seeds`. `execute`: actions run per chunk
     (default the checkpoint's n_action_steps). task_features: the state carries the task's
     privileged state after the arm joints (rollout.task_features); default: when the state is
-    longer than the arm. progress(result) is called after each episode. Each episode is seeded by its
-    own seed, as PolicyAgent seeds it, whatever the batch."""
+    longer than the arm (and, for pick_place, the gripper opening). progress(result) is called after
+    each episode. Each episode is seeded by its own seed, as PolicyAgent seeds it, whatever the batch."""
     cfg = policy.config
     size = (cfg.image_shape[1], cfg.image_shape[0]) if cfg.image_keys else (96, 96)
     timing = ChunkTiming(size=cfg.horizon, execute=execute or cfg.n_action_steps)
     seeds = list(seeds)
-    arm = len(RobotProfile.load('panda').arm_joints)
+    # the state's own part: the arm joints, and the gripper opening for a task with a gripper action
+    arm = len(RobotProfile.load('panda').arm_joints) + int(make_task(task).gripper_action)
     if task_features is None:
         task_features = bool(cfg.state_dim and cfg.state_dim > arm)
     n_slots = max(1, min(batch, len(seeds)))

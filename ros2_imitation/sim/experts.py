@@ -15,185 +15,22 @@ initial state is solved in more than one way.
 correlated joint-space perturbation added to the executed chunk, while the clean chunk is kept as
 the label.
 """
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from ros2_imitation.runtime.chunking import ChunkTiming
 from ros2_imitation.sim import scene
-from ros2_imitation.sim.kinematics import down_quat, solver_for
+from ros2_imitation.sim.expert_base import (  # noqa: F401  (re-exported: the experts' public names)
+    Chunk,
+    Path,
+    ScriptedExpert,
+    Waypoint,
+    hand_yaw,
+    nearest_symmetric_yaw,
+    wrap,
+)
+from ros2_imitation.sim.experts_pick import PickPlaceExpert
 
 ARM_JOINTS = scene.ARM_JOINTS
-
-
-@dataclass
-class Waypoint:
-    position: np.ndarray        # fingertip centre (world, m)
-    yaw: float                  # hand heading about world z (rad), see kinematics.down_quat
-    speed: float                # m/s along the segment that ends here
-    phase: str = ''             # what reaching it completes
-
-
-@dataclass
-class Chunk:
-    times: np.ndarray           # (N,) absolute times (s) on the node clock
-    positions: np.ndarray       # (N, 7) arm joint targets, ARM_JOINTS order
-    phase: str = ''
-    ik_error: float = 0.0       # worst IK position error in the chunk (m)
-    info: dict = field(default_factory=dict)
-
-
-def hand_yaw(quat) -> float:
-    """Heading of the hand's x axis about world z, for a fingertip frame pointing down."""
-    w, x, y, z = quat
-    # first column of the rotation matrix
-    r00, r10 = 1 - 2 * (y * y + z * z), 2 * (x * y + w * z)
-    return float(np.arctan2(r10, r00))
-
-
-def wrap(angle: float) -> float:
-    return float((angle + np.pi) % (2 * np.pi) - np.pi)
-
-
-def nearest_symmetric_yaw(target: float, current: float) -> float:
-    """target or target + pi, whichever is closer to current, unwrapped next to current.
-
-    The closed fingers look the same turned by pi, so the expert never turns the wrist further.
-    """
-    best = min((wrap(target + k * np.pi - current) for k in (0, 1)), key=abs)
-    return current + best
-
-
-def _distance_to_segment(p, a, b) -> float:
-    ab = b - a
-    s = float(np.clip((p - a) @ ab / max(ab @ ab, 1e-12), 0.0, 1.0))
-    return float(np.linalg.norm(p - (a + s * ab)))
-
-
-class Path:
-    """A timed polyline from a start pose through waypoints; yaw turns at most `yaw_rate`."""
-
-    def __init__(self, start: np.ndarray, yaw: float, waypoints: list, yaw_rate: float = 1.2):
-        self.knots = [0.0]
-        self.positions = [np.asarray(start, dtype=float)]
-        self.yaws = [float(yaw)]
-        self.phases = []
-        for wp in waypoints:
-            p0, y0 = self.positions[-1], self.yaws[-1]
-            y1 = y0 + wrap(wp.yaw - y0)
-            duration = max(np.linalg.norm(wp.position - p0) / wp.speed, abs(y1 - y0) / yaw_rate, 1e-3)
-            self.knots.append(self.knots[-1] + duration)
-            self.positions.append(np.asarray(wp.position, dtype=float))
-            self.yaws.append(y1)
-            self.phases.append(wp.phase)
-        self.knots = np.asarray(self.knots)
-
-    @property
-    def duration(self) -> float:
-        return float(self.knots[-1])
-
-    def arrivals(self) -> dict:
-        """phase -> time (from the start) at which its waypoint is reached."""
-        return {phase: float(t) for phase, t in zip(self.phases, self.knots[1:])}
-
-    def sample(self, tau: float) -> tuple:
-        if tau >= self.knots[-1]:
-            return self.positions[-1].copy(), self.yaws[-1]
-        k = max(int(np.searchsorted(self.knots, tau, side='right')) - 1, 0)
-        s = (tau - self.knots[k]) / (self.knots[k + 1] - self.knots[k])
-        pos = self.positions[k] + s * (self.positions[k + 1] - self.positions[k])
-        return pos, self.yaws[k] + s * (self.yaws[k + 1] - self.yaws[k])
-
-
-class ScriptedExpert:
-    """Base: per-episode mode and variations, phase bookkeeping, path -> IK -> chunk.
-
-    Subclasses define MODES, PHASES and waypoints(tcp, yaw, state) -> list of Waypoint for the
-    phases still to do (self.phase is the first of them), and may override check(), which can
-    send the expert back to an earlier phase when the world did not do what was planned.
-    """
-    task = ''
-    MODES: tuple = ()
-    PHASES: tuple = ()
-    ARRIVAL_TOLERANCE = 0.03     # m: a phase is not done while the fingertip is further off
-
-    def __init__(self, model, timing: ChunkTiming = ChunkTiming(), seed=None, modes=None,
-                 speed: float = 0.12):
-        self.kin = solver_for(model)
-        self.timing = timing
-        self.speed = float(speed)
-        modes = tuple(modes) if modes else self.MODES
-        unknown = [m for m in modes if m not in self.MODES]
-        if unknown:
-            raise ValueError(f'{self.task} expert: unknown modes {unknown}; valid: {list(self.MODES)}')
-        self.modes = modes
-        self.rng = np.random.default_rng(seed)
-        self.episodes = 0
-        self.reset()
-
-    # ---- episode ----
-    def reset(self, seed=None) -> dict:
-        """Forget the plan and draw a new mode (and variations); returns them for the metadata."""
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        self.mode = str(self.rng.choice(self.modes))
-        self.variation = self.draw_variation()
-        self.phase = self.PHASES[0]
-        self.recoveries = 0
-        self._arrivals = {}          # phase -> absolute time the last plan reaches it
-        self._targets = {}           # phase -> its waypoint in the last plan
-        self.episodes += 1
-        return self.info()
-
-    def draw_variation(self) -> dict:
-        return {}
-
-    def info(self) -> dict:
-        return {'task': self.task, 'mode': self.mode,
-                **{k: round(float(v), 4) for k, v in self.variation.items()}}
-
-    # ---- planning ----
-    def tcp(self, q) -> tuple:
-        pos, quat = self.kin.fk(np.asarray(q, dtype=float)[:7])
-        return pos, hand_yaw(quat)
-
-    def waypoints(self, tcp: np.ndarray, yaw: float, state: dict) -> list:
-        raise NotImplementedError
-
-    def check(self, tcp: np.ndarray, yaw: float, state: dict) -> None:
-        """Closed-loop checks before planning; may move self.phase (e.g. back to recover)."""
-
-    def _advance(self, t_start: float, tcp: np.ndarray) -> None:
-        """A phase is done when the previous plan reached its waypoint before the new chunk
-        starts and the fingertip is actually there, or on the way to the next waypoint (noise or
-        contact may have held it back: then the phase is planned again, from where it is)."""
-        order = list(self.PHASES)
-        while self.phase in self._arrivals and self._arrivals[self.phase] <= t_start \
-                and order.index(self.phase) + 1 < len(order):
-            here = self._targets[self.phase]
-            nxt = self._targets.get(order[order.index(self.phase) + 1], here)
-            if _distance_to_segment(tcp, here, nxt) > self.ARRIVAL_TOLERANCE:
-                break
-            self.phase = order[order.index(self.phase) + 1]
-
-    def plan(self, now: float, q, state: dict) -> Chunk:
-        """The clean chunk for the arm at joint positions q (7+) and the task state, at time now."""
-        times = self.timing.times(now)
-        tcp, yaw = self.tcp(q)
-        self._advance(times[0], tcp)
-        self.check(tcp, yaw, state)
-        waypoints = self.waypoints(tcp, yaw, state)
-        path = Path(tcp, yaw, waypoints)
-        self._arrivals = {phase: now + t for phase, t in path.arrivals().items()}
-        self._targets = {wp.phase: wp.position for wp in waypoints}
-        q_prev = np.asarray(q, dtype=float)[:7]
-        out, worst = np.empty((len(times), 7)), 0.0
-        for i, t in enumerate(times):
-            pos, y = path.sample(t - now)
-            q_prev, err, _, _ = self.kin.solve(pos, down_quat(y), q_init=q_prev)
-            out[i] = q_prev
-            worst = max(worst, err)
-        return Chunk(times, out, self.phase, worst)
 
 
 class PushCubeExpert(ScriptedExpert):
@@ -327,7 +164,7 @@ class ReachExpert(ScriptedExpert):
         return out or [Waypoint(target, yaw, speed * 0.5, 'hold')]
 
 
-EXPERTS = {cls.task: cls for cls in (PushCubeExpert, ReachExpert)}
+EXPERTS = {cls.task: cls for cls in (PushCubeExpert, ReachExpert, PickPlaceExpert)}
 
 
 def make_expert(task: str, model, **kwargs) -> ScriptedExpert:

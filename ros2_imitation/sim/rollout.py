@@ -5,6 +5,13 @@ timeline: physics at its rate, the controller at its rate, observations every `d
 the agent, which answers a chunk when its clock says one is due (a policy through
 runtime.PolicyRunner, as policy_node runs it). There is no transport delay, so this is for
 evaluation sweeps and studies; `ros2-imitation demo` runs the real graph.
+
+Actions: a chunk's columns are the 7 arm joint positions (rad), and for a task with a gripper
+action (tasks.Task.gripper_action, e.g. pick_place) an 8th: the gripper opening in metres
+(0 closed .. 0.08 open). The arm columns go through the ChunkController; the gripper column is
+followed by a GripperFollower at the same control ticks (see there). The observation's `state` of
+such a task is the 7 arm joints followed by the measured opening; with the wrist camera on, the
+observation has `wrist_image` next to `image`.
 """
 from dataclasses import dataclass, field
 
@@ -30,14 +37,56 @@ class RolloutResult:
     rms_jerk: float = 0.0   # of the measured arm joints at the control rate (rad/s^3): smoothness
 
 
+class GripperFollower:
+    """The gripper column of a chunk, followed the way the joints are (control.TrajectoryFollower,
+    linear): a new chunk starts from the width commanded now and runs through its points after now,
+    the last one held. The command then moves toward that at most RATE (m/s), the Franka Hand's
+    top speed (0.05 m/s per finger, 0.1 m/s of opening; franka_gripper's move() takes up to 0.1),
+    and is clamped to 0 .. MAX_WIDTH."""
+    MAX_WIDTH = 0.08
+    RATE = 0.1
+
+    def __init__(self, width: float, rate: float = RATE):
+        self.width = float(np.clip(width, 0.0, self.MAX_WIDTH))   # the last command
+        self.rate = float(rate)
+        self._plan = None           # (knot times, widths)
+        self._t = None
+
+    def replace(self, times, widths, now: float) -> None:
+        times, widths = np.asarray(times, dtype=float), np.asarray(widths, dtype=float)
+        if times.shape != widths.shape or not (np.all(np.isfinite(times)) and np.all(np.isfinite(widths))):
+            raise ValueError('gripper widths must be finite, one per chunk time')
+        start = self.target(now)
+        later = times > now
+        if not later.any():
+            later[-1] = True
+            times = times.copy()
+            times[-1] = now
+        self._plan = (np.concatenate([[now], times[later]]), np.concatenate([[start], widths[later]]))
+
+    def target(self, t: float) -> float:
+        if self._plan is None:
+            return self.width
+        return float(np.interp(t, *self._plan))
+
+    def update(self, t: float) -> float:
+        """The width to command at t (rate-limited since the last update, clamped)."""
+        goal = float(np.clip(self.target(t), 0.0, self.MAX_WIDTH))
+        step = np.inf if self._t is None else self.rate * max(t - self._t, 0.0)
+        self.width = float(np.clip(goal, self.width - step, self.width + step))
+        self._t = t
+        return self.width
+
+
 class Rollout:
     def __init__(self, task: str = 'push_cube', mode: str = 'position', control_rate: float = 500.0,
                  physics_rate: float = 500.0, camera_size=(96, 96), render: bool = True,
                  timing: ChunkTiming = ChunkTiming(), robot: str = 'panda',
-                 task_features: bool = False):
+                 task_features: bool = False, wrist_camera: bool | None = None):
         from ros2_imitation.sim import PandaSim
         self.sim = PandaSim(task=task, physics_rate=physics_rate, camera_width=camera_size[0],
-                            camera_height=camera_size[1], render=render)
+                            camera_height=camera_size[1], render=render, wrist_camera=wrist_camera)
+        self.gripper = bool(self.sim.task.gripper_action)
         self.robot = RobotProfile.load(robot)
         self.mode, self.control_rate = mode, control_rate
         self.render, self.timing = render, timing
@@ -47,11 +96,15 @@ class Rollout:
 
     def _observe(self) -> dict:
         state = self.sim.joint_positions()[:7]
+        if self.gripper:
+            state = np.append(state, self.sim.gripper_width())
         if self.task_features:
             state = np.concatenate([state, task_features(self.sim.task_state())])
         obs = {'state': state.astype(np.float32)}
         if self.render:
             obs['image'] = self.sim.render()
+            if self.sim.wrist_camera:
+                obs['wrist_image'] = self.sim.render('wrist')
         return obs
 
     def run(self, agent, seed: int, timeout: float, record_frames: bool = False,
@@ -76,9 +129,11 @@ class Rollout:
         sim.reset(seed)
         ctrl = ChunkController(self.robot, self.mode, self.control_rate)
         frames, states, chunks = [], [], 0
-        data = {'image': [], 'state': [], 'action': []} if record else {}
+        data = {'image': [], 'wrist_image': [], 'state': [], 'action': []} if record else {}
         measured = []
         active = label = None
+        gripper = GripperFollower(sim.task.gripper_width) if self.gripper else None
+        grip_active = grip_label = None      # (times, widths) of the chunk's gripper column
         names = sim.joint_names
         step, n_steps = 0, int(round(timeout / sim.dt))
         state = sim.task_state()
@@ -92,10 +147,14 @@ class Rollout:
                 if record_frames and 'image' in obs:
                     frames.append(obs['image'])
                 if record and active is not None:
-                    for key in ('image', 'state'):
+                    for key in ('image', 'wrist_image', 'state'):
                         if key in obs:
                             data[key].append(obs[key])
-                    data['action'].append(_position_at(label if label is not None else active, t + self.timing.dt))
+                    action = _position_at(label if label is not None else active, t + self.timing.dt)
+                    grip = grip_label if label is not None else grip_active
+                    if grip is not None:
+                        action = np.append(action, np.interp(t + self.timing.dt, *grip))
+                    data['action'].append(action)
                 if state['success']:
                     break
             control = step % self.control_every == 0
@@ -105,17 +164,27 @@ class Rollout:
             answer = (yield t, obs, sim.joint_positions(), state) if observed else None
             if answer is not None:
                 times, positions, clean = answer
-                active = Trajectory.from_absolute(self.robot.arm_joints, times, positions)
+                arm, widths = _split(positions, gripper is not None)
+                active = Trajectory.from_absolute(self.robot.arm_joints, times, arm)
                 # an agent that executes perturbed actions labels them with what it meant to do
-                label = Trajectory.from_absolute(self.robot.arm_joints, *clean) if clean else None
+                label = grip_label = None
+                if clean:
+                    clean_arm, clean_widths = _split(clean[1], gripper is not None)
+                    label = Trajectory.from_absolute(self.robot.arm_joints, clean[0], clean_arm)
+                    grip_label = None if clean_widths is None else (np.asarray(clean[0], float), clean_widths)
                 reason = ctrl.on_chunk(active, t)
                 if reason:
                     raise RuntimeError(f'agent chunk rejected at t={t:.2f}: {reason}')
                 chunks += 1
+                if widths is not None:
+                    gripper.replace(times, widths, t)
+                    grip_active = (np.asarray(times, float), widths)
             if control:
                 command = ctrl.update(t)
                 if command is not None:
                     (sim.set_effort if command.kind == 'effort' else sim.set_position)(command.values)
+                if gripper is not None:
+                    sim.set_gripper(gripper.update(t))
             sim.step(1)
             step += 1
         data = {k: np.asarray(v, dtype=np.float32 if k != 'image' else np.uint8) for k, v in data.items() if v}
@@ -123,6 +192,18 @@ class Rollout:
         jerk = np.diff(np.asarray(measured), n=3, axis=0) / h ** 3 if len(measured) > 3 else np.zeros((1, 7))
         return RolloutResult(seed, bool(state['success']), float(state['time']), state, frames, states,
                              chunks, data, float(np.sqrt(np.mean(jerk ** 2))))
+
+
+def _split(positions, gripper: bool) -> tuple:
+    """(arm columns, gripper column or None) of a chunk; a 7-column chunk is passed on untouched."""
+    positions = np.asarray(positions)
+    if positions.ndim != 2 or positions.shape[1] not in (7, 8):
+        raise ValueError(f'a chunk has 7 arm columns and optionally a gripper one, got shape {positions.shape}')
+    if positions.shape[1] == 7:
+        return positions, None
+    if not gripper:
+        raise ValueError('an 8-column chunk (arm + gripper) for a task without a gripper action')
+    return positions[:, :7], np.asarray(positions[:, 7], dtype=float)
 
 
 def _position_at(traj: Trajectory, t: float) -> np.ndarray:
@@ -168,9 +249,12 @@ class ExpertAgent:
         self.clock.done(now)
         chunk = self.expert.plan(now, q, task_state)
         self.info['max_ik_error'] = max(self.info['max_ik_error'], chunk.ik_error)
+        self.info.update(self.expert.progress())      # e.g. pick_place's slips, as they happen
         if self.noise is None:
             return chunk.times, chunk.positions, None
-        return chunk.times, chunk.positions + self.noise(chunk.times), (chunk.times, chunk.positions)
+        noisy = chunk.positions.copy()
+        noisy[:, :7] += self.noise(chunk.times)        # the arm only: the gripper is commanded clean
+        return chunk.times, noisy, (chunk.times, chunk.positions)
 
 
 class BatchPolicyAgent:

@@ -20,6 +20,15 @@ EFFORT_LIMIT = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)
 FINGER_MAX = 0.04              # per finger; the gripper opens to 0.08 m
 TCP_OFFSET = 0.1034            # flange -> fingertip centre, franka_description's panda_hand_tcp
 CAMERA = dict(name='external', pos=(0.98, -0.03, 0.70), lookat=(0.44, -0.03, 0.0), fovy=42.0)
+# A RealSense-like (D405: 58 degrees vertical) camera on the hand's +x side, in the hand frame
+# (z along the fingers), looking past the fingertips: the fingers sit at the bottom of its image.
+WRIST_CAMERA = dict(name='wrist', pos=(0.055, 0.0, 0.04), lookat=(0.0, 0.0, 0.16), up=(1.0, 0.0, 0.0),
+                    fovy=58.0)
+# Finger pads for grasping (tasks that ask for them, scene options `grip`): high friction with
+# torsional friction (condim 4, so a held cube does not spin about the grasp axis) and stiffer,
+# harder contacts than the default, so a squeezed 0.1 kg cube neither sinks into the pads nor slips.
+GRIP_IMPRATIO = 10
+GRIP_PAD = dict(friction='1.5 0.02 0.0001', condim='4', solref='0.004 1', solimp='0.95 0.99 0.001')
 
 # Link masses from the gymnasium-robotics chain; inertia follows from the collision hulls.
 _MASS = dict(link0=2.91, link1=2.71, link2=2.73, link3=2.04, link4=2.08, link5=3.00,
@@ -54,11 +63,12 @@ def _v(values) -> str:
     return ' '.join(f'{float(x):.6g}' for x in values)
 
 
-def camera_xyaxes(pos, lookat) -> np.ndarray:
-    """MuJoCo cameras look along -z with +y up; x and y axes for a camera at pos looking at lookat."""
+def camera_xyaxes(pos, lookat, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """MuJoCo cameras look along -z with +y up; x and y axes for a camera at pos looking at lookat
+    (in the frame of its body), the image's up as close to `up` as the view allows."""
     forward = np.asarray(lookat, float) - np.asarray(pos, float)
     forward /= np.linalg.norm(forward)
-    right = np.cross(forward, (0.0, 0.0, 1.0))
+    right = np.cross(forward, np.asarray(up, float))
     right /= np.linalg.norm(right)
     return np.concatenate([right, np.cross(right, forward)])
 
@@ -75,7 +85,16 @@ def _finger(side: str, joint: str, quat: str) -> str:
           </body>'''
 
 
-def _arm() -> str:
+def _wrist_camera() -> str:
+    cam = WRIST_CAMERA
+    return f'''
+          <camera name="{cam['name']}" pos="{_v(cam['pos'])}" fovy="{cam['fovy']}"
+                  xyaxes="{_v(camera_xyaxes(cam['pos'], cam['lookat'], cam['up']))}"/>
+          <geom name="wrist_camera_housing" type="box" size="0.0125 0.021 0.01" pos="0.055 0 0.03"
+                contype="0" conaffinity="0" group="2" mass="0" material="dark"/>'''
+
+
+def _arm(wrist_camera: bool = False) -> str:
     closing = ''
     xml = f'''
     <body name="link0" childclass="panda">
@@ -94,7 +113,7 @@ def _arm() -> str:
         <body name="hand" pos="0 0 0.107" quat="0.9238795 0 0 -0.3826834" gravcomp="1">
           <geom class="visual" mesh="hand_v"/>
           <geom class="collision" mesh="hand_c" mass="{_MASS['hand']}"/>
-          <site name="tcp" pos="0 0 {TCP_OFFSET}" size="0.006" group="4"/>
+          <site name="tcp" pos="0 0 {TCP_OFFSET}" size="0.006" group="4"/>{_wrist_camera() if wrist_camera else ''}
           {_finger('left', GRIPPER_JOINTS[0], '1 0 0 0')}
           {_finger('right', GRIPPER_JOINTS[1], '0 0 0 1')}
         </body>
@@ -116,8 +135,25 @@ def _actuators() -> str:
     return f'<actuator>{arm}{grip}\n  </actuator>'
 
 
-def build_xml(physics_rate: float = 500.0, task_xml: str = '', width: int = 96, height: int = 96) -> str:
-    """The whole scene; task_xml is inserted into the worldbody (objects, goal markers)."""
+def _pad_class(grip: bool) -> str:
+    if not grip:
+        return 'friction="0.5 0.005 0.0001"'
+    return ' '.join(f'{k}="{v}"' for k, v in GRIP_PAD.items())
+
+
+def _grip_option(grip: bool) -> str:
+    # A higher friction-to-normal impedance ratio makes friction hard: with the default 1 a
+    # squeezed cube creeps down the pads by millimetres a second (MuJoCo's advice for grasping).
+    return f' impratio="{GRIP_IMPRATIO}"' if grip else ''
+
+
+def build_xml(physics_rate: float = 500.0, task_xml: str = '', width: int = 96, height: int = 96,
+              wrist_camera: bool = False, grip: bool = False) -> str:
+    """The whole scene; task_xml is inserted into the worldbody (objects, goal markers).
+
+    wrist_camera adds the hand camera (WRIST_CAMERA) and its housing; grip gives the finger pads
+    the grasping contacts of GRIP_PAD. Both off, the scene is the one push_cube and reach have
+    always run in, to the byte."""
     if not (np.isfinite(physics_rate) and 50.0 <= physics_rate <= 20000.0):
         raise ValueError(f'physics_rate must be within 50..20000 Hz, got {physics_rate}')
     mesh_dir = franka_mesh_dir()
@@ -128,7 +164,7 @@ def build_xml(physics_rate: float = 500.0, task_xml: str = '', width: int = 96, 
     cam = CAMERA
     return f'''<mujoco model="panda_table">
   <compiler angle="radian" meshdir="{mesh_dir}" autolimits="true"/>
-  <option timestep="{1.0 / physics_rate:.9g}" integrator="implicitfast" cone="elliptic"/>
+  <option timestep="{1.0 / physics_rate:.9g}" integrator="implicitfast" cone="elliptic"{_grip_option(grip)}/>
   <visual>
     <global offwidth="{max(640, int(width))}" offheight="{max(480, int(height))}"/>
     <quality shadowsize="0" offsamples="0"/>
@@ -150,7 +186,7 @@ def build_xml(physics_rate: float = 500.0, task_xml: str = '', width: int = 96, 
         <joint type="slide" axis="0 1 0" range="0 {FINGER_MAX}" damping="2" armature="0.05"/>
       </default>
       <default class="pad">
-        <geom type="box" contype="1" conaffinity="0" group="3" mass="0" friction="0.5 0.005 0.0001"/>
+        <geom type="box" contype="1" conaffinity="0" group="3" mass="0" {_pad_class(grip)}/>
       </default>
     </default>
   </default>
@@ -171,7 +207,7 @@ def build_xml(physics_rate: float = 500.0, task_xml: str = '', width: int = 96, 
           contype="0" conaffinity="0"/>
     <camera name="{cam['name']}" pos="{_v(cam['pos'])}"
             xyaxes="{_v(camera_xyaxes(cam['pos'], cam['lookat']))}" fovy="{cam['fovy']}"/>
-    {_arm()}
+    {_arm(wrist_camera)}
     {task_xml}
   </worldbody>
   {_actuators()}
