@@ -123,7 +123,7 @@ def runtimes_table(args) -> str:
             f'models/push_cube (96x96 image + 7 joints), `predict_chunk` at batch 1 (observation upload '
             'through pinned memory, encoder, the denoising loop, unnormalisation, chunk back to the host), '
             f'{chunks["ddim", 10]} DDIM-10 and {chunks["ddpm", 100]} DDPM-100 chunks per runtime after 3 warm-up '
-            'chunks, interleaved round-robin across runtimes; p50/p99 over those chunks. Max abs diff: the '
+            'chunks, in blocks alternating across runtimes; p50/p99 over those chunks. Max abs diff: the '
             'largest difference to eager fp32 over all of them (robot units, same seeds; fp16 changes the '
             'numerics). Set-up: load + build (copies, graph capture, compilation) + the check against eager.\n\n'
             + '\n'.join(head + rows + unavailable))

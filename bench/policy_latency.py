@@ -97,10 +97,9 @@ MODEL = Path(__file__).resolve().parent.parent / 'models' / 'push_cube'
 
 
 def runtimes_section(args):
-    """The shipped model's DDIM-10 chunk (predict_chunk, batch 1) on each runtime. Chunks are
-    interleaved across runtimes (one chunk each, round after round) so that the load of a shared
-    machine falls on all of them alike; every runtime gets the same seeds, and its chunks are
-    compared with eager torch's."""
+    """The shipped model's DDIM-10 chunk (predict_chunk, batch 1) on each runtime, in alternating
+    blocks (interleaved()); every runtime gets the same seeds, and its chunks are compared with
+    eager torch's."""
     from ros2_imitation.policy import load_policy
     from ros2_imitation.policy.runtimes import available
 
@@ -150,8 +149,9 @@ def runtimes_section(args):
     body = (f'The shipped model (models/push_cube: 96x96 image + 7 joints, {_params(policies)} params), DDIM-10, '
             f'`predict_chunk` at batch 1 (observation conversion, encoder, 10 U-Net steps, scheduler, '
             f'unnormalisation), {args.threads} intra-op threads, torch {torch.__version__}, {versions}. '
-            f'{chunks} chunks per runtime after 3 warm-up chunks, interleaved round-robin across runtimes so '
-            'that the load of a shared machine falls on all alike; p50/p99 over those chunks. Max abs diff: '
+            f'{chunks} chunks per runtime after 3 warm-up chunks, in 5 blocks of consecutive chunks alternating '
+            'across runtimes (one runtime at a time, as a node runs one; the rounds spread the load of a shared '
+            "machine over all alike); p50/p99 over those chunks. Max abs diff: "
             'the largest difference to eager torch over all of them (robot units, same seeds). Batch 8: best '
             'of a few chunks of 8 observations (evaluation batches episodes). Set-up: load + export or compile '
             '(an ONNX export is cached beside the checkpoint, so only the first load pays for it).\n\n'
@@ -162,18 +162,24 @@ def runtimes_section(args):
         write_section('policy_runtimes_cpu', 'Policy inference runtimes (cpu, DDIM-10 chunk)', body)
 
 
-def interleaved(policies, obs, chunks: int):
-    """`chunks` predict_chunk calls per (label, policy), one chunk each round after round so that
-    the load of a shared machine falls on all alike; seed i in round i. Returns ({label: [ms]},
-    {label: [chunk]}). predict_chunk returns numpy arrays, so a GPU's work is done when it returns."""
+def interleaved(policies, obs, chunks: int, rounds: int = 5):
+    """`chunks` predict_chunk calls per (label, policy), seed i for the i-th, in `rounds` blocks of
+    consecutive chunks per runtime alternating across runtimes: one runtime at a time, as a node
+    runs it (ONNX Runtime's and OpenVINO's thread pools spin on after a call and would slow
+    whichever runs next), while the rounds spread a shared machine's load over all alike. Returns
+    ({label: [ms]}, {label: [chunk]}). predict_chunk returns numpy arrays, so a GPU's work is done
+    when it returns."""
     times = {label: [] for label, _ in policies}
     outputs = {label: [] for label, _ in policies}
-    for i in range(chunks):
+    rounds = max(1, min(rounds, chunks))
+    for r in range(rounds):
         for label, policy in policies:
-            start = time.perf_counter()
-            chunk = policy.predict_chunk(obs, seed=i)
-            times[label].append(1e3 * (time.perf_counter() - start))
-            outputs[label].append(chunk)
+            policy.predict_chunk(obs, seed=0)      # the runtime's threads wake up, untimed
+            for i in range(r * chunks // rounds, (r + 1) * chunks // rounds):
+                start = time.perf_counter()
+                chunk = policy.predict_chunk(obs, seed=i)
+                times[label].append(1e3 * (time.perf_counter() - start))
+                outputs[label].append(chunk)
     return times, outputs
 
 

@@ -56,13 +56,14 @@ def read_checkpoint_config(path: str | Path) -> tuple[PolicyConfig, dict]:
 
 def load_policy(path: str | Path, device: str | torch.device = 'cpu', inference_scheduler: str | None = None,
                 num_inference_steps: int | None = None, noise_mode: str | None = None,
-                runtime: str | None = None) -> DiffusionPolicy:
+                runtime: str | None = None, runtime_options: dict | None = None) -> DiffusionPolicy:
     """A ready-to-predict policy (eval mode) from a checkpoint directory.
 
     The overrides change only inference: the sampler ('ddpm' | 'ddim'), its step count, and the
     noise mode ('train_only' on a 'replica' model is the ablation that drops test-time noise).
     runtime: 'torch' (default) | 'compile' | 'half' | 'onnxruntime' | 'openvino' | 'auto', see
     DiffusionPolicy.set_runtime(); an ONNX export is cached beside the checkpoint, keyed by its SHA-256.
+    runtime_options: passed to set_runtime (e.g. dynamic_batch=False where only batch 1 is run).
     """
     directory = _checkpoint_dir(path)
     config, data = read_checkpoint_config(directory)
@@ -78,7 +79,7 @@ def load_policy(path: str | Path, device: str | torch.device = 'cpu', inference_
     policy.set_inference(inference_scheduler, num_inference_steps)
     policy = policy.to(device).eval()
     if runtime not in (None, 'torch'):
-        policy.set_runtime(runtime, checkpoint=directory)
+        policy.set_runtime(runtime, checkpoint=directory, **(runtime_options or {}))
     return policy
 
 

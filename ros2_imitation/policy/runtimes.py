@@ -486,8 +486,8 @@ def _export_encoder(policy, encoder, path: Path, dynamic_batch: bool) -> Path:
 # ---------------------------------------------------------------- ONNX Runtime and OpenVINO
 class _OnnxRuntimeBase:
     """U-Net / encoder calls through numpy views (no copies on the way in); the timestep arrays of
-    a chunk's steps are made once and reused. A fixed-batch export (dynamic_batch=False, for
-    measuring what the dynamic batch costs) runs a batch one observation at a time."""
+    a chunk's steps are made once and reused. A fixed-batch export (dynamic_batch=False: the
+    fastest at batch 1, what policy_node uses) runs a larger batch one observation at a time."""
     name = ''
 
     def __init__(self, export: OnnxExport, threads: int):

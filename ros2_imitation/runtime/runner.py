@@ -288,7 +288,11 @@ def load_runtime_policy(model: str = '', device: str = 'auto', scheduler: str = 
     try:
         policy = load_policy(path, device=device, inference_scheduler=scheduler or None,
                              num_inference_steps=inference_steps or None, noise_mode=noise_mode or None,
-                             runtime=runtime or 'torch')
+                             runtime=runtime or 'torch',
+                             # a robot's policy predicts one observation at a time: an ONNX export with
+                             # the batch fixed to 1 runs fastest (docs/benchmarks.md, runtimes)
+                             runtime_options={'dynamic_batch': False} if runtime in ('onnxruntime', 'openvino', 'auto')
+                             else None)
         if sigma >= 0:
             policy.config = policy.config.replace(noise_sigma=float(sigma))
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
