@@ -76,13 +76,14 @@ def test_an_older_profile_with_only_gripper_joints_still_names_its_finger_joints
 
 
 @pytest.mark.parametrize('edit, message', [
-    (lambda g: g.pop('width'), r'gripper\.width must be \[min, max\]'),
-    (lambda g: g.update(width=[0.08, 0.0]), r'gripper\.width must have 0 <= min < max'),
+    (lambda g: g.pop('width'), r"missing key 'gripper\.width'"),
+    (lambda g: g.update(width=[0.08, 0.0]), r'gripper\.width must be \[min, max\] with 0 <= min < max'),
     (lambda g: g.update(max_speed=0.0), r'gripper\.max_speed must be > 0'),
     (lambda g: g.update(max_speed='fast'), r'gripper\.max_speed must be a finite number'),
     (lambda g: g.update(force=200.0), r'gripper\.force 200.0 exceeds gripper\.max_force 70.0'),
-    (lambda g: g.update(joints=[]), r'gripper\.joints must be a non-empty list'),
-    (lambda g: g.update(joints=['panda_joint7']), r'gripper\.joints must be distinct and not arm joints'),
+    (lambda g: g.update(joints=[]), r'gripper\.joints must be finger joints'),
+    (lambda g: g.update(joints='finger'), r'gripper\.joints must be a list of joint names'),
+    (lambda g: g.update(joints=['panda_joint7']), r'gripper\.joints must be finger joints \(not arm joints\)'),
     (lambda g: g.update(command_name='panda_joint1'), r'gripper\.command_name .* is an arm joint'),
     (lambda g: g.update(output='pneumatic'), r'gripper\.output must be one of'),
     (lambda g: g.update(joint_scale=0), r'gripper\.joint_scale must not be 0'),
