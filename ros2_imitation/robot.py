@@ -1,11 +1,18 @@
-"""Robot profiles (config/robots/*.yaml): joint names, limits and gains, one file per arm."""
+"""Robot profiles (config/robots/*.yaml): joint names, limits, gains and the gripper, one file per arm.
+
+The gripper convention (the whole project): a policy for an arm with a gripper acts on, and sees, the
+arm joints then ONE gripper value, the finger-to-finger opening in metres (Franka Hand 0..0.08,
+Robotiq 2F-85 0..0.085). Its chunks carry joint_names = the arm joints + `gripper.command_name` (a name
+of its own, e.g. `panda_gripper`: that column is a width, not any joint's position); drivers that take
+a joint position get `GripperSpec.to_joint(width)`. A profile without `gripper:` has no gripper.
+"""
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ros2_imitation.paths import read_config
-
+from ros2_imitation.control.gripper_spec import GripperSpec, parse_gripper
+from ros2_imitation.paths import config_value, config_vector, read_config
 
 @dataclass(frozen=True)
 class JointLimits:
@@ -36,16 +43,30 @@ class KinematicsSpec:
 class RobotProfile:
     name: str
     arm_joints: tuple
-    gripper_joints: tuple
     home: np.ndarray
     limits: JointLimits
     stiffness: np.ndarray
     damping: np.ndarray
     kinematics: KinematicsSpec | None = None
+    gripper: GripperSpec | None = None
+    extra_gripper_joints: tuple = ()   # an older profile's `gripper_joints`, without `gripper:`
 
     @property
     def dof(self) -> int:
         return len(self.arm_joints)
+
+    @property
+    def gripper_joints(self) -> tuple:   # the finger joints read from /joint_states
+        return self.gripper.joints if self.gripper else self.extra_gripper_joints
+
+    @property
+    def action_dim(self) -> int:
+        """What a policy for this robot acts on and sees: the arm joints, plus 1 with a gripper."""
+        return self.dof + (1 if self.gripper else 0)
+
+    def describe_dims(self) -> str:
+        return f'robot {self.name} has {self.dof} arm joints and ' + (
+            f'a gripper ({self.gripper.model})' if self.gripper else 'no gripper')
 
     @classmethod
     def load(cls, name_or_path: str = 'panda') -> 'RobotProfile':
@@ -53,89 +74,44 @@ class RobotProfile:
         names the file and the key: a missing key, a wrong type, a limit that is not positive."""
         path, raw = read_config('robots', name_or_path, 'robot profile')
         try:
-            return cls._parse(raw, path)
+            return _parse(raw, path)
         except ValueError as exc:
             raise ValueError(f'robot profile {path}: {exc}') from None
 
-    @classmethod
-    def _parse(cls, raw, path) -> 'RobotProfile':
-        if not isinstance(raw, dict):
-            raise ValueError('expected a mapping at the top level')
 
-        def section(key):
-            if key not in raw:
-                raise ValueError(f'missing key {key!r}')
-            if not isinstance(raw[key], dict):
-                raise ValueError(f'{key} must be a mapping, got {raw[key]!r}')
-            return raw[key]
-
-        def names(key, required=True):
-            if key not in raw and required:
-                raise ValueError(f'missing key {key!r}')
-            value = raw.get(key) or []
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise ValueError(f'{key} must be a list of joint names, got {value!r}')
-            if len(set(value)) != len(value):
-                raise ValueError(f'{key} has a joint twice: {value}')
-            return tuple(value)
-
-        def number(where, body, key, default=None):
-            value = body.get(key, default)
-            if value is None:
-                raise ValueError(f"missing key '{where}.{key}'")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise ValueError(f'{where}.{key} must be a finite number, got {value!r}')
-            return float(value)
-
-        def vec(where, body, key, positive=False, non_negative=False):
-            label = f'{where}.{key}' if where else key
-            if key not in body:
-                raise ValueError(f'missing key {label!r}')
-            value = body[key]
-            ok = isinstance(value, list) and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-            arr = np.asarray(value, dtype=float) if ok else None
-            if arr is None or arr.shape != (n,) or not np.all(np.isfinite(arr)):
-                raise ValueError(f'{label} must be {n} finite numbers (one per arm joint), got {value!r}')
-            if positive and not np.all(arr > 0):
-                raise ValueError(f'{label} must be > 0 for every joint, got {value!r}')
-            if non_negative and not np.all(arr >= 0):
-                raise ValueError(f'{label} must be >= 0 for every joint, got {value!r}')
-            return arr
-
-        arm = names('arm_joints')
-        n = len(arm)
-        if not n:
-            raise ValueError('arm_joints is empty')
-        gripper = names('gripper_joints', required=False)
-        if set(arm) & set(gripper):
-            raise ValueError(f'joints both in arm_joints and gripper_joints: {sorted(set(arm) & set(gripper))}')
-        lim = section('limits')
-        gains = section('gains')
-        limits = JointLimits(
-            lower=vec('limits', lim, 'position_lower'), upper=vec('limits', lim, 'position_upper'),
-            velocity=vec('limits', lim, 'velocity', positive=True),
-            effort=vec('limits', lim, 'effort', positive=True),
-            position_margin=number('limits', lim, 'position_margin', 0.0),
-            max_step=number('limits', lim, 'max_step'))
-        if limits.position_margin < 0:
-            raise ValueError(f'limits.position_margin must be >= 0, got {limits.position_margin}')
-        if not limits.max_step > 0:
-            raise ValueError(f'limits.max_step must be > 0, got {limits.max_step}')
-        if np.any(limits.lower >= limits.upper):
-            raise ValueError('limits.position_lower must be below limits.position_upper for every joint')
-        if np.any(limits.safe_lower >= limits.safe_upper):
-            raise ValueError('position limits leave no room inside the margin (limits.position_margin)')
-        home = vec('', raw, 'home')
-        name = raw.get('name', path.stem)
-        if not isinstance(name, str):
-            raise ValueError(f'name must be a string, got {name!r}')
-        kin = raw.get('kinematics')
-        if kin is not None:
-            if not isinstance(kin, dict) or not all(isinstance(kin.get(k), str) and kin[k]
-                                                    for k in ('urdf', 'base_frame', 'tip_frame')):
-                raise ValueError(f'kinematics needs urdf, base_frame and tip_frame (strings), got {kin!r}')
-            kin = KinematicsSpec(Path(path).parent / kin['urdf'], kin['base_frame'], kin['tip_frame'])
-        return cls(name=name, arm_joints=arm, gripper_joints=gripper, home=home, limits=limits,
-                   stiffness=vec('gains', gains, 'stiffness', non_negative=True),
-                   damping=vec('gains', gains, 'damping', non_negative=True), kinematics=kin)
+def _parse(raw, path) -> RobotProfile:
+    if not isinstance(raw, dict):
+        raise ValueError('expected a mapping at the top level')
+    arm = config_value(raw, '', 'arm_joints', kind=list)
+    n = len(arm)
+    if not n:
+        raise ValueError('arm_joints is empty')
+    extra = config_value(raw, '', 'gripper_joints', [], kind=list)
+    if set(arm) & set(extra):
+        raise ValueError(f'joints both in arm_joints and gripper_joints: {sorted(set(arm) & set(extra))}')
+    lim, gains = config_value(raw, '', 'limits'), config_value(raw, '', 'gains')
+    limits = JointLimits(*(config_vector(lim, 'limits', k, n, s) for k, s in (
+        ('position_lower', None), ('position_upper', None), ('velocity', '>'), ('effort', '>'))),
+        position_margin=config_value(lim, 'limits', 'position_margin', 0.0, float),
+        max_step=config_value(lim, 'limits', 'max_step', kind=float))
+    if limits.position_margin < 0:
+        raise ValueError(f'limits.position_margin must be >= 0, got {limits.position_margin}')
+    if not limits.max_step > 0:
+        raise ValueError(f'limits.max_step must be > 0, got {limits.max_step}')
+    if np.any(limits.lower >= limits.upper):
+        raise ValueError('limits.position_lower must be below limits.position_upper for every joint')
+    if np.any(limits.safe_lower >= limits.safe_upper):
+        raise ValueError('position limits leave no room inside the margin (limits.position_margin)')
+    kin = raw.get('kinematics')
+    if kin is not None:
+        if not isinstance(kin, dict) or not all(isinstance(kin.get(k), str) and kin[k]
+                                                for k in ('urdf', 'base_frame', 'tip_frame')):
+            raise ValueError(f'kinematics needs urdf, base_frame and tip_frame (strings), got {kin!r}')
+        kin = KinematicsSpec(Path(path).parent / kin['urdf'], kin['base_frame'], kin['tip_frame'])
+    gripper = None if raw.get('gripper') is None else parse_gripper(config_value(raw, '', 'gripper'), arm)
+    if gripper and extra:
+        raise ValueError('gripper_joints and a gripper section: name the finger joints in gripper.joints only')
+    return RobotProfile(name=config_value(raw, '', 'name', path.stem, str), arm_joints=arm, home=config_vector(raw, '', 'home', n),
+                        limits=limits, stiffness=config_vector(gains, 'gains', 'stiffness', n, '>='),
+                        damping=config_vector(gains, 'gains', 'damping', n, '>='), kinematics=kin,
+                        gripper=gripper, extra_gripper_joints=extra)

@@ -9,11 +9,16 @@ States:
   stopped   the stop service was called: hold where the arm is, reject chunks until resume
             (and after shutdown(), the node's last command: the arm left holding, no torque kept on)
 Every command goes through SafetyFilter, whatever the chunk contained.
+
+A robot with a gripper (robot.py): a chunk may carry one more column, the gripper width named
+`gripper.command_name`. It is split off (the arm columns follow the rules above unchanged) and
+goes to a GripperChannel (control/gripper.py); gripper_update() gives its safe width each cycle.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
+from ros2_imitation.control.gripper import GRIPPER_MODES, GripperChannel
 from ros2_imitation.control.safety import SafetyFilter, Watchdog
 from ros2_imitation.control.trajectory import Trajectory, TrajectoryFollower, retime_for_jtc, validate
 from ros2_imitation.robot import RobotProfile
@@ -34,9 +39,15 @@ class ChunkController:
     def __init__(self, robot: RobotProfile, mode: str = 'impedance', rate: float = 500.0,
                  interpolation: str = 'cubic', chunk_timeout: float = 0.3, hold_timeout: float = 2.0,
                  joint_state_timeout: float = 0.1, trajectory_lead: float = 0.05,
-                 jump_threshold: float = 0.3):
+                 jump_threshold: float = 0.3, gripper_mode: str = ''):
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        # the gripper's output: '' = the profile's default, 'none' without a gripper
+        self.gripper_mode = gripper_mode or (robot.gripper.output if robot.gripper else 'none')
+        if self.gripper_mode not in GRIPPER_MODES:
+            raise ValueError(f'gripper_mode must be one of {GRIPPER_MODES}, got {gripper_mode!r}')
+        if self.gripper_mode != 'none' and robot.gripper is None:
+            raise ValueError(f'gripper_mode {self.gripper_mode}: robot {robot.name} has no gripper')
         if not rate > 0:
             raise ValueError(f'control rate must be positive, got {rate}')
         self.robot, self.mode = robot, mode
@@ -44,6 +55,7 @@ class ChunkController:
         self._mapper = JointMapper(self.joints)   # joint order is the message's: map by name
         self.safety = SafetyFilter(robot.limits, 1.0 / rate, self.joints)
         self.follower = TrajectoryFollower(self.joints, interpolation)
+        self.gripper = GripperChannel(robot.gripper, 1.0 / rate) if robot.gripper else None
         self.chunk_timeout, self.hold_timeout = chunk_timeout, hold_timeout
         self.trajectory_lead = trajectory_lead
         # A real arm cannot move this far between two joint states: a jump means the state was
@@ -78,11 +90,15 @@ class ChunkController:
         if jump > self.jump_threshold and self.q_cmd is not None:
             self.reset(t, f'joint state jumped by {jump:.2f} rad: re-anchored where the arm is')
         self.joint_watchdog.feed(t)
+        if self.gripper is not None:
+            self.gripper.on_joint_state(names, position)
         return None
 
     def reset(self, now: float, why: str = 'reset'):
         """Drop the chunk and hold where the arm is now (a new episode, a re-homed arm)."""
         self.follower.clear()
+        if self.gripper is not None:
+            self.gripper.reset()
         self.q_cmd = None if self.q is None else self.q.copy()
         if self.q_cmd is not None:
             self.follower.hold(self.q_cmd, now)
@@ -94,6 +110,7 @@ class ChunkController:
 
     def on_chunk(self, traj: Trajectory, now: float) -> str | None:
         """Validate and accept a chunk; returns a rejection reason, or None."""
+        traj, widths = self._split_gripper(traj)
         reason = validate(traj, self.joints, now, allow_nonzero_end_velocity=True)
         if reason is None and self.state == 'stopped':
             reason = 'controller is stopped (call resume)'
@@ -111,9 +128,36 @@ class ChunkController:
             self._pending_trajectory = self._safe_trajectory(traj, now)
         self.state, self.reason = 'tracking', None
         self.stats['chunks_accepted'] += 1
+        if widths is not None:
+            self.gripper.on_chunk(traj.absolute_times(now), widths)
         return None
 
+    def _split_gripper(self, traj: Trajectory):
+        """(the arm's trajectory, the gripper column or None). Its NaNs are the gripper's to hold:
+        the arm columns are validated on their own."""
+        name = self.gripper.spec.command_name if self.gripper is not None else None
+        if name is None or name not in traj.joint_names or not isinstance(traj.positions, np.ndarray) \
+                or traj.positions.ndim != 2 or traj.positions.shape[1] != len(traj.joint_names):
+            return traj, None      # validate() judges it as it is (an unknown column is rejected)
+        g = traj.joint_names.index(name)
+        keep = [i for i in range(len(traj.joint_names)) if i != g]
+        vel = traj.velocities
+        if isinstance(vel, np.ndarray) and vel.ndim == 2 and vel.shape[1] == len(traj.joint_names):
+            vel = vel[:, keep]
+        arm = Trajectory(tuple(traj.joint_names[i] for i in keep), traj.stamp, traj.times,
+                         traj.positions[:, keep], vel)
+        return arm, traj.positions[:, g].copy()
+
+    def gripper_update(self, now: float) -> float | None:
+        """The gripper's safe width this cycle (after update()), or None: nothing to send. Only while
+        the arm tracks or holds: with joint states lost, resting or stopped the last width stands."""
+        if self.gripper is None or self.state not in ('tracking', 'holding'):
+            return None
+        return self.gripper.update(now)
+
     def stop(self, now: float, why: str = 'stop requested'):
+        if self.gripper is not None:
+            self.gripper.hold()
         if self.q is not None:
             self.q_cmd = self.q.copy()
             self.follower.hold(self.q_cmd, now)

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ros2_imitation.control.gripper_spec import GripperSpec
 from ros2_imitation.robot import JointLimits
 
 
@@ -116,6 +117,49 @@ class SafetyFilter:
 
     def reset_counts(self) -> None:
         self.counts.clear()
+
+
+class GripperFilter:
+    """The gripper's width command (metres, robot.py's convention): finite, inside the profile's
+    width range, and at most max_speed * dt from the previous command, whatever the chunk said.
+
+    Like SafetyFilter, `events` / `reason` describe the last call ('nonfinite', 'range', 'rate')
+    and `counts` accumulates them for /diagnostics.
+    """
+
+    def __init__(self, spec: GripperSpec, dt: float):
+        if not (math.isfinite(dt) and dt > 0):
+            raise ValueError(f'dt must be a positive period in seconds, got {dt}')
+        self.spec = spec
+        self.lower, self.upper = spec.width_min, spec.width_max
+        self.max_step = spec.max_speed * dt
+        self.counts = Counter()
+        self.events: tuple = ()
+        self.reason: Optional[str] = None
+
+    def width(self, target: float, previous: Optional[float]) -> Optional[float]:
+        """The next width command. A non-finite target holds the previous command (and with no
+        previous one there is nothing to command: None). A previous command outside the range
+        (a measured width a little past it) is taken at the nearest limit."""
+        events = []
+        target = float(target)
+        prev = None if previous is None or not math.isfinite(previous) else \
+            min(max(float(previous), self.lower), self.upper)
+        if not math.isfinite(target):
+            events.append('nonfinite')
+            target = prev
+        if target is not None:
+            bounded = min(max(target, self.lower), self.upper)
+            if bounded != target:
+                events.append('range')
+            target = bounded
+            if prev is not None and abs(target - prev) > self.max_step:
+                events.append('rate')
+                target = prev + math.copysign(self.max_step, target - prev)
+        self.events = tuple(events)
+        self.counts.update(events)
+        self.reason = f"gripper {', '.join(events)} clamped" if events else None
+        return target
 
 
 class Watchdog:

@@ -4,7 +4,8 @@ Input: JointTrajectory chunks on /ros2_imitation/action_chunk (header.stamp = wh
 applies) and /joint_states. Output, by `mode`: impedance torques to /effort_controller/commands,
 positions to /position_controller/commands, a re-timed trajectory to a joint_trajectory_controller,
 or a JointState target for an external impedance controller. With `dry_run` every command goes to
-~/dry_run/<kind> instead, so a new setup can be watched before it moves.
+~/dry_run/<kind> instead, so a new setup can be watched before it moves. A robot with a gripper:
+its width column of chunks goes out by `gripper_mode` (nodes/gripper_output.py).
 """
 import sys
 import threading
@@ -34,6 +35,7 @@ from ros2_imitation.nodes.common import (
     to_stamp,
 )
 from ros2_imitation.nodes.conversions import trajectory_from_msg, trajectory_to_msg
+from ros2_imitation.nodes.gripper_output import GripperOutput
 from ros2_imitation.qos import CHUNK_INTAKE_QOS, COMMAND_QOS, OUTPUT_QOS, SENSOR_QOS
 from ros2_imitation.robot import RobotProfile
 
@@ -75,20 +77,31 @@ class ControllerNode(Node):
             joint_states_topic='/joint_states', effort_topic='/effort_controller/commands',
             position_topic='/position_controller/commands',
             trajectory_topic='/joint_trajectory_controller/joint_trajectory',
-            target_topic='/target_joint', max_chunk_bytes=MAX_CHUNK_BYTES, max_chunk_rate=100.0).items()}
+            target_topic='/target_joint', max_chunk_bytes=MAX_CHUNK_BYTES, max_chunk_rate=100.0,
+            # the gripper ('' = the profile's gripper.output; none without a gripper): see gripper_output.py
+            gripper_mode='', gripper_topic='', gripper_forward_value='width', gripper_joint='',
+            gripper_deadband=0.005, gripper_goal_timeout=5.0).items()}
         if p['mode'] not in MODES:
             raise StartupError(f'mode must be one of {MODES}, got {p["mode"]!r}')
         check_positive(p, 'control_rate', 'chunk_timeout', 'hold_timeout', 'joint_state_timeout',
-                       'diagnostics_rate', 'max_chunk_bytes', 'max_chunk_rate', allow_zero=('hold_timeout',))
+                       'diagnostics_rate', 'max_chunk_bytes', 'max_chunk_rate', 'gripper_deadband',
+                       'gripper_goal_timeout', allow_zero=('hold_timeout', 'gripper_deadband'))
         try:
             self.robot = RobotProfile.load(p['robot'])
             self.core = ChunkController(
                 self.robot, p['mode'], p['control_rate'], p['interpolation'], p['chunk_timeout'],
-                p['hold_timeout'], p['joint_state_timeout'])
+                p['hold_timeout'], p['joint_state_timeout'], gripper_mode=p['gripper_mode'])
         except (ValueError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from exc
         self.p = p
         self.log = NodeReasonLog(self)
+        self.gripper_out = None
+        if self.core.gripper_mode != 'none':
+            topic = p['gripper_topic'] or ('~/dry_run/gripper' if p['dry_run'] else '')
+            self.gripper_out = GripperOutput(
+                self, self.robot.gripper, self.core.gripper_mode, topic, p['gripper_forward_value'],
+                p['gripper_joint'], p['gripper_deadband'], p['gripper_goal_timeout'], self.core.trajectory_lead,
+                self.log)
         self._lock = threading.Lock()
         self._periods = []
         self._overruns = 0
@@ -130,7 +143,8 @@ class ControllerNode(Node):
         self._thread.start()
         self.get_logger().info(
             f'{p["mode"]} mode at {p["control_rate"]:.0f} Hz -> {self.out_pub.topic_name}'
-            f'{" (DRY RUN)" if p["dry_run"] else ""}, robot {self.robot.name}')
+            f'{" (DRY RUN)" if p["dry_run"] else ""}, robot {self.robot.name}, gripper {self.core.gripper_mode}'
+            + (f' -> {self.gripper_out.name}' if self.gripper_out else ''))
 
     def _on_joint_state(self, msg: JointState):
         with self._lock:
@@ -195,6 +209,8 @@ class ControllerNode(Node):
     def _stop(self, _request, response):
         with self._lock:
             self.core.stop(now_sec(self))
+        if self.gripper_out:
+            self.gripper_out.hold()
         self.get_logger().warn('stopped by service call: holding, chunks rejected until ~/resume')
         response.success, response.message = True, 'stopped'
         return response
@@ -207,6 +223,8 @@ class ControllerNode(Node):
         return response
 
     def _reset(self, _request, response):
+        if self.gripper_out:
+            self.gripper_out.reset()
         with self._lock:
             self.core.reset(now_sec(self), 'reset by service call')
             response.success, response.message = self.core.q_cmd is not None, self.core.state
@@ -240,13 +258,17 @@ class ControllerNode(Node):
             now = clock.now().nanoseconds * 1e-9     # after the chunk: a decode takes a while
             with self._lock:
                 command = self.core.update(now)
+                width = self.core.gripper_update(now)
                 state, reason = self.core.state, self.core.reason
             if reason != self._last_reason and reason:
                 self.get_logger().info(f'{state}: {reason}')
             self._last_reason = reason
-            if command is not None:
+            if command is not None or self.gripper_out is not None:
                 try:
-                    self._publish(command, now)
+                    if command is not None:
+                        self._publish(command, now)
+                    if self.gripper_out is not None:
+                        self.gripper_out.send(width)
                 except Exception:  # the context is shutting down under us
                     if self._running and rclpy.ok(context=self.context):
                         raise
@@ -293,8 +315,11 @@ class ControllerNode(Node):
             values = {'state': core.state, 'reason': core.reason or '',
                       'tracking_error_rad': f'{core.tracking_error():.4f}',
                       'clamped': ', '.join(f'{k}={v}' for k, v in core.safety.counts.items()),
+                      **self._gripper_diagnostics(),
                       **{k: str(v) for k, v in core.stats.items()}}
             level = LEVEL.get(core.state, DiagnosticStatus.WARN)
+            if values.get('gripper_goal_failed') == 'true' and level == DiagnosticStatus.OK:
+                level = DiagnosticStatus.WARN     # the gripper server rejected or aborted the newest goal
         periods, self._periods = np.array(self._periods), []
         if periods.size:
             values['loop_period_p50_ms'] = f'{np.percentile(periods, 50) * 1e3:.3f}'
@@ -305,6 +330,15 @@ class ControllerNode(Node):
         values['max_command_step_rad'] = f'{self._max_step:.5f}'   # since start: what was really sent
         message = f'{values["state"]}{": " + values["reason"] if values["reason"] else ""}'
         publish_status(self, self.diag_pub, level, 'chunk controller', message, self.robot.name, values)
+
+    def _gripper_diagnostics(self) -> dict:
+        """Under self._lock: the gripper's width, clamps and output (sent, waited, goal results)."""
+        g = self.core.gripper
+        if g is None or self.gripper_out is None:
+            return {'gripper_mode': self.core.gripper_mode}
+        return {'gripper_width_cmd_m': 'none' if g.width_cmd is None else f'{g.width_cmd:.4f}',
+                'gripper_clamped': ', '.join(f'{k}={v}' for k, v in g.filter.counts.items()),
+                'gripper_chunks': str(g.stats['gripper_chunks']), **self.gripper_out.diagnostics()}
 
     def close(self):
         """End the control loop between two cycles; it sends its last command (_send_last_command)."""

@@ -32,7 +32,7 @@ from ros2_imitation.nodes.conversions import trajectory_to_msg
 from ros2_imitation.nodes.markers import chunk_markers, marker_kinematics
 from ros2_imitation.qos import COMMAND_QOS, SENSOR_QOS, image_qos
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.runtime.runner import PolicyRunner, load_runtime_policy
+from ros2_imitation.runtime.runner import PolicyRunner, load_runtime_policy, policy_joint_names
 from ros2_imitation.sensors.images import image_to_rgb
 from ros2_imitation.sensors.proprioception import JointMapper, MappingError
 from ros2_imitation.viz.chunk_path import chunk_path
@@ -58,9 +58,10 @@ class PolicyNode(Node):
             self.robot = RobotProfile.load(p['robot'])
             self.policy, self.model_path = load_runtime_policy(
                 p['model'], p['device'], p['scheduler'], p['inference_steps'], p['noise_mode'], p['sigma'],
-                p['threads'], arm_dof=self.robot.dof, robot_name=self.robot.name, runtime=p['runtime'])
+                p['threads'], runtime=p['runtime'], robot=self.robot)
+            names = policy_joint_names(self.robot, self.policy.config.action_dim)   # + the gripper's
             self.runner = PolicyRunner(   # a bad continuity is a ValueError here
-                self.policy, self.robot.arm_joints, 1.0 / p['rate'], execute=p['execute_steps'] or None,
+                self.policy, names, 1.0 / p['rate'], execute=p['execute_steps'] or None,
                 offset=p['action_offset_steps'] if p['action_offset_steps'] >= 0 else None,
                 continuity=p['continuity'], max_obs_age=p['max_obs_age'], seed=p['seed'])
         except (FileNotFoundError, ValueError) as exc:

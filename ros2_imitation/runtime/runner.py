@@ -268,14 +268,36 @@ def chunk_time_ms(policy, repeats: int = 20) -> float:
     return float(np.median(times) * 1e3)
 
 
+def check_policy_fits(action_dim: int, state_dim: int, robot) -> None:
+    """A ValueError naming both sides unless the policy fits the robot (a RobotProfile): it acts on
+    and sees the arm joints (a gripper, if any, is then left where it is), or the arm joints plus
+    the gripper width when the robot has a gripper (robot.py: the gripper convention)."""
+    dof, has_gripper = robot.dof, robot.gripper is not None
+    fits = action_dim == state_dim and (action_dim == dof or (has_gripper and action_dim == dof + 1))
+    if fits:
+        return
+
+    def what(n):
+        return (f'{n} values ({dof} joints + gripper)' if n == dof + 1 else
+                f'{n} values ({dof} joints)' if n == dof else f'{n} values')
+    raise ValueError(f'the policy acts on {what(action_dim)} and sees {what(state_dim)}; '
+                     f'{robot.describe_dims()}')
+
+
+def policy_joint_names(robot, action_dim: int) -> tuple:
+    """The names of a chunk's columns: the arm joints, then the gripper's command_name."""
+    return robot.arm_joints + ((robot.gripper.command_name,) if action_dim == robot.dof + 1 else ())
+
+
 def load_runtime_policy(model: str = '', device: str = 'auto', scheduler: str = '', inference_steps: int = 0,
                         noise_mode: str = '', sigma: float = -1.0, threads: int = 0, arm_dof: int | None = None,
-                        robot_name: str = '?', runtime: str = 'torch'):
+                        robot_name: str = '?', runtime: str = 'torch', robot=None):
     """(policy, model path) for running on a robot: the checkpoint (default: the shipped push_cube)
     with the run-time overrides ('' / 0 / -1 keep the checkpoint's value), checked against the
     arm. runtime: the inference backend (policy.runtimes: torch, compile, half, onnxruntime, openvino
-    or auto, the fastest here; torch whenever another cannot run, with the reason logged). Every
-    problem is a ValueError naming the model."""
+    or auto, the fastest here; torch whenever another cannot run, with the reason logged). robot: the
+    RobotProfile to check the policy against (check_policy_fits; arm_dof: an arm without a gripper,
+    for callers without a profile). Every problem is a ValueError naming the model."""
     import torch
 
     from ros2_imitation.paths import share_dir
@@ -298,7 +320,12 @@ def load_runtime_policy(model: str = '', device: str = 'auto', scheduler: str = 
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         raise ValueError(f'cannot load policy {path}: {exc}') from exc
     cfg = policy.config
-    if arm_dof is not None and (cfg.action_dim != arm_dof or cfg.state_dim != arm_dof):
+    if robot is not None:
+        try:
+            check_policy_fits(cfg.action_dim, cfg.state_dim, robot)
+        except ValueError as exc:
+            raise ValueError(f'policy {path}: {exc}') from None
+    elif arm_dof is not None and (cfg.action_dim != arm_dof or cfg.state_dim != arm_dof):
         raise ValueError(f'the policy acts on {cfg.action_dim} and sees {cfg.state_dim} joint values; '
                          f'robot {robot_name} has {arm_dof} arm joints')
     return policy, path
