@@ -6,6 +6,7 @@ few seeded episodes and reads the nodes' own /diagnostics: the policy's latency 
 `e2e_latency` section of docs/benchmarks.md.
 """
 import argparse
+import os
 import sys
 import threading
 import time
@@ -61,6 +62,13 @@ def main():
     for r in rows:
         body += (f"| {r['runtime']} | {r['execute']} | " +
                  ' | '.join(f"{r['stages'].get(n, float('nan')):.2f}" for n in names) + ' |\n')
+    nodes = sorted({n for r in rows for n in r['cpu']})
+    body += (f'\nWhere the CPU goes ({os.cpu_count()} cores = {100 * os.cpu_count()} %): each node process\'s '
+             'CPU time over the episodes / their wall time (/proc/<pid>/stat).\n\n| runtime | executed per chunk | ' +
+             ' | '.join(f'{n} (%)' for n in nodes) + ' | total (%) |\n|' + '---|' * (3 + len(nodes)) + '\n')
+    for r in rows:
+        body += (f"| {r['runtime']} | {r['execute']} | " + ' | '.join(f"{100 * r['cpu'].get(n, float('nan')):.0f}" for n in nodes)
+                 + f" | {100 * sum(r['cpu'].values()):.0f} |\n")
     write_section('e2e_latency', 'End-to-end latency (full graph in sim)', body)
 
 
@@ -88,16 +96,20 @@ def run_graph(model: str, continuity: str, runtime: str, execute: int, episodes:
                 if 'tracking_error_rad' in values and values.get('state') == 'tracking':
                     controller_errors.append(float(values['tracking_error_rad']))
 
-    with Bringup(graph, log=lambda *_: None):
+    with Bringup(graph, log=lambda *_: None) as bringup:
         runner = EpisodeRunner()
         runner.node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, COMMAND_QOS)
         try:
             runner.wait_for_state(180)
+            pids = {node.name: node.process.pid for node in bringup.running}
+            cpu0, wall0 = cpu_seconds(pids), time.monotonic()
             for i in range(episodes):
                 results.append(runner.run(2000 + i, 20.0, also=tuple(graph.episode_resets)))
                 print(f'{runtime} execute {execute or "default"} episode {i}: success {results[-1].success}',
                       flush=True)
             time.sleep(1.5)     # one more diagnostics period after the last chunk
+            wall = time.monotonic() - wall0
+            cpu = {k: (v - cpu0.get(k, 0.0)) / wall for k, v in cpu_seconds(pids).items()}
         finally:
             runner.close()
     with lock:
@@ -108,9 +120,22 @@ def run_graph(model: str, continuity: str, runtime: str, execute: int, episodes:
             'chunks': int(last['chunks']),
             'tracking_max': max(controller_errors) if controller_errors else float('nan'),
             'tracking_median': float(np.median(controller_errors)) if controller_errors else float('nan'),
-            'success': sum(r.success for r in results),
+            'success': sum(r.success for r in results), 'cpu': cpu,
             'stages': {k[:-3]: float(v) for k, v in last.items()
                        if k.endswith('_ms') and not k.startswith(('latency', 'inference'))}}
+
+
+def cpu_seconds(pids: dict) -> dict:
+    """CPU time (user + system, s) of each node process so far, from /proc/<pid>/stat."""
+    tick, out = os.sysconf('SC_CLK_TCK'), {}
+    for name, pid in pids.items():
+        try:
+            with open(f'/proc/{pid}/stat') as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
 
 
 def standalone_ms(model: str) -> float:

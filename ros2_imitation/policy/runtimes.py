@@ -566,13 +566,23 @@ class OpenVinoBackend(_OnnxRuntimeBase):
         # f32 explicitly: on CPUs with bf16 units OpenVINO would otherwise pick bf16 by itself.
         config = {'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': threads,
                   'INFERENCE_PRECISION_HINT': 'f32', 'NUM_STREAMS': 1}
+        core = ov.Core()
         try:
-            core = ov.Core()
-            self._unet = core.compile_model(str(export.unet), 'CPU', config).create_infer_request()
-            self._encoders = {k: core.compile_model(str(p), 'CPU', config).create_infer_request()
-                              for k, p in export.encoders.items()}
-        except Exception as exc:
-            raise RuntimeUnavailable(f'openvino could not compile the export: {exc}') from exc
+            self._compile(core, export, config)
+        except Exception as first:
+            # The CPU plugin's fused-subgraph JIT ("snippets") fails on some static shapes with one
+            # thread (openvino 2026.4: "Supported precisions set is not available for Mish
+            # operation" on the batch-1 export); without it the model compiles and runs.
+            try:
+                self._compile(core, export, {**config, 'SNIPPETS_MODE': 'DISABLE'})
+                log.info('openvino: compiled without snippets (%s)', str(first).strip().splitlines()[-1][:120])
+            except Exception as exc:
+                raise RuntimeUnavailable(f'openvino could not compile the export: {exc}') from exc
+
+    def _compile(self, core, export: OnnxExport, config: dict) -> None:
+        self._unet = core.compile_model(str(export.unet), 'CPU', config).create_infer_request()
+        self._encoders = {k: core.compile_model(str(p), 'CPU', config).create_infer_request()
+                          for k, p in export.encoders.items()}
 
     def _run_unet(self, sample, timestep, cond):
         return self._unet.infer((sample, timestep, cond), share_inputs=True)[0]
