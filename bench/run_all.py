@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ('controller_loop', 'policy_latency', 'image_transport', 'e2e_latency', 'continuity', 'noise_study')
+BENCHES = ('controller_loop', 'policy_latency', 'train_throughput', 'image_transport', 'e2e_latency', 'continuity',
+           'denoise_steps', 'noise_study')
 
 
 def main() -> int:
