@@ -84,6 +84,18 @@ def _stop_leftover_processes():
         proc.stop()
 
 
+@pytest.fixture(scope='module')
+def one_torch_thread():
+    """One intra-op torch thread for a module's tests (pytestmark = usefixtures): on a 2-core machine
+    shared with other jobs, two spinning threads ran the training tests ~7x slower than one; the
+    tests measure behaviour, not speed."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _stop_processes_of_each_test():
     """What a test started (itself or through its function-scoped fixtures) stops when it ends, passed

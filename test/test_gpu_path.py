@@ -23,12 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ACTION_SCALE = (STATS['action']['max'] - STATS['action']['min']) / 2
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def state_copy(policy):

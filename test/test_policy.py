@@ -35,14 +35,7 @@ OVERFIT_LOSS = 0.06     # epsilon-prediction MSE after 300 steps on 2 tiny episo
 OVERFIT_MAE = 0.15      # mean |predicted - demonstrated| chunk, robot units (action ranges 2 and 4)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    # On a 2-core machine shared with other jobs, two spinning intra-op threads ran the training
-    # tests ~7x slower than one; the tests measure behaviour, not speed.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def state_config(**kw):

@@ -27,12 +27,7 @@ BACKENDS = ONNX_BACKENDS + (['compile'] if os.environ.get('RUN_COMPILE_TESTS') =
 needs_onnx = pytest.mark.skipif(not ONNX_BACKENDS, reason='neither onnxruntime nor openvino installed')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(autouse=True, scope='module')

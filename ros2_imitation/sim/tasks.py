@@ -37,6 +37,15 @@ class Task:
         return bool(self.state(model, data, ee)['success'])
 
 
+def cube_xml(half: float, mass: float, friction: str, xy: tuple) -> str:
+    """A free red cube of side 2 * half resting on the table at xy (the body and geom named cube)."""
+    return f'''<body name="cube" pos="{xy[0]} {xy[1]} {half}">
+      <freejoint name="cube_joint"/>
+      <geom name="cube" type="box" size="{half} {half} {half}" mass="{mass}" rgba="0.85 0.1 0.1 1"
+            friction="{friction}" condim="4"/>
+    </body>'''
+
+
 def _list(v) -> list:
     return [round(float(x), 6) for x in v]
 
@@ -58,11 +67,7 @@ class PushCube(Task):
     def xml(self) -> str:
         h = self.HALF
         return f'''
-    <body name="cube" pos="0.5 -0.08 {h}">
-      <freejoint name="cube_joint"/>
-      <geom name="cube" type="box" size="{h} {h} {h}" mass="0.1" rgba="0.85 0.1 0.1 1"
-            friction="0.5 0.005 0.0001" condim="4"/>
-    </body>
+{cube_xml(h, 0.1, '0.5 0.005 0.0001', (0.5, -0.08))}
     <body name="goal" mocap="true" pos="{self.GOAL[0]} {self.GOAL[1]} 0.0005">
       <geom name="goal" type="cylinder" size="{self.GOAL_DRAWN_RADIUS} 0.0005" rgba="0.1 0.75 0.2 1"
             contype="0" conaffinity="0"/>
@@ -170,11 +175,7 @@ class PickPlace(Task):
     def xml(self) -> str:
         h, t = self.HALF, self.TARGET_HALF
         return f'''
-    <body name="cube" pos="0.5 -0.1 {h}">
-      <freejoint name="cube_joint"/>
-      <geom name="cube" type="box" size="{h} {h} {h}" mass="{self.MASS}" rgba="0.85 0.1 0.1 1"
-            friction="1.0 0.01 0.0001" condim="4"/>
-    </body>
+{cube_xml(h, self.MASS, '1.0 0.01 0.0001', (0.5, -0.1))}
     <body name="target" mocap="true" pos="0.5 0.12 0.0005">
       <geom name="target" type="box" size="{t} {t} 0.0005" rgba="0.1 0.75 0.2 1" contype="0" conaffinity="0"/>
     </body>'''
