@@ -69,7 +69,10 @@ def main():
     for r in rows:
         body += (f"| {r['runtime']} | {r['execute']} | " + ' | '.join(f"{100 * r['cpu'].get(n, float('nan')):.0f}" for n in nodes)
                  + f" | {100 * sum(r['cpu'].values()):.0f} |\n")
-    write_section('e2e_latency', 'End-to-end latency (full graph in sim)', body)
+    if args.execute_steps:      # the sweep keeps its own section beside the runtimes'
+        write_section('e2e_execute_steps', 'Actions executed per chunk in the graph', body)
+    else:
+        write_section('e2e_latency', 'End-to-end latency (full graph in sim)', body)
 
 
 def run_graph(model: str, continuity: str, runtime: str, execute: int, episodes: int) -> dict:
