@@ -132,6 +132,8 @@ class ExpertNode(Node):
             state = json.loads(msg.data)
         except ValueError:
             return self.log.warn('ignored task state', 'not JSON')
+        if not isinstance(state, dict) or state.get('task', self.p['task']) != self.p['task']:
+            return self.log.warn('ignored task state', f'not one of a {self.p["task"]} sim')
         with self._lock:
             self._state, self._state_wall = state, time.monotonic()
             self._state_count += 1
