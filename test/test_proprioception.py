@@ -327,3 +327,15 @@ def test_node_waits_for_sim_clock(ros_env, tmp_path, probe):
     n = len(diags)
     wait_for(lambda: len(diags) > n + 2, 5, what='diagnostics while sim time stands still')
     assert proc.stop() == 0
+
+
+def test_gripper_width_sample_is_the_profiles_finger_opening():
+    from ros2_imitation.sensors.proprioception import gripper_width_sample
+    tracker = ProprioTracker(ARM, GRIPPER)
+    q = np.r_[np.linspace(-1, 1, 7), 0.02, 0.021]          # each Franka finger moves half the opening
+    tracker.update(1.0, 1.0, JOINTS, q, velocity=np.r_[np.zeros(7), 0.01, 0.01], effort=np.r_[np.ones(7), 3, 5])
+    sample = gripper_width_sample(tracker.current(1.0), len(ARM), PANDA.gripper)
+    assert np.allclose(sample.position, np.r_[q[:7], 0.041]) and sample.position.shape == (8,)
+    assert np.isclose(sample.velocity[7], 0.02) and np.isclose(sample.effort[7], 4.0)
+    assert sample.stamp == 1.0 and not sample.estimated.any()
+    assert tracker.update(2.0, 2.0, JOINTS, np.r_[q[:8], np.nan]) is not None   # a NaN finger is dropped

@@ -16,7 +16,7 @@ from ros2_imitation import cli
 from ros2_imitation.data.bag_dataset import convert_bag
 from ros2_imitation.data.bag_reading import BagError
 from ros2_imitation.data.lerobot_format import load_lerobot
-from ros2_imitation.data.topic_map import TopicMapError, build_config, parse_topic_map
+from ros2_imitation.data.topic_map import TopicMapError, build_config, load_topic_map, parse_topic_map
 
 FR3 = tuple(f'fr3_joint{i}' for i in range(1, 8))
 UR = ('shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint', 'wrist_2_joint',
@@ -269,3 +269,13 @@ def test_topic_map_checks(tmp_path, capsys):
     bad.write_text('cameras: !!python/object/apply:os.system ["true"]\n')
     assert cli.main(['bag2dataset', str(tmp_path), '--topics', str(bad), '--out', str(tmp_path / 'o.zarr')]) == 2
     assert 'not valid YAML' in capsys.readouterr().err
+
+
+def test_the_shipped_pick_place_map_reads_the_panda_gripper_as_an_opening():
+    config = build_config(load_topic_map('pick_place'))
+    assert set(config.camera_topics) == {'image', 'wrist_image'}
+    g = config.gripper
+    assert g.joints == ('panda_finger_joint1', 'panda_finger_joint2') and g.column == 'panda_gripper'
+    assert config.state_names[-1] == 'panda_gripper' and np.isclose(g.value(np.array([[0.02, 0.021]]))[0], 0.041)
+    with pytest.raises(TopicMapError, match='profile'):
+        build_config({'gripper': {'profile': 'panda'}}, gripper_command='/g')

@@ -15,7 +15,8 @@ def add_arguments(p):
     p.add_argument('--overwrite', action='store_true', help='replace DATASET if it exists')
     p.add_argument('--topics', default=None, metavar='MAP.yaml',
                    help='topic map: which topics are the joint states, cameras, action and gripper '
-                        '(docs/training.md); the flags below override it')
+                        '(docs/training.md), a file or a shipped one by name (pick_place: two cameras and '
+                        'the gripper); the flags below override it')
     p.add_argument('--rate', type=float, default=None, help='policy rate of the resampling grid, Hz (10)')
     p.add_argument('--image-size', default=None, metavar='WxH', help='image WIDTHxHEIGHT (96x96)')
     p.add_argument('--max-age', type=float, default=None,
@@ -50,6 +51,10 @@ def add_arguments(p):
                         f"({DEFAULT_TOPICS['task_state']}; '' for none)")
     p.add_argument('--gripper-joint', default=None, metavar='NAME',
                    help='append this joint to state and action (the gripper)')
+    p.add_argument('--gripper-profile', default=None, metavar='ROBOT',
+                   help="append a robot profile's gripper (e.g. panda): state = the finger-to-finger opening (m) "
+                        "from its finger joints, action = the chunks' gripper column (pick_place bags; "
+                        "--topics pick_place sets it with the wrist camera)")
     p.add_argument('--gripper-topic', default=None, metavar='TOPIC',
                    help='sensor_msgs/JointState topic with the gripper joint (default: the joint states topic)')
     p.add_argument('--gripper-command-topic', default=None, metavar='TOPIC',
@@ -78,6 +83,7 @@ def config_from_args(args):
         command_joints=names(args.command_joints), chunk_topic=args.chunk_topic, label_topic=args.label_topic,
         task_state=args.task_state_topic, gripper_joint=args.gripper_joint, gripper_topic=args.gripper_topic,
         gripper_command=args.gripper_command_topic, gripper_index=args.gripper_command_index,
+        gripper_profile=args.gripper_profile,
         rate=args.rate, image_size=args.image_size, max_age=args.max_age, task=args.task,
         robot_type=args.robot_type)
 

@@ -3,7 +3,9 @@ HELP = 'run the full stack in the embedded simulation: seeded episodes, success,
 
 def add_arguments(p):
     p.add_argument('--episodes', type=int, default=3)
-    p.add_argument('--task', default=None, help='push_cube (default of the graph) or reach')
+    p.add_argument('--task', default=None,
+                   help='push_cube (default of the graph), reach or pick_place (runs the GRAPH_pick_place '
+                        'variant when there is one: demo_pick_place, two cameras and the gripper)')
     p.add_argument('--model', default=None, help='policy checkpoint (default: the shipped model)')
     p.add_argument('--sigma', type=float, default=None, help='test-time noise injection sigma')
     p.add_argument('--graph', default='demo', help='node graph to run (default: demo, the policy; expert_demo: the scripted expert)')
@@ -36,12 +38,12 @@ def run(args) -> int:
     from ros2_imitation.data.media import plot_episodes, write_video
     from ros2_imitation.graph.bringup import Bringup
     from ros2_imitation.graph.episodes import EpisodeRunner
-    from ros2_imitation.graph.spec import load_graph
+    from ros2_imitation.graph.spec import load_graph, task_graph
 
     from ros2_imitation.commands import key_values
     values = {k: v for k, v in (('task', args.task), ('model', args.model), ('sigma', args.sigma))
               if v is not None}
-    graph = load_graph(args.graph, {**key_values(args.arg, '--arg'), **values}, key_values(args.set, '--set'))
+    graph = load_graph(task_graph(args.graph, args.task), {**key_values(args.arg, '--arg'), **values}, key_values(args.set, '--set'))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f'demo: graph {graph.name!r} ({", ".join(n.name for n in graph.nodes)}), '

@@ -1,6 +1,6 @@
 """`ros2-imitation record-demos`: scripted-expert demonstrations in sim, one rosbag2 per episode.
 
-Starts config/graphs/record_sim.yaml (sim + controller + expert + recorder, one process each,
+Starts config/graphs/record_sim.yaml (record_sim_pick_place.yaml for pick_place; sim + controller + expert + recorder, one process each,
 talking over DDS) and drives it from this process, per episode:
 
   expert ~/pause, controller ~/stop + ~/resume   the arm goes compliant (hold_timeout 0)
@@ -39,7 +39,9 @@ def add_arguments(p):
                    help='expert: scripted expert in sim (default); leader: a leader arm publishing JointState '
                         'drives the arm through the chunk controller; kinesthetic: the arm is moved by hand '
                         '(controller not commanding), joint states are the demonstration')
-    p.add_argument('--task', default='push_cube', help='push_cube or reach (default push_cube)')
+    p.add_argument('--task', default='push_cube',
+                   help='push_cube, reach or pick_place (default push_cube); pick_place runs record_sim_pick_place '
+                        '(the wrist camera recorded, 8-column chunks: arm + panda_gripper)')
     p.add_argument('--episodes', type=int, default=10, help='number of episodes (default 10)')
     p.add_argument('--out', required=True, help='folder for the bags (created; existing bags are kept)')
     p.add_argument('--noise', type=float, default=0.0, metavar='STD',
@@ -82,7 +84,7 @@ def record(args, log=print) -> dict:
     from ros2_imitation.graph.bringup import Bringup
     from ros2_imitation.graph.episodes import EpisodeRunner
     from ros2_imitation.graph.session import GraphSession, liveness
-    from ros2_imitation.graph.spec import load_graph
+    from ros2_imitation.graph.spec import load_graph, task_graph
 
     if args.episodes < 1:
         raise SystemExit('record-demos: --episodes must be >= 1')
@@ -97,7 +99,7 @@ def record(args, log=print) -> dict:
                       clean_fraction=float(args.clean_fraction), real_time_factor=float(args.real_time_factor),
                       expert_seed=int(args.seed if args.expert_seed is None else args.expert_seed))
     overrides = key_values(args.set, '--set')
-    graph = load_graph('record_sim', graph_args, overrides)
+    graph = load_graph(task_graph('record_sim', args.task), graph_args, overrides)
     # The expert waits for ~/reset; auto-reset would also react to the sim reset on its own.
     graph.node('expert').parameters.update(auto_reset=False)
     topics = graph.node('recorder').parameters['topics']

@@ -43,7 +43,10 @@ def run(args) -> int:
     path = write_replay_buffer(args.out, data, ends, overwrite=args.overwrite)
     import zarr
     meta = zarr.open_group(str(path), mode='a')['meta']
+    robot = rollout.robot
+    names = list(robot.arm_joints) + ([robot.gripper.command_name] if rollout.gripper else [])
     meta.attrs.update({'source': 'sim-dataset', 'task': args.task, 'rate': 1.0 / rollout.timing.dt,
+                       'joint_names': names, 'arm_joint_names': list(robot.arm_joints),   # as bag2dataset's
                        'action_time_offset_steps': 1, 'episodes': outcomes,
                        'action_definition': 'the position the active expert chunk commands for t + dt'})
     wins = sum(o['success'] for o in outcomes)

@@ -17,6 +17,11 @@ Resampling (all times int64 nanoseconds, so grid ties are exact):
     before the chunk starts, the last point after it ends (the controller holds it).
   * action[k] (joint_states) = the measured arm position at t_k + dt, sampled like the state, so
     action[k] == state[k + 1] whenever both exist.
+  * a gripper (--gripper-joint, or a robot profile's: --gripper-profile / topic map `gripper: {profile:
+    panda}`) is the last dimension of both: its state is the joint's position, or the profile's
+    finger-to-finger opening in metres, (mean(finger joints) - joint_offset) / joint_scale; its action
+    is the chunks' gripper column (gripper.command_name, e.g. panda_gripper) resampled exactly as the
+    arm's columns, else the gripper command in force at t_k + dt, else the measured value at t_k + dt.
   * a grid step where a sensor sample is older than max_age (or no chunk has arrived yet) is invalid:
     leading invalid steps are skipped and the episode ENDS at the first invalid step after that (no
     time jumps inside an episode). What was cut is reported and stored in the episode's meta.
@@ -118,9 +123,9 @@ def convert_bag(bag, config: ConvertConfig = ConvertConfig()) -> Episode:
     arm = tuple(config.joint_names)
     gripper = config.gripper
     gripper_in_joints = gripper is not None and 'gripper_states' not in topics
-    names = arm + ((gripper.joint,) if gripper_in_joints else ())
+    names = arm + (gripper.joints if gripper_in_joints else ())
     joint = joint_stream(bag, topics['joint_states'], raw['joint_states'], names, warnings)
-    grip = (joint_stream(bag, topics['gripper_states'], raw['gripper_states'], (gripper.joint,), warnings)
+    grip = (joint_stream(bag, topics['gripper_states'], raw['gripper_states'], gripper.joints, warnings)
             if gripper is not None and not gripper_in_joints else None)
     to_stamp_clock, clock = clock_map(joint, warnings)
     cameras = {name: image_stream(bag, topics[f'camera:{name}'], raw[f'camera:{name}'], config.image_size,
@@ -133,8 +138,11 @@ def convert_bag(bag, config: ConvertConfig = ConvertConfig()) -> Episode:
         if not raw.get(source):
             raise BagError(bag, config.topics.get('chunk'), 'missing or empty, and no expert_label either')
     chunks = command = None
+    # a robot profile's gripper: its action is the chunks' gripper column, resampled as the arm's
+    gripper_column = gripper is not None and gripper.column is not None and source in TRAJECTORY_SOURCES
     if source in TRAJECTORY_SOURCES:
-        chunks = chunk_stream(bag, topics[source], raw[source], arm, to_stamp_clock, warnings)
+        columns = arm + ((gripper.column,) if gripper_column else ())
+        chunks = chunk_stream(bag, topics[source], raw[source], columns, to_stamp_clock, warnings)
     elif source == 'command':
         command = command_stream(bag, topics['command'], raw['command'], arm, config.command_joints or arm,
                                  to_stamp_clock, warnings)
@@ -144,7 +152,8 @@ def convert_bag(bag, config: ConvertConfig = ConvertConfig()) -> Episode:
         gripper_command = _gripper_commands(bag, topics['gripper_command'], raw['gripper_command'], index,
                                             to_stamp_clock, warnings)
     next_state = source in NEXT_STATE_SOURCES
-    gripper_next = gripper is not None and gripper_command is None   # the next measured gripper position
+    # otherwise the next measured gripper position
+    gripper_next = gripper is not None and gripper_command is None and not gripper_column
 
     dt = config.dt_ns
     max_age = int(round(config.max_age * NS))
@@ -209,27 +218,29 @@ def convert_bag(bag, config: ConvertConfig = ConvertConfig()) -> Episode:
     ks = np.arange(first, stop)
 
     n_arm = len(arm)
-    state = joint.values[j_idx[ks]]
+    state = joint.values[j_idx[ks]][:, :n_arm]
     if next_state:
         action = joint.values[a_idx[ks]][:, :n_arm]
     elif command is not None:
         action = command.values[m_idx[ks]]
     else:
-        action = np.empty((len(ks), n_arm))
+        action = np.empty((len(ks), len(columns)))
         for row, k in enumerate(ks):
             c = int(c_idx[k])
             s = (int(grid[k]) + dt - int(chunks.start[c])) / NS
             action[row] = interpolate_chunk(chunks.rel_s[c], chunks.positions[c], s)
     if gripper is not None:
-        if grip is not None:
-            state = np.concatenate([state, grip.values[g_idx[ks]]], axis=1)
-        if gripper_command is not None:   # the command in force at t_k + dt; before the first, it holds
+        fingers = joint.values[j_idx[ks]][:, n_arm:] if grip is None else grip.values[g_idx[ks]]
+        state = np.concatenate([state, gripper.value(fingers)[:, None]], axis=1)
+        if gripper_column:                # the chunk's column, interpolated with the arm's above
+            g_action, action = action[:, n_arm], action[:, :n_arm]
+        elif gripper_command is not None:   # the command in force at t_k + dt; before the first, it holds
             gc = latest_at_or_before(gripper_command.stamps, grid[ks] + dt)
             g_action = np.where(gc >= 0, gripper_command.values[np.maximum(gc, 0)], state[:, -1])
         elif grip is not None:
-            g_action = grip.values[ga_idx[ks]][:, 0]
+            g_action = gripper.value(grip.values[ga_idx[ks]])
         else:
-            g_action = joint.values[a_idx[ks]][:, -1]
+            g_action = gripper.value(joint.values[a_idx[ks]][:, n_arm:])
         action = np.concatenate([action, g_action[:, None]], axis=1)
     info = {
         'bag': str(bag), 'name': bag.name, 'storage': storage,
@@ -308,6 +319,14 @@ def _code(value, mapping) -> int:
     return mapping.get(value, -1)
 
 
+_GRIPPER_STATE = {False: ', then the gripper joint position',
+                  True: ', then the gripper opening (m): (mean(finger joints) - offset) / scale'}
+_GRIPPER_ACTION = {False: '; then the gripper: its command in force at t_k + dt, else its measured position '
+                          'at t_k + dt',
+                   True: "; then the gripper opening (m): the chunk's gripper column, resampled as the arm's "
+                         '(else the measured opening at t_k + dt)'}
+
+
 def dataset_meta(result: ConvertResult, config: ConvertConfig) -> dict:
     """What the conversion did, the same for every output format (zarr meta attributes, LeRobot
     meta/ros2_imitation.json)."""
@@ -325,12 +344,11 @@ def dataset_meta(result: ConvertResult, config: ConvertConfig) -> dict:
         'gripper': described.get('gripper'), 'command_joints': described.get('command_joints'),
         'action_source': config.action_source,
         'state_definition': 'arm joint positions (rad) of the latest /joint_states with stamp <= t_k'
-                            + (', then the gripper joint position' if config.gripper else ''),
+                            + (_GRIPPER_STATE[bool(config.gripper.column)] if config.gripper else ''),
         'action_definition': ('absolute arm joint position target for t_k + dt: the latest chunk received '
                               'by t_k, interpolated linearly (chunk/label/trajectory); the command in force '
                               'at t_k + dt (command); or the measured position at t_k + dt (next_state)'
-                              + ('; then the gripper: its command in force at t_k + dt, else its measured '
-                                 'position at t_k + dt' if config.gripper else '')),
+                              + (_GRIPPER_ACTION[bool(config.gripper.column)] if config.gripper else '')),
         # action[k] is the arm position for t_k + action_time_offset_steps * dt (t_k = time of obs k)
         'action_time_offset_steps': 1,
         'episode_outcome_codes': {'1': 'success', '0': 'failure', '-1': 'unknown'},

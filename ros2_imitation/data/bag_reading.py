@@ -60,17 +60,57 @@ class BagError(Exception):
 
 @dataclass(frozen=True)
 class GripperSpec:
-    """A gripper joint appended to state and action (last dimension)."""
+    """A gripper appended to state and action (last dimension).
+
+    The state is the gripper joint's position, or, with `fingers` and `scale`/`offset` (a robot
+    profile's gripper: robot.py's convention), the opening (mean(finger joints) - offset) / scale in
+    metres. The action: the chunk's `column` when the action source is a trajectory one (chunk, label,
+    trajectory) and the chunks carry it (interpolated as the arm's columns are), else the command
+    topic's value, else the next measured state."""
     joint: str                              # its name in a sensor_msgs/JointState
     topic: str | None = None                # the JointState topic with it (None: the arm's joint_states)
     command_topic: str | None = None        # std_msgs/Float64MultiArray; None: the next measured position
     command_index: int = 0                  # which value of the command array
+    fingers: tuple = ()                     # joints averaged into the state (default: joint alone)
+    scale: float = 1.0                      # state = (mean(fingers) - offset) / scale
+    offset: float = 0.0
+    column: str | None = None               # the gripper column of the chunks (e.g. panda_gripper)
 
     def __post_init__(self):
         if not self.joint or not isinstance(self.joint, str):
             raise ValueError(f'gripper joint must be a joint name, got {self.joint!r}')
         if int(self.command_index) < 0:
             raise ValueError(f'gripper command index must be >= 0, got {self.command_index}')
+        if not (math.isfinite(self.scale) and self.scale != 0 and math.isfinite(self.offset)):
+            raise ValueError(f'gripper scale must be finite and non-zero, offset finite: {self.scale}, {self.offset}')
+        if self.command_topic and self.column:
+            raise ValueError('the gripper action is either a command topic or a chunk column, not both')
+
+    @property
+    def joints(self) -> tuple:
+        """The JointState names read for the state."""
+        return tuple(self.fingers) or (self.joint,)
+
+    @property
+    def name(self) -> str:
+        """Its name in state_names: the chunk column's, else the joint's."""
+        return self.column or self.joint
+
+    def value(self, positions: np.ndarray) -> np.ndarray:
+        """(T, len(joints)) joint positions -> (T,) state values."""
+        return (np.mean(positions, axis=1) - self.offset) / self.scale
+
+    @classmethod
+    def from_profile(cls, robot: str, topic: str | None = None) -> 'GripperSpec':
+        """A robot profile's gripper (config/robots/): the opening from its finger joints, the action
+        from the chunks' gripper.command_name column. A ValueError when the profile has none."""
+        from ros2_imitation.robot import RobotProfile
+        profile = RobotProfile.load(robot)
+        g = profile.gripper
+        if g is None:
+            raise ValueError(f'robot profile {robot!r} has no gripper ({profile.describe_dims()})')
+        return cls(joint=g.joints[0], topic=topic, fingers=tuple(g.joints), scale=g.joint_scale,
+                   offset=g.joint_offset, column=g.command_name)
 
 
 @dataclass(frozen=True)
@@ -108,8 +148,8 @@ class ConvertConfig:
             lacking = [j for j in self.joint_names if j not in self.command_joints]
             if lacking:
                 raise ValueError(f'command joints {list(self.command_joints)} lack the joints {lacking}')
-        if self.gripper is not None and self.gripper.joint in self.joint_names:
-            raise ValueError(f'gripper joint {self.gripper.joint} is also an arm joint')
+        if self.gripper is not None and set(self.gripper.joints + (self.gripper.name,)) & set(self.joint_names):
+            raise ValueError(f'gripper joint {self.gripper.name} is also an arm joint')
         if self.action_source in ('trajectory', 'command') and not self.topics.get(self.action_source):
             raise ValueError(f'action source {self.action_source} needs its topic')
 
@@ -127,7 +167,7 @@ class ConvertConfig:
     @property
     def state_names(self) -> tuple:
         """Names of the state (and action) dimensions: the arm joints, then the gripper joint."""
-        return tuple(self.joint_names) + ((self.gripper.joint,) if self.gripper else ())
+        return tuple(self.joint_names) + ((self.gripper.name,) if self.gripper else ())
 
     def describe(self) -> dict:
         """JSON-able summary for the dataset's metadata."""
@@ -140,6 +180,9 @@ class ConvertConfig:
             out['gripper'] = {'joint': self.gripper.joint, 'topic': self.gripper.topic,
                               'command_topic': self.gripper.command_topic,
                               'command_index': self.gripper.command_index}
+            if self.gripper.fingers or self.gripper.column:
+                out['gripper'].update(fingers=list(self.gripper.joints), scale=self.gripper.scale,
+                                      offset=self.gripper.offset, column=self.gripper.column)
         return out
 
 

@@ -15,9 +15,12 @@ recorder's topics). Example, a Franka with two RealSense cameras:
     gripper:
       joint: fr3_finger_joint1
       topic: /franka_gripper/joint_states     # default: joint_states
+      # or `profile: fr3` instead of joint: the profile's opening (m) from its finger joints, the
+      # action from the chunks' gripper column (config/topic_maps/pick_place.yaml)
     task: push the cube onto the cross
     robot_type: fr3
 
+A shipped map is named without its path (`--topics pick_place`: config/topic_maps/pick_place.yaml).
 Everything is optional; unknown keys are an error (a typo must not silently fall back to a default).
 """
 from __future__ import annotations
@@ -35,7 +38,7 @@ from ros2_imitation.data.bag_reading import (
 TOP_KEYS = {'joint_states', 'joints', 'cameras', 'action', 'gripper', 'task_state', 'task', 'robot_type',
             'rate', 'image_size', 'max_age', 'chunk_topic', 'label_topic'}
 ACTION_KEYS = {'source', 'topic', 'joints'}
-GRIPPER_KEYS = {'joint', 'topic', 'command', 'index'}
+GRIPPER_KEYS = {'joint', 'topic', 'command', 'index', 'profile'}
 
 
 class TopicMapError(ValueError):
@@ -66,6 +69,16 @@ def _unknown(given: dict, allowed: set, where: str) -> None:
     if extra:
         raise TopicMapError(f'{where}: unknown key{"s" if len(extra) > 1 else ""} {extra} '
                             f'(known: {sorted(allowed)})')
+
+
+def _joint_gripper(gripper: dict, where: str) -> dict:
+    index = gripper.get('index', 0)
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise TopicMapError(f'{where}: gripper.index must be an integer >= 0, got {index!r}')
+    return {'joint': _names([gripper['joint']], f'{where}: gripper.joint')[0],
+            'topic': _topic(gripper['topic'], f'{where}: gripper.topic') if gripper.get('topic') else None,
+            'command': _topic(gripper['command'], f'{where}: gripper.command') if gripper.get('command') else None,
+            'index': index}
 
 
 def parse_topic_map(data, where: str = 'topic map') -> dict:
@@ -113,17 +126,18 @@ def parse_topic_map(data, where: str = 'topic map') -> dict:
         if isinstance(gripper, str):
             gripper = {'joint': gripper}
         if gripper is not None:
-            if not isinstance(gripper, dict) or 'joint' not in gripper:
-                raise TopicMapError(f'{where}: gripper must be a joint name or a mapping with joint, got {gripper!r}')
+            if not isinstance(gripper, dict) or ('joint' in gripper) == ('profile' in gripper):
+                raise TopicMapError(f'{where}: gripper must be a joint name or a mapping with joint or '
+                                    f'profile (one of them), got {gripper!r}')
             _unknown(gripper, GRIPPER_KEYS, f'{where}: gripper')
-            index = gripper.get('index', 0)
-            if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-                raise TopicMapError(f'{where}: gripper.index must be an integer >= 0, got {index!r}')
-            out['gripper'] = {
-                'joint': _names([gripper['joint']], f'{where}: gripper.joint')[0],
-                'topic': _topic(gripper['topic'], f'{where}: gripper.topic') if gripper.get('topic') else None,
-                'command': _topic(gripper['command'], f'{where}: gripper.command') if gripper.get('command') else None,
-                'index': index}
+            if 'profile' in gripper:
+                if set(gripper) - {'profile', 'topic'} or not isinstance(gripper['profile'], str):
+                    raise TopicMapError(f'{where}: gripper.profile (a robot profile name) takes only a topic '
+                                        f'beside it, got {gripper!r}')
+                out['gripper'] = {'profile': gripper['profile'], 'topic': _topic(
+                    gripper['topic'], f'{where}: gripper.topic') if gripper.get('topic') else None}
+            else:
+                out['gripper'] = _joint_gripper(gripper, where)
     for key in ('task', 'robot_type'):
         if key in data:
             if not isinstance(data[key], str) or not data[key].strip():
@@ -148,7 +162,14 @@ def parse_topic_map(data, where: str = 'topic map') -> dict:
 def load_topic_map(path) -> dict:
     """Read and check a topic map YAML file (safe_load: no tags are executed)."""
     import yaml
+
+    from ros2_imitation.paths import resolve
     path = Path(path)
+    if not path.suffix and not path.exists():      # a shipped map by name
+        try:
+            path = resolve('topic_maps', str(path))
+        except FileNotFoundError as exc:
+            raise TopicMapError(str(exc)) from None
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -172,7 +193,7 @@ def parse_camera_flags(values) -> dict:
 def build_config(file_map: dict | None = None, *, joint_states=None, joints=None, cameras=None,
                  image_topic=None, action_source=None, action_topic=None, command_joints=None,
                  chunk_topic=None, label_topic=None, task_state=None, gripper_joint=None, gripper_topic=None,
-                 gripper_command=None, gripper_index=None, rate=None, image_size=None, max_age=None,
+                 gripper_command=None, gripper_index=None, gripper_profile=None, rate=None, image_size=None, max_age=None,
                  task=None, robot_type=None) -> ConvertConfig:
     """ConvertConfig from a parsed topic map and flags (None = not given; a flag wins over the map).
 
@@ -210,8 +231,17 @@ def build_config(file_map: dict | None = None, *, joint_states=None, joints=None
 
     gripper_map = m.get('gripper') or {}
     g_joint = gripper_joint or gripper_map.get('joint')
+    profile = gripper_profile or (None if gripper_joint else gripper_map.get('profile'))
     gripper = None
-    if g_joint:
+    if profile:
+        if gripper_joint or gripper_command:
+            raise TopicMapError('a gripper profile gives the finger joints and the action column: '
+                                'leave out --gripper-joint and --gripper-command-topic')
+        try:
+            gripper = GripperSpec.from_profile(profile, gripper_topic or gripper_map.get('topic'))
+        except (FileNotFoundError, ValueError) as exc:
+            raise TopicMapError(f'gripper profile: {exc}') from None
+    elif g_joint:
         gripper = GripperSpec(
             joint=g_joint,
             topic=gripper_topic or gripper_map.get('topic'),

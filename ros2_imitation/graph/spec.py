@@ -226,6 +226,18 @@ def load_graph(name_or_path: str, arguments: dict | None = None, overrides: dict
     return graph
 
 
+def task_graph(name: str, task: str | None) -> str:
+    """`name`, or its variant for `task` when config/graphs/<name>_<task>.yaml exists: a task whose
+    nodes are wired differently (pick_place: the wrist camera, the gripper width) has its own graph."""
+    if task:
+        try:
+            resolve('graphs', f'{name}_{task}')
+            return f'{name}_{task}'
+        except FileNotFoundError:
+            pass
+    return name
+
+
 def node_executables() -> list:
     """The package's node executables: the modules ros2_imitation/nodes/*_node.py."""
     folder = Path(__file__).resolve().parent.parent / 'nodes'

@@ -11,6 +11,10 @@ Time: the chunk stamps are on the sim clock, taken from the /joint_states header
 sim's clock at each state), so the node needs no /clock subscription (500 Hz of callbacks): run it
 with use_sim_time false, as config/graphs/record_sim.yaml does (`clock: node` uses the node clock).
 
+Columns: the arm joints; an expert with a gripper (pick_place) adds the gripper opening in metres,
+named by the robot profile's `gripper.command_name` (robot.py: the gripper convention), so the
+controller splits it off as it does a gripper policy's. Action noise perturbs the arm columns only.
+
 Services (std_srvs/Trigger): ~/reset clears the plan and draws a new mode and noise for the next
 episode (it acts on the first task state that arrives after the call; the reply's message is the
 episode JSON); ~/pause stops sending chunks until the next ~/reset. With auto_reset it also starts
@@ -31,6 +35,7 @@ from ros2_imitation.control.trajectory import Trajectory
 from ros2_imitation.nodes.common import NodeReasonLog, StartupError, declare, now_sec, run_node, to_sec
 from ros2_imitation.nodes.conversions import trajectory_to_msg
 from ros2_imitation.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS
+from ros2_imitation.robot import RobotProfile
 from ros2_imitation.runtime.chunking import ChunkTiming
 
 
@@ -40,7 +45,7 @@ class ExpertNode(Node):
         p = {name: declare(self, name, default) for name, default in dict(
             task='push_cube', seed=-1, modes='', chunk_size=16, chunk_dt=0.1, execute_steps=8, lead=0.1,
             speed=0.12, push_speed=0.08, action_noise=0.0, noise_tau=0.4, clean_fraction=0.5,
-            auto_reset=True, start_active=True, state_timeout=1.0, clock='joint_states',
+            auto_reset=True, start_active=True, state_timeout=1.0, clock='joint_states', robot='panda',
             chunk_topic='/ros2_imitation/action_chunk', label_topic='/ros2_imitation/expert_label',
             task_state_topic='/sim/task_state', joint_states_topic='/joint_states').items()}
         try:
@@ -58,12 +63,18 @@ class ExpertNode(Node):
             self.expert = experts.make_expert(p['task'], model, **kwargs)
             self.noise = experts.ActionNoise(float(p['action_noise']), float(p['clean_fraction']),
                                              float(p['noise_tau']), timing.dt, seed=seeds[1])
+            self.joints = list(experts.ARM_JOINTS)
+            if getattr(self.expert, 'GRIPPER', False):   # 8 columns: + the profile's gripper column
+                robot = RobotProfile.load(str(p['robot']))
+                if robot.gripper is None:
+                    raise ValueError(f'the {p["task"]} expert commands a gripper; {robot.describe_dims()}')
+                self.joints.append(robot.gripper.command_name)
         except (ValueError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from exc
         if p['clock'] not in ('joint_states', 'node'):
             raise StartupError(f"clock must be joint_states or node, got {p['clock']!r}")
         self.p = p
-        self.joints = list(experts.ARM_JOINTS)
+        self.arm = list(experts.ARM_JOINTS)
         self.log = NodeReasonLog(self)
         self._lock = threading.Lock()
         self._q = None
@@ -121,6 +132,8 @@ class ExpertNode(Node):
             state = json.loads(msg.data)
         except ValueError:
             return self.log.warn('ignored task state', 'not JSON')
+        if not isinstance(state, dict) or state.get('task', self.p['task']) != self.p['task']:
+            return self.log.warn('ignored task state', f'not one of a {self.p["task"]} sim')
         with self._lock:
             self._state, self._state_wall = state, time.monotonic()
             self._state_count += 1
@@ -135,9 +148,9 @@ class ExpertNode(Node):
 
     def _on_joints(self, msg: JointState):
         index = {n: i for i, n in enumerate(msg.name)}
-        if any(j not in index for j in self.joints) or len(msg.position) != len(msg.name):
-            return self.log.warn('ignored joint state', f'needs {self.joints}')
-        q = np.array([msg.position[index[j]] for j in self.joints])
+        if any(j not in index for j in self.arm) or len(msg.position) != len(msg.name):
+            return self.log.warn('ignored joint state', f'needs {self.arm}')
+        q = np.array([msg.position[index[j]] for j in self.arm])
         now = to_sec(msg.header.stamp) if self.p['clock'] == 'joint_states' else now_sec(self)
         with self._lock:
             self._q = q
@@ -153,7 +166,8 @@ class ExpertNode(Node):
                 self._episode_info.update(sim_episode=self._episode, seed=state.get('seed'))
                 self.info_pub.publish(String(data=json.dumps(self._episode_info)))
             chunk = self.expert.plan(now, q, state)
-            executed = chunk.positions + self.noise(chunk.times)
+            executed = np.array(chunk.positions, dtype=float)
+            executed[:, :len(self.arm)] += self.noise(chunk.times)   # the gripper goes clean
             self._next_plan = now + self.expert.timing.period
         if chunk.ik_error > 0.005:
             self.log.warn('IK', f'best effort {chunk.ik_error * 1000:.1f} mm off in phase {chunk.phase}')

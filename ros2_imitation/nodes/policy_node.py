@@ -71,7 +71,9 @@ class PolicyNode(Node):
         if len(topics) != len(cfg.image_keys):
             raise StartupError(f'the policy sees cameras {list(cfg.image_keys)}: give image_topics '
                                f'one topic each, got {topics}')
-        self.mapper = JointMapper(self.robot.arm_joints)
+        # the state: the arm joints, + the gripper opening named gripper.command_name for a gripper
+        # policy (proprioception_node's gripper_width), the chunk's columns
+        self.mapper = JointMapper(names)
         self.log = NodeReasonLog(self)
         self._reason = 'starting'
         self.chunk_pub = self.create_publisher(JointTrajectory, p['chunk_topic'], COMMAND_QOS)

@@ -1,7 +1,10 @@
 """Proprioception node: /joint_states in any order -> the policy's JointState at a fixed rate.
 
 Joints are mapped by name into the configured order (arm then gripper joints, default from the
-robot profile); velocities are estimated when the source has none; stale, non-finite or
+robot profile). With `gripper_width` (a gripper policy's graph sets it) the finger joints become
+ONE value named the profile's gripper.command_name: the finger-to-finger opening in metres (robot.py:
+the gripper convention); a missing, stale or NaN finger joint drops the message as an arm joint does.
+ velocities are estimated when the source has none; stale, non-finite or
 incomplete input is reported (log, throttled, and /diagnostics) and never published as if fine.
 The published message keeps the source's header (stamp and frame), not the publish time.
 The logic is in ros2_imitation.sensors.proprioception (ROS-free).
@@ -18,7 +21,13 @@ from ros2_imitation.nodes.common import StartupError, declare, publish_status, r
 from ros2_imitation.nodes.throttle import ReasonLog
 from ros2_imitation.qos import SENSOR_QOS, STATE_QOS
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.sensors.proprioception import ERROR, LEVEL_NAMES, ProprioTracker, RateMeter
+from ros2_imitation.sensors.proprioception import (
+    ERROR,
+    LEVEL_NAMES,
+    ProprioTracker,
+    RateMeter,
+    gripper_width_sample,
+)
 
 LEVEL_BYTES = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
 
@@ -33,6 +42,13 @@ class ProprioceptionNode(Node):
             raise StartupError(f'robot {robot!r}: {exc}')
         arm = self._names('arm_joints', profile.arm_joints)
         gripper = self._names('gripper_joints', profile.gripper_joints)
+        self.width_spec = None
+        if declare(self, 'gripper_width', False):
+            if profile.gripper is None:
+                raise StartupError(f'gripper_width needs a robot with a gripper; {profile.describe_dims()}')
+            if not gripper:
+                raise StartupError('gripper_width needs the finger joints (gripper_joints is empty)')
+            self.width_spec = profile.gripper
         p = self.p = {name: self._number(name, default) for name, default in dict(
             rate=50.0, stale_timeout=0.25, velocity_filter_tau=0.01, diagnostics_rate=1.0,
             log_throttle=2.0).items()}
@@ -48,6 +64,8 @@ class ProprioceptionNode(Node):
             self.tracker = ProprioTracker(arm, gripper, p['stale_timeout'], p['velocity_filter_tau'])
         except ValueError as exc:
             raise StartupError(str(exc))
+        self.names = list(self.tracker.joints) if self.width_spec is None else \
+            list(arm) + [self.width_spec.command_name]
         self.log_gate = ReasonLog(p['log_throttle'])
         self.out_rate = RateMeter()
         self.published = 0
@@ -60,7 +78,7 @@ class ProprioceptionNode(Node):
         self.create_timer(1.0 / p['diagnostics_rate'], self._diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
-            f'{self.input_topic} -> {self.output_topic} at {p["rate"]:g} Hz, joints {list(self.tracker.joints)}, '
+            f'{self.input_topic} -> {self.output_topic} at {p["rate"]:g} Hz, joints {self.names}, '
             f'stale after {p["stale_timeout"]:g} s')
 
     # ---- parameters ----
@@ -109,9 +127,11 @@ class ProprioceptionNode(Node):
             if level == ERROR:   # not the WARNs of start-up (no message yet, one message so far)
                 self._report(f'not publishing proprioception: {message}', now, 'not publishing')
             return
+        if self.width_spec is not None:
+            sample = gripper_width_sample(sample, len(self.tracker.arm_joints), self.width_spec)
         msg = JointState()
         msg.header = sample.tag          # the source's stamp and frame, not the publish time
-        msg.name = list(self.tracker.joints)
+        msg.name = self.names
         msg.position = sample.position.tolist()
         msg.velocity = sample.velocity.tolist()
         if sample.effort is not None:

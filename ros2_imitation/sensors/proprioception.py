@@ -11,6 +11,9 @@
 * says when the input is stale (no message for `stale_timeout` seconds of the caller's clock).
 
 All times are seconds on the caller's clock (the node's ROS clock, so sim time works).
+
+`gripper_width_sample` turns a sample of arm + finger joints into what a gripper policy sees
+(robot.py's convention): the arm joints then ONE value, the finger-to-finger opening in metres.
 """
 import math
 from collections import deque
@@ -245,3 +248,19 @@ class ProprioTracker:
         if self.waiting_for_velocity:
             return WARN, 'waiting for a second joint state to estimate velocities'
         return OK, 'OK'
+
+
+def gripper_width_sample(sample: ProprioSample, n_arm: int, spec) -> ProprioSample:
+    """The arm joints of `sample` then the gripper opening (m) from its finger joints (the columns
+    after the first n_arm): spec.to_width of their mean (control/gripper_spec.GripperSpec; the
+    controller's GripperChannel measures it the same way). Velocity: d(width)/dt likewise; effort:
+    the fingers' mean. The sample was accepted whole, so the fingers are finite and fresh."""
+    def column(values, scale_only=False):
+        fingers = np.mean(values[n_arm:])
+        width = fingers / spec.joint_scale if scale_only else spec.to_width(fingers)
+        return np.append(values[:n_arm], width)
+    effort = None if sample.effort is None else np.append(sample.effort[:n_arm], np.mean(sample.effort[n_arm:]))
+    return ProprioSample(stamp=sample.stamp, position=column(sample.position),
+                         velocity=column(sample.velocity, scale_only=True), effort=effort,
+                         estimated=np.append(sample.estimated[:n_arm], sample.estimated[n_arm:].any()),
+                         tag=sample.tag)

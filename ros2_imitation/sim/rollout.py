@@ -187,7 +187,8 @@ class Rollout:
                     sim.set_gripper(gripper.update(t))
             sim.step(1)
             step += 1
-        data = {k: np.asarray(v, dtype=np.float32 if k != 'image' else np.uint8) for k, v in data.items() if v}
+        data = {k: np.asarray(v, dtype=np.uint8 if k in ('image', 'wrist_image') else np.float32)
+                for k, v in data.items() if v}
         h = self.control_every * sim.dt
         jerk = np.diff(np.asarray(measured), n=3, axis=0) / h ** 3 if len(measured) > 3 else np.zeros((1, 7))
         return RolloutResult(seed, bool(state['success']), float(state['time']), state, frames, states,
