@@ -8,10 +8,11 @@ PACKAGE = 'ros2_imitation'
 
 
 def tree(folder):
-    """data_files entries that keep the folder structure under share/<pkg>/."""
+    """data_files entries that keep the folder structure under share/<pkg>/ (a model's
+    runtime_cache/, exports made on this machine, is never installed)."""
     entries = {}
     for path in glob(os.path.join(folder, '**', '*'), recursive=True):
-        if os.path.isfile(path):
+        if os.path.isfile(path) and 'runtime_cache' not in path.split(os.sep):
             target = os.path.join('share', PACKAGE, os.path.dirname(path))
             entries.setdefault(target, []).append(path)
     return sorted(entries.items())

@@ -101,11 +101,13 @@ def _stop_processes_of_each_test():
     """What a test started (itself or through its function-scoped fixtures) stops when it ends, passed
     or failed: a graph left running after a failure would starve every test after it on a small
     machine. Processes of module- and session-scoped fixtures, set up before this one, are left to
-    their fixtures."""
+    their fixtures, and so are those a test hands over to one (`outlives_test`, e.g. a node restarted
+    into the fault suite's module-wide graph)."""
     first = len(_started)
     yield
     for proc in _started[first:]:
-        proc.stop()
+        if not getattr(proc, 'outlives_test', False):
+            proc.stop()
 
 
 class Process:

@@ -441,6 +441,7 @@ class FaultGraph(GraphRun):
         params = spec.write_params_file(str(folder))
         proc = Process([sys.executable, '-m', spec.module, *spec.ros_arguments(params)], self.env,
                        str(self.folder / f'{name}{len(self.extra)}.log'))
+        proc.outlives_test = True     # the graph's node now: the rig (module-scoped) stops it
         self.extra.append((name, proc))
         if expect_exit:
             self.expected_exits.add(proc.pid)
