@@ -66,7 +66,10 @@ def send_chunk(node, pub, widths, dt=0.05, lead=0.05):
 
 
 def ready(probe, proc, topic_count):
-    wait_for(lambda: topic_count() > 0 or proc.proc.poll() is not None, 30, what='the controller')
+    """The controller subscribed to the chunks and holding on a joint state it received (a chunk sent
+    before its first joint state is rejected: 'no valid joint state')."""
+    wait_for(lambda: (topic_count() > 0 and 'holding: no chunk yet' in proc.output()) or proc.proc.poll() is not None,
+             30, what='the controller')
     assert proc.proc.poll() is None, proc.output()
 
 
