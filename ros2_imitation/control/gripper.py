@@ -46,7 +46,7 @@ class GripperChannel:
             values = [float(positions[index[j]]) for j in self.spec.joints]
         except (KeyError, IndexError, TypeError, ValueError):
             return
-        width = float(self.spec.to_width(np.mean(values)))
+        width = float(self.spec.width_from_fingers(values))
         if math.isfinite(width):
             self.measured = width
 

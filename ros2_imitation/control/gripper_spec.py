@@ -2,9 +2,18 @@
 (one width value in metres after the arm joints) is described there."""
 from dataclasses import dataclass
 
+import numpy as np
+
 from ros2_imitation.paths import config_value, config_vector
 
 GRIPPER_OUTPUTS = ('forward', 'trajectory', 'action')
+
+
+def fingers_to_width(positions, scale: float = 1.0, offset: float = 0.0):
+    """Finger joint positions (..., n_fingers) -> the opening (...,) in metres: (mean - offset) / scale.
+    The one rule for what a gripper policy sees; the controller, the proprioception node and
+    bag2dataset all measure the width with it."""
+    return (np.mean(np.asarray(positions, dtype=float), axis=-1) - offset) / scale
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,10 @@ class GripperSpec:
 
     def to_width(self, joint):
         return (joint - self.joint_offset) / self.joint_scale
+
+    def width_from_fingers(self, positions):
+        """Positions of self.joints (..., n_fingers) -> the opening (...,) in metres."""
+        return fingers_to_width(positions, self.joint_scale, self.joint_offset)
 
 
 def parse_gripper(g: dict, arm) -> GripperSpec:

@@ -14,6 +14,8 @@ from typing import Iterable
 
 import numpy as np
 
+from ros2_imitation.control.gripper_spec import fingers_to_width
+
 ARM_JOINTS = tuple(f'panda_joint{i}' for i in range(1, 8))
 
 DEFAULT_TOPICS = {
@@ -59,7 +61,7 @@ class BagError(Exception):
 
 
 @dataclass(frozen=True)
-class GripperSpec:
+class GripperStream:
     """A gripper appended to state and action (last dimension).
 
     The state is the gripper joint's position, or, with `fingers` and `scale`/`offset` (a robot
@@ -97,11 +99,11 @@ class GripperSpec:
         return self.column or self.joint
 
     def value(self, positions: np.ndarray) -> np.ndarray:
-        """(T, len(joints)) joint positions -> (T,) state values."""
-        return (np.mean(positions, axis=1) - self.offset) / self.scale
+        """(T, len(joints)) joint positions -> (T,) state values (control/gripper_spec.fingers_to_width)."""
+        return fingers_to_width(positions, self.scale, self.offset)
 
     @classmethod
-    def from_profile(cls, robot: str, topic: str | None = None) -> 'GripperSpec':
+    def from_profile(cls, robot: str, topic: str | None = None) -> 'GripperStream':
         """A robot profile's gripper (config/robots/): the opening from its finger joints, the action
         from the chunks' gripper.command_name column. A ValueError when the profile has none."""
         from ros2_imitation.robot import RobotProfile
@@ -123,7 +125,7 @@ class ConvertConfig:
     topics: dict = field(default_factory=lambda: dict(DEFAULT_TOPICS))   # image '' = no images
     cameras: dict | None = None            # camera name -> Image/CompressedImage topic (None: image topic)
     command_joints: tuple | None = None    # joint order of a command array (None: joint_names)
-    gripper: GripperSpec | None = None
+    gripper: GripperStream | None = None
     task: str | None = None                # the task in words (LeRobot tasks); None: the bag's custom_data
     robot_type: str | None = None
 

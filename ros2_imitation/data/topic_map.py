@@ -32,7 +32,7 @@ from ros2_imitation.data.bag_reading import (
     ARM_JOINTS,
     DEFAULT_TOPICS,
     ConvertConfig,
-    GripperSpec,
+    GripperStream,
 )
 
 TOP_KEYS = {'joint_states', 'joints', 'cameras', 'action', 'gripper', 'task_state', 'task', 'robot_type',
@@ -238,11 +238,11 @@ def build_config(file_map: dict | None = None, *, joint_states=None, joints=None
             raise TopicMapError('a gripper profile gives the finger joints and the action column: '
                                 'leave out --gripper-joint and --gripper-command-topic')
         try:
-            gripper = GripperSpec.from_profile(profile, gripper_topic or gripper_map.get('topic'))
+            gripper = GripperStream.from_profile(profile, gripper_topic or gripper_map.get('topic'))
         except (FileNotFoundError, ValueError) as exc:
             raise TopicMapError(f'gripper profile: {exc}') from None
     elif g_joint:
-        gripper = GripperSpec(
+        gripper = GripperStream(
             joint=g_joint,
             topic=gripper_topic or gripper_map.get('topic'),
             command_topic=gripper_command or gripper_map.get('command'),

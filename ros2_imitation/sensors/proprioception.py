@@ -22,6 +22,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ros2_imitation.control.gripper_spec import fingers_to_width
+
 OK, WARN, ERROR = 0, 1, 2
 LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR'}
 
@@ -252,12 +254,12 @@ class ProprioTracker:
 
 def gripper_width_sample(sample: ProprioSample, n_arm: int, spec) -> ProprioSample:
     """The arm joints of `sample` then the gripper opening (m) from its finger joints (the columns
-    after the first n_arm): spec.to_width of their mean (control/gripper_spec.GripperSpec; the
-    controller's GripperChannel measures it the same way). Velocity: d(width)/dt likewise; effort:
+    after the first n_arm): control/gripper_spec.fingers_to_width, the rule the controller
+    and bag2dataset measure it with. Velocity: d(width)/dt likewise; effort:
     the fingers' mean. The sample was accepted whole, so the fingers are finite and fresh."""
     def column(values, scale_only=False):
-        fingers = np.mean(values[n_arm:])
-        width = fingers / spec.joint_scale if scale_only else spec.to_width(fingers)
+        width = fingers_to_width(values[n_arm:], spec.joint_scale) if scale_only else \
+            spec.width_from_fingers(values[n_arm:])
         return np.append(values[:n_arm], width)
     effort = None if sample.effort is None else np.append(sample.effort[:n_arm], np.mean(sample.effort[n_arm:]))
     return ProprioSample(stamp=sample.stamp, position=column(sample.position),
