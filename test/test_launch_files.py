@@ -35,6 +35,8 @@ class LaunchConfiguration(Recorded):
 MODULES = ('launch', 'launch.actions', 'launch.substitutions', 'launch.conditions', 'launch.event_handlers',
            'launch.launch_description_sources', 'launch_ros', 'launch_ros.actions',
            'launch_ros.substitutions', 'launch_ros.parameter_descriptions')
+# the package's modules that import launch: imported afresh over the recording modules
+LAUNCH_IMPORTERS = ('ros2_imitation.graph.launch_support', 'ros2_imitation.graph.robot_launch')
 
 
 def _install_recording_modules():
@@ -73,16 +75,18 @@ def launch_modules(monkeypatch):
         pytest.skip('real launch_ros present: run `ros2 launch --show-args` instead')
     for name, module in _install_recording_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.delitem(sys.modules, 'ros2_imitation.graph.launch_support', raising=False)
+    for name in LAUNCH_IMPORTERS:
+        monkeypatch.delitem(sys.modules, name, raising=False)
 
 
 @contextlib.contextmanager
 def recording_modules():
     """The recording modules in sys.modules for a while (for other tests: test_docs, test_docker)."""
-    names = (*MODULES, 'ros2_imitation.graph.launch_support')
+    names = (*MODULES, *LAUNCH_IMPORTERS)
     saved = {name: sys.modules.get(name) for name in names}
     sys.modules.update(_install_recording_modules())
-    sys.modules.pop('ros2_imitation.graph.launch_support', None)
+    for name in LAUNCH_IMPORTERS:
+        sys.modules.pop(name, None)
     try:
         yield
     finally:
@@ -176,7 +180,8 @@ def test_sim_launch_matches_graph(launch_modules):
 
 # launch file -> the graph config it runs (gazebo.launch.py: the graph's nodes beside Gazebo's own)
 LAUNCH_GRAPHS = {'sim.launch.py': 'sim', 'demo.launch.py': 'demo', 'record.launch.py': 'record_sim',
-                 'robot.launch.py': 'robot', 'camera_replay.launch.py': 'camera_replay',
+                 'robot.launch.py': 'robot', 'robot_pick_place.launch.py': 'robot_pick_place',
+                 'camera_replay.launch.py': 'camera_replay',
                  'gazebo.launch.py': 'gazebo'}
 
 
@@ -344,6 +349,52 @@ def test_robot_launch_splits_the_graph_across_machines(launch_modules, selection
     include = of_kind(description.entities, 'IncludeLaunchDescription')[0]
     realsense = dict(config, camera_driver='realsense2_camera')
     assert runs(include, realsense) == ('camera' in expected)
+
+
+def test_robot_launch_passes_the_camera_serial_to_either_driver(launch_modules):
+    """camera_serial:= reaches camera_node and, with camera_driver:=realsense2_camera, rs_launch.py."""
+    description = load_launch_file('robot.launch.py')
+    config = dict(defaults(description), camera_serial='_128422271784', camera_driver='realsense2_camera')
+    include = of_kind(description.entities, 'IncludeLaunchDescription')[0]
+    arguments = dict(include.kwargs['launch_arguments'])
+    assert evaluate(arguments['serial_no'], config) == '_128422271784'
+    assert (arguments['camera_namespace'], arguments['camera_name']) == ('camera', 'camera')
+    assert camera_parameters(description, config)['serial_no'] == '_128422271784'
+
+
+def test_robot_pick_place_launch_runs_two_realsense_cameras_by_serial(launch_modules):
+    """The gripper policy's robot graph: a second camera on the hand, each told apart by its serial
+    number, with either driver; the gripper opening in the state; the gripper output chosen by
+    gripper_mode; nodes:= splits it as robot.launch.py does."""
+    description = load_launch_file('robot_pick_place.launch.py')
+    config = dict(defaults(description), camera_serial='_1111', wrist_camera_serial='_2222')
+    nodes = {e.kwargs['name']: e for e in of_kind(description.entities, 'Node')}
+    assert set(nodes) == {'camera', 'wrist_camera', 'proprioception', 'policy', 'controller'}
+    wrist = {k: evaluate(v, config) if not isinstance(v, (bool, int, float)) else v
+             for k, v in nodes['wrist_camera'].kwargs['parameters'][0].items()}
+    assert (wrist['backend'], wrist['serial_no'], wrist['image_topic'], wrist['camera_info_topic']) == (
+        'realsense', '_2222', '/wrist_camera/camera/color/image_raw', '/wrist_camera/camera/color/camera_info')
+    assert camera_parameters(description, config)['serial_no'] == '_1111'
+    policy = nodes['policy'].kwargs['parameters'][0]
+    assert policy['image_topics'] == ['/camera/camera/color/image_raw', '/wrist_camera/camera/color/image_raw']
+    assert nodes['proprioception'].kwargs['parameters'][0]['gripper_width'] is True
+    assert evaluate(nodes['controller'].kwargs['parameters'][0]['gripper_mode'], dict(config, gripper_mode='action')) \
+        == 'action'
+    includes = of_kind(description.entities, 'IncludeLaunchDescription')
+    assert len(includes) == 2
+    realsense = dict(config, camera_driver='realsense2_camera')
+    drivers = {dict(i.kwargs['launch_arguments'])['camera_namespace']: i for i in includes}
+    assert {ns: evaluate(dict(i.kwargs['launch_arguments'])['serial_no'], realsense) for ns, i in drivers.items()} \
+        == {'camera': '_1111', 'wrist_camera': '_2222'}
+    assert all(runs(i, realsense) and not runs(i, config) for i in includes)
+    assert not runs(nodes['wrist_camera'], realsense) and runs(nodes['wrist_camera'], config)
+    robot_pc = dict(realsense, nodes='wrist_camera,controller')
+    assert runs(drivers['wrist_camera'], robot_pc) and not runs(drivers['camera'], robot_pc)
+    module = load_launch_module('robot_pick_place.launch.py')
+    with pytest.raises(RuntimeError, match='wrist_video_file'):
+        module.check_camera(types.SimpleNamespace(launch_configurations=dict(config, wrist_camera_backend='file')))
+    assert module.check_camera(types.SimpleNamespace(launch_configurations=dict(
+        config, wrist_camera_backend='file', nodes='policy'))) == []
 
 
 def test_robot_launch_refuses_unknown_node_names(launch_modules):
