@@ -153,3 +153,16 @@ def test_stats_are_summarised_while_another_thread_records():
     final = stats.summary()
     assert summaries > 0 and final['latency_p50_ms'] == 50.0 and final['stage49_ms'] == 1.0
     assert len(stats.latency) == RECENT
+
+
+def test_a_model_is_a_folder_or_the_name_of_a_shipped_one(tmp_path, monkeypatch):
+    from ros2_imitation.paths import share_dir
+    from ros2_imitation.runtime.runner import model_path
+    shipped = share_dir() / 'models'
+    assert model_path('') == str(shipped / 'push_cube')
+    assert model_path('push_cube') == str(shipped / 'push_cube')
+    assert model_path(str(tmp_path)) == str(tmp_path)                 # a folder: as given
+    assert model_path('no_such_model') == 'no_such_model'             # load_policy names it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'push_cube').mkdir()                                  # a folder here wins over the name
+    assert model_path('push_cube') == 'push_cube'

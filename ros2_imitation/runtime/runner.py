@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -289,10 +290,24 @@ def policy_joint_names(robot, action_dim: int) -> tuple:
     return robot.arm_joints + ((robot.gripper.command_name,) if action_dim == robot.dof + 1 else ())
 
 
+def model_path(model: str) -> str:
+    """A policy_node `model` parameter -> the checkpoint folder: '' -> the shipped push_cube; the name
+    of a shipped model (models/<name>, e.g. pick_place) that is not a path here -> its installed
+    folder; anything else -> as given (load_policy names it if it is not a checkpoint)."""
+    from ros2_imitation.paths import share_dir
+    shipped = share_dir() / 'models'
+    if not model:
+        return str(shipped / 'push_cube')
+    if '/' not in model and not Path(model).exists() and (shipped / model / 'config.json').is_file():
+        return str(shipped / model)
+    return model
+
+
 def load_runtime_policy(model: str = '', device: str = 'auto', scheduler: str = '', inference_steps: int = 0,
                         noise_mode: str = '', sigma: float = -1.0, threads: int = 0, arm_dof: int | None = None,
                         robot_name: str = '?', runtime: str = 'torch', robot=None):
-    """(policy, model path) for running on a robot: the checkpoint (default: the shipped push_cube)
+    """(policy, model path) for running on a robot: the checkpoint (model_path: a folder, or the name
+    of a shipped model; default the shipped push_cube)
     with the run-time overrides ('' / 0 / -1 keep the checkpoint's value), checked against the
     arm. runtime: the inference backend (policy.runtimes: torch, compile, half, onnxruntime, openvino
     or auto, the fastest here; torch whenever another cannot run, with the reason logged). robot: the
@@ -300,9 +315,8 @@ def load_runtime_policy(model: str = '', device: str = 'auto', scheduler: str = 
     for callers without a profile). Every problem is a ValueError naming the model."""
     import torch
 
-    from ros2_imitation.paths import share_dir
     from ros2_imitation.policy import CheckpointError, load_policy
-    path = model or str(share_dir() / 'models' / 'push_cube')
+    path = model_path(model)
     if threads > 0:  # next to the sim on a small CPU, fewer threads contend less
         torch.set_num_threads(int(threads))
     if device == 'auto':
