@@ -1,5 +1,6 @@
 """Arm kinematics from the robot's URDF through pinocchio (the field's standard library): forward
-kinematics of the end effector and of every link, in the profile's base frame. ROS-free.
+kinematics of the end effector and of every link, and the tip Jacobian, in the profile's base
+frame (control/ik.py solves on it). ROS-free.
 
 Joints of the URDF that are not arm joints (fingers) are locked at their neutral value, so the
 model's configuration is exactly the arm joints in the profile's order.
@@ -35,6 +36,7 @@ class ArmKinematics:
         self.base_frame, self.tip_frame = base_frame, tip_frame
         # configuration index of each profile joint (the reduced model may order them differently)
         self._index = [self.model.joints[self.model.getJointId(j)].idx_q for j in joint_names]
+        self._v_index = [self.model.joints[self.model.getJointId(j)].idx_v for j in joint_names]
         self.dof = len(joint_names)
 
     @classmethod
@@ -61,6 +63,24 @@ class ArmKinematics:
         self._update(q)
         pose = self._in_base(self.data.oMf[self.tip])
         return pose.translation.copy(), pose.rotation.copy()
+
+    def tip_jacobian(self, q) -> np.ndarray:
+        """(6, dof): the tip's linear then angular velocity in the base frame's axes, at the tip, per
+        joint velocity (profile order)."""
+        self._update(q)
+        config = self._pin.neutral(self.model)
+        config[self._index] = np.asarray(q, dtype=float)
+        self._pin.computeJointJacobians(self.model, self.data, config)
+        world = self._pin.getFrameJacobian(self.model, self.data, self.tip, self._pin.LOCAL_WORLD_ALIGNED)
+        r_base = self.data.oMf[self.base].rotation.T
+        out = np.empty((6, self.dof))
+        out[:3] = r_base @ world[:3, self._v_index]
+        out[3:] = r_base @ world[3:, self._v_index]
+        return out
+
+    def rotation_error(self, rotation, target) -> np.ndarray:
+        """(3,) the rotation vector taking `rotation` to `target`, in the base frame's axes."""
+        return np.asarray(self._pin.log3(np.asarray(target) @ np.asarray(rotation).T))
 
     def tip_path(self, positions) -> np.ndarray:
         """(N, 3) tip positions in the base frame for (N, dof) joint positions."""

@@ -1,0 +1,132 @@
+"""End-effector kinematics on the Panda's URDF (pinocchio): the Jacobian against finite differences,
+the 6D rotation and its guard, and the damped least-squares IK (limits, null space, workspace,
+unreachable targets)."""
+import numpy as np
+import pytest
+
+from ros2_imitation.control.ik import DifferentialIK, IKSettings
+from ros2_imitation.control.kinematics import ArmKinematics
+from ros2_imitation.control.task_space import (Workspace, quaternion_to_rotation, rotation_from_6d,
+                                               rotation_problem, rotation_to_6d, rotation_to_quaternion)
+from ros2_imitation.robot import RobotProfile
+
+PANDA = RobotProfile.load('panda')
+
+
+@pytest.fixture(scope='module')
+def kin():
+    return ArmKinematics.for_robot(PANDA)
+
+
+def random_rotation(rng):
+    q = rng.normal(size=4)
+    return quaternion_to_rotation(q / np.linalg.norm(q))
+
+
+def test_the_jacobian_matches_finite_differences_of_the_pose(kin):
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        q = PANDA.home + rng.uniform(-0.4, 0.4, 7)
+        jac = kin.tip_jacobian(q)
+        p0, r0 = kin.tip_pose(q)
+        for j in range(7):
+            dq = np.zeros(7)
+            dq[j] = 1e-6
+            p1, r1 = kin.tip_pose(q + dq)
+            assert np.allclose((p1 - p0) / 1e-6, jac[:3, j], atol=1e-4)
+            assert np.allclose(kin.rotation_error(r0, r1) / 1e-6, jac[3:, j], atol=1e-4)
+
+
+def test_6d_rotations_round_trip_and_any_six_numbers_make_a_rotation():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        r = random_rotation(rng)
+        assert np.allclose(rotation_from_6d(rotation_to_6d(r)), r, atol=1e-9)
+        assert rotation_problem(rotation_from_6d(rng.normal(size=6))) is None
+        q = rotation_to_quaternion(r)
+        assert np.allclose(quaternion_to_rotation(q), r, atol=1e-9)
+    batch = np.stack([random_rotation(rng) for _ in range(4)])
+    assert rotation_to_6d(batch).shape == (4, 6) and np.allclose(rotation_from_6d(rotation_to_6d(batch)), batch)
+    for bad, match in (([np.nan] * 6, 'non-finite'), ([0, 0, 0, 1, 0, 0], 'first column is zero'),
+                       ([1, 0, 0, 2, 0, 0], 'parallel')):
+        with pytest.raises(ValueError, match=match):
+            rotation_from_6d(bad)
+
+
+@pytest.mark.parametrize('matrix, reason', [
+    (np.full((3, 3), np.nan), 'non-finite'),
+    (np.zeros((3, 3)), 'all zeros'),
+    (2 * np.eye(3), 'not orthonormal'),
+    (np.array([[1, 0.1, 0], [0, 1, 0], [0, 0, 1]]), 'not orthonormal'),
+    (np.diag([1, 1, -1]), 'reflection'),
+    (np.eye(2), 'must be 3x3'),
+])
+def test_the_rotation_guard_names_what_is_wrong(matrix, reason):
+    assert reason in rotation_problem(matrix)
+    assert rotation_problem(np.eye(3)) is None
+
+
+def test_quaternions_that_are_no_rotation_are_refused():
+    for q in ([0, 0, 0, 0], [np.nan, 0, 0, 1], [0, 0, 0, 2]):
+        with pytest.raises(ValueError, match='quaternion'):
+            quaternion_to_rotation(q)
+
+
+def test_ik_reaches_poses_the_arm_can_take_inside_the_limits(kin):
+    """Targets made by forward kinematics of random joints inside the limits: reached from home to
+    0.1 mm and 0.06 deg, every solution inside the soft limits."""
+    ik = DifferentialIK.for_robot(PANDA, kin, IKSettings(max_iterations=200))
+    rng = np.random.default_rng(2)
+    reached = 0
+    for _ in range(20):
+        q_goal = PANDA.home + rng.uniform(-0.5, 0.5, 7)
+        q_goal = np.clip(q_goal, PANDA.limits.safe_lower, PANDA.limits.safe_upper)
+        p, r = kin.tip_pose(q_goal)
+        result = ik.solve(p, r, PANDA.home)
+        assert np.all(result.q >= PANDA.limits.safe_lower - 1e-12) and np.all(result.q <= PANDA.limits.safe_upper + 1e-12)
+        if result.converged:
+            reached += 1
+            p2, r2 = kin.tip_pose(result.q)
+            assert np.linalg.norm(p2 - p) < 1e-4 and np.linalg.norm(kin.rotation_error(r2, r)) < 1e-3
+    assert reached >= 19, f'{reached}/20 reachable poses solved'
+
+
+def test_ik_tracks_a_small_move_in_a_few_iterations_and_keeps_the_elbow_near_home(kin):
+    ik = DifferentialIK.for_robot(PANDA, kin)
+    p, r = kin.tip_pose(PANDA.home)
+    result = ik.solve(p + np.array([0.02, -0.01, 0.01]), r, PANDA.home)
+    assert result.converged and result.iterations < 15, result.describe()
+    # the null space pulls toward home: the redundant joint stays close to it
+    assert np.max(np.abs(result.q - PANDA.home)) < 0.2
+
+
+def test_an_unreachable_target_is_not_chased_and_the_joints_stay_in_limits(kin):
+    ik = DifferentialIK.for_robot(PANDA, kin, IKSettings(max_iterations=40))
+    _, r = kin.tip_pose(PANDA.home)
+    result = ik.solve(np.array([3.0, 0.0, 0.5]), r, PANDA.home)     # 3 m away: beyond the reach
+    assert not result.converged and 'unreachable' in result.reason and result.iterations == 40
+    assert np.all(result.q >= PANDA.limits.safe_lower) and np.all(result.q <= PANDA.limits.safe_upper)
+    assert np.all(np.isfinite(result.q))
+
+
+def test_a_workspace_box_clamps_the_target_and_says_so(kin):
+    box = Workspace((0.2, -0.4, 0.05), (0.7, 0.4, 0.6))
+    ik = DifferentialIK.for_robot(PANDA, kin, workspace=box)
+    _, r = kin.tip_pose(PANDA.home)
+    result = ik.solve(np.array([0.5, 0.0, -0.3]), r, PANDA.home)    # under the table
+    assert 'outside the workspace on z' in result.reason
+    p, _ = kin.tip_pose(result.q)
+    assert p[2] > 0.05 - 1e-3 and result.converged
+    with pytest.raises(ValueError, match='below upper'):
+        Workspace((0, 0, 0), (1, -1, 1))
+
+
+@pytest.mark.parametrize('position, rotation, match', [
+    ([np.nan, 0, 0.5], np.eye(3), 'finite'),
+    ([0.5, 0, 0.5], np.zeros((3, 3)), 'all zeros'),
+    ([0.5, 0, 0.5], 1.5 * np.eye(3), 'orthonormal'),
+])
+def test_a_target_that_is_no_pose_is_refused_before_solving(kin, position, rotation, match):
+    ik = DifferentialIK.for_robot(PANDA, kin)
+    with pytest.raises(ValueError, match=match):
+        ik.solve(position, rotation, PANDA.home)
