@@ -130,3 +130,65 @@ def test_a_target_that_is_no_pose_is_refused_before_solving(kin, position, rotat
     ik = DifferentialIK.for_robot(PANDA, kin)
     with pytest.raises(ValueError, match=match):
         ik.solve(position, rotation, PANDA.home)
+
+
+def dh_standard(q, d, a, alpha):
+    """Standard Denavit-Hartenberg forward kinematics (4, 4)."""
+    t = np.eye(4)
+    for qi, di, ai, al in zip(q, d, a, alpha):
+        ct, st, ca, sa = np.cos(qi), np.sin(qi), np.cos(al), np.sin(al)
+        t = t @ np.array([[ct, -st * ca, st * sa, ai * ct], [st, ct * ca, -ct * sa, ai * st],
+                          [0, sa, ca, di], [0, 0, 0, 1]])
+    return t
+
+
+def dh_modified(q, d, a, alpha):
+    """Craig's modified DH (Franka's documentation uses it) (4, 4)."""
+    t = np.eye(4)
+    for qi, di, ai, al in zip(q, d, a, alpha):
+        ct, st, ca, sa = np.cos(qi), np.sin(qi), np.cos(al), np.sin(al)
+        t = t @ np.array([[ct, -st, 0, ai], [st * ca, ct * ca, -sa, -di * sa],
+                          [st * sa, ct * sa, ca, di * ca], [0, 0, 0, 1]])
+    return t
+
+
+def test_the_ur5e_urdf_matches_its_dh_parameters():
+    """config/urdf/ur5e.urdf's tool0 against the UR5e's published DH table (the DH base frame is
+    base_link turned by pi about z, as in ur_description)."""
+    ur = RobotProfile.load('ur5e')
+    kin = ArmKinematics(ur.kinematics.urdf, ur.arm_joints, 'base_link', 'tool0')
+    rng = np.random.default_rng(3)
+    flip = np.diag([-1.0, -1.0, 1.0])
+    for _ in range(10):
+        q = rng.uniform(-np.pi, np.pi, 6)
+        t = dh_standard(q, [0.1625, 0, 0, 0.1333, 0.0997, 0.0996], [0, -0.425, -0.3922, 0, 0, 0],
+                        [np.pi / 2, 0, 0, np.pi / 2, -np.pi / 2, 0])
+        p, r = kin.tip_pose(q)
+        assert np.allclose(p, flip @ t[:3, 3], atol=1e-6) and np.allclose(r, flip @ t[:3, :3], atol=1e-6)
+    tcp = ArmKinematics.for_robot(ur)
+    p_tcp, _ = tcp.tip_pose(ur.home)
+    p_tool, r_tool = kin.tip_pose(ur.home)
+    assert np.allclose(p_tcp, p_tool + 0.1493 * r_tool[:, 2], atol=1e-9)
+
+
+def test_the_fr3_and_panda_urdfs_match_franka_dh_parameters():
+    """Both arms' flange (link8) against Franka's modified DH table; the FR3 and the Panda share it."""
+    rng = np.random.default_rng(4)
+    chains = [(PANDA, 'panda_link0', 'panda_link8'), (RobotProfile.load('fr3'), 'fr3_link0', 'fr3_link8')]
+    for _ in range(10):
+        q = rng.uniform(-1.5, 1.5, 7)
+        t = dh_modified(list(q) + [0.0], [0.333, 0, 0.316, 0, 0.384, 0, 0, 0.107],
+                        [0, 0, 0, 0.0825, -0.0825, 0, 0.088, 0],
+                        [0, -np.pi / 2, np.pi / 2, np.pi / 2, -np.pi / 2, np.pi / 2, np.pi / 2, 0])
+        for robot, base, flange in chains:
+            p, r = ArmKinematics(robot.kinematics.urdf, robot.arm_joints, base, flange).tip_pose(q)
+            assert np.allclose(p, t[:3, 3], atol=1e-5) and np.allclose(r, t[:3, :3], atol=1e-5), robot.name
+
+
+@pytest.mark.parametrize('name', ['panda', 'fr3', 'ur5e'])
+def test_every_profile_solves_ik_around_home(name):
+    robot = RobotProfile.load(name)
+    ik = DifferentialIK.for_robot(robot)
+    p, r = ik.kin.tip_pose(robot.home)
+    result = ik.solve(p + np.array([0.03, 0.02, -0.02]), r, robot.home)
+    assert result.converged, result.describe()

@@ -6,9 +6,11 @@ import urllib.request
 import mujoco
 import numpy as np
 import pytest
+import yaml
 
 from ros2_imitation.control.kinematics import ArmKinematics, KinematicsError
 from ros2_imitation.control.trajectory import Trajectory
+from ros2_imitation.paths import share_dir
 from ros2_imitation.robot import RobotProfile
 from ros2_imitation.viz.chunk_path import chunk_path, time_colors
 
@@ -40,8 +42,12 @@ def test_kinematics_errors_name_the_file_and_what_is_missing(tmp_path):
     bad.write_text('<robot name="x"><link name="a"/><joint name="j" type="revolute"/></robot>')
     with pytest.raises(KinematicsError, match='bad.urdf'):
         ArmKinematics(bad, ['j'], 'a', 'a')
-    with pytest.raises(KinematicsError, match="ur5e' has no kinematics"):
-        ArmKinematics.for_robot(RobotProfile.load('ur5e'))
+    raw = yaml.safe_load((share_dir() / 'config' / 'robots' / 'panda.yaml').read_text())
+    del raw['kinematics'], raw['name']
+    bare = tmp_path / 'bare.yaml'      # a profile without a kinematics section
+    bare.write_text(yaml.safe_dump(raw))
+    with pytest.raises(KinematicsError, match="bare' has no kinematics"):
+        ArmKinematics.for_robot(RobotProfile.load(str(bare)))
     with pytest.raises(ValueError, match='7 finite'):
         ArmKinematics.for_robot(PANDA).tip_pose([np.nan] * 7)
 
