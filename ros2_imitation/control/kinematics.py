@@ -38,6 +38,7 @@ class ArmKinematics:
         self._index = [self.model.joints[self.model.getJointId(j)].idx_q for j in joint_names]
         self._v_index = [self.model.joints[self.model.getJointId(j)].idx_v for j in joint_names]
         self.dof = len(joint_names)
+        self.joint_names = tuple(joint_names)
 
     @classmethod
     def for_robot(cls, robot) -> 'ArmKinematics':
