@@ -228,3 +228,32 @@ def test_image_conversion_rejects_unknown_encodings():
     np.testing.assert_array_equal(image_to_rgb(padded.tobytes(), 'rgb8', 2, 3, 12, None), rgb)
     with pytest.raises(ValueError, match='mono8'):
         image_to_rgb(b'\0' * 6, 'mono8', 2, 3, 3, None)
+
+
+def test_ee_robot_adds_the_tip_pose_streams_by_forward_kinematics(tmp_path, capsys):
+    """--ee-robot panda: state_ee/action_ee beside state/action, each row the URDF's tip pose of the
+    joint row (position, 6D rotation); the same bags then train a joint or an end-effector policy."""
+    import zarr
+
+    from ros2_imitation.control.ee_chunk import EE_COLUMNS
+    from ros2_imitation.control.kinematics import ArmKinematics
+    from ros2_imitation.control.task_space import rotation_from_6d
+    from ros2_imitation.robot import RobotProfile
+    write_bag(tmp_path / 'bags' / 'a', reference_events(), custom={'outcome': 'success'})
+    out = tmp_path / 'ee.zarr'
+    assert cli.main(['bag2dataset', str(tmp_path / 'bags'), '--out', str(out), '--image-size', '8x6',
+                     '--quiet', '--ee-robot', 'panda']) == 0
+    root = zarr.open_group(str(out), mode='r')
+    kin = ArmKinematics.for_robot(RobotProfile.load('panda'))
+    for key in ('state', 'action'):
+        joints, ee = root['data'][key][:], root['data'][f'{key}_ee'][:]
+        assert ee.shape == (len(joints), 9)
+        for row_q, row_ee in zip(joints[::5], ee[::5]):
+            p, r = kin.tip_pose(row_q)
+            assert np.allclose(row_ee[:3], p, atol=1e-5) and np.allclose(rotation_from_6d(row_ee[3:]), r, atol=1e-4)
+    assert root['meta'].attrs['ee_names'] == list(EE_COLUMNS)
+    assert root['meta'].attrs['ee_frames'] == ['panda_link0', 'panda_hand_tcp']
+    # a profile whose arm joints are not the dataset's is refused before anything is read
+    assert cli.main(['bag2dataset', str(tmp_path / 'bags'), '--out', str(tmp_path / 'ur.zarr'), '--quiet',
+                     '--ee-robot', 'ur5e']) == 2
+    assert 'are not the dataset' in capsys.readouterr().err

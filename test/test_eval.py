@@ -19,6 +19,10 @@ def test_dataset_train_eval_pipeline(tmp_path):
     actions, states = root['data']['action'][:], root['data']['state'][:]
     # action k is the target for t_k + dt: close to where the arm is one step later
     assert np.abs(actions[:-1] - states[1:]).mean() < 0.05
+    # the end-effector streams beside them: the tip moves as the joints do, inside the table's reach
+    ee = root['data']['state_ee'][:]
+    assert ee.shape == (len(states), 9) and root['meta'].attrs['ee_names'][0] == 'ee_x'
+    assert 0.2 < ee[:, 0].min() and ee[:, 2].min() > 0.0 and np.ptp(ee[:, :3], axis=0).max() > 0.05
 
     config = tmp_path / 'tiny.yaml'
     config.write_text(yaml.safe_dump({'down_dims': [32, 64], 'encoder_channels': [8, 16],

@@ -64,6 +64,10 @@ def add_arguments(p):
     p.add_argument('--task', default=None, metavar='TEXT',
                    help='the task in words, for LeRobot\'s tasks (default: the bag\'s custom_data task)')
     p.add_argument('--robot-type', default=None, help='LeRobot info.json robot_type (e.g. panda, fr3, ur5e)')
+    p.add_argument('--ee-robot', default=None, metavar='ROBOT',
+                   help='zarr: also write state_ee and action_ee, the tip pose by forward kinematics of this '
+                        "robot profile's URDF (position + 6D rotation, then the gripper column), for "
+                        'end-effector policies')
     p.add_argument('--vcodec', choices=VIDEO_CODECS, default=DEFAULT_VCODEC,
                    help=f'LeRobot video codec ({DEFAULT_VCODEC}: AV1, as LeRobot writes; h264 for older players)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -105,7 +109,18 @@ def run(args) -> int:
         if args.format == 'lerobot' and config.camera_topics and any(v % 2 for v in config.image_size):
             raise ValueError(f'LeRobot videos (yuv420p) need an even width and height; --image-size is '
                              f'{config.image_size[0]}x{config.image_size[1]}')
-    except ValueError as exc:
+        ee_robot = None
+        if args.ee_robot:
+            from ros2_imitation.robot import RobotProfile
+            ee_robot = RobotProfile.load(args.ee_robot)
+            if ee_robot.kinematics is None:
+                raise ValueError(f'--ee-robot {args.ee_robot}: the profile has no kinematics section')
+            if tuple(config.joint_names) != tuple(ee_robot.arm_joints):
+                raise ValueError(f'--ee-robot {args.ee_robot}: its arm joints {list(ee_robot.arm_joints)} are not '
+                                 f'the dataset\'s {list(config.joint_names)}')
+            if args.format == 'lerobot':
+                raise ValueError('--ee-robot writes zarr datasets only')
+    except (ValueError, FileNotFoundError) as exc:
         print(f'ros2-imitation bag2dataset: {exc}', file=sys.stderr)
         return 2
     started = time.monotonic()
@@ -127,7 +142,7 @@ def run(args) -> int:
     if args.format == 'lerobot':
         write_lerobot_dataset(out, result, config, overwrite=args.overwrite, vcodec=args.vcodec)
     else:
-        write_dataset(out, result, config, overwrite=args.overwrite)
+        write_dataset(out, result, config, overwrite=args.overwrite, ee_robot=ee_robot)
     done = time.monotonic()
     print(f'wrote {out} ({args.format}; reading {read - started:.1f} s, writing {done - read:.1f} s, '
           f'{(done - started) / len(result.episodes):.2f} s per episode)')

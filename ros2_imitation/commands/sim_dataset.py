@@ -38,7 +38,10 @@ def run(args) -> int:
         print('no episode to write')
         return 1
     import numpy as np
+
+    from ros2_imitation.data.ee_streams import ee_names, ee_streams
     data = {k: np.concatenate([ep[k] for ep in episodes]) for k in episodes[0]}
+    data.update(ee_streams(data, rollout.robot))     # the same demonstrations for end-effector policies
     ends = np.cumsum([len(ep['action']) for ep in episodes])
     path = write_replay_buffer(args.out, data, ends, overwrite=args.overwrite)
     import zarr
@@ -47,6 +50,8 @@ def run(args) -> int:
     names = list(robot.arm_joints) + ([robot.gripper.command_name] if rollout.gripper else [])
     meta.attrs.update({'source': 'sim-dataset', 'task': args.task, 'rate': 1.0 / rollout.timing.dt,
                        'joint_names': names, 'arm_joint_names': list(robot.arm_joints),   # as bag2dataset's
+                       'ee_names': ee_names(robot, bool(rollout.gripper)),
+                       'ee_frames': [robot.kinematics.base_frame, robot.kinematics.tip_frame],
                        'action_time_offset_steps': 1, 'episodes': outcomes,
                        'action_definition': 'the position the active expert chunk commands for t + dt'})
     wins = sum(o['success'] for o in outcomes)

@@ -58,6 +58,7 @@ from ros2_imitation.data.bag_reading import (
     read_bag,
     task_outcome,
 )
+from ros2_imitation.data.ee_streams import ee_names, ee_streams
 
 
 @dataclass
@@ -367,9 +368,11 @@ def episode_codes(episodes) -> tuple[np.ndarray, np.ndarray]:
     return outcome, noisy
 
 
-def write_dataset(out, result: ConvertResult, config: ConvertConfig, overwrite: bool = False) -> Path:
+def write_dataset(out, result: ConvertResult, config: ConvertConfig, overwrite: bool = False,
+                  ee_robot=None) -> Path:
     """data/{state,action,timestamp,<camera>...}, meta/{episode_ends,episode_outcome,episode_noisy} and
-    meta attributes describing the conversion. Uses the policy package's replay-buffer writer."""
+    meta attributes describing the conversion. Uses the policy package's replay-buffer writer.
+    ee_robot (a RobotProfile with kinematics): also data/{state_ee,action_ee} (data/ee_streams.py)."""
     import zarr
 
     from ros2_imitation.policy.dataset import write_episodes
@@ -377,8 +380,14 @@ def write_dataset(out, result: ConvertResult, config: ConvertConfig, overwrite: 
     if not episodes:
         raise ValueError('no episodes to write')
     arrays = []
+    kinematics = None
+    if ee_robot is not None:
+        from ros2_imitation.control.kinematics import ArmKinematics
+        kinematics = ArmKinematics.for_robot(ee_robot)
     for ep in episodes:
         item = {'state': ep.state, 'action': ep.action, 'timestamp': ep.timestamp}
+        if kinematics is not None:
+            item.update(ee_streams(item, ee_robot, kinematics))
         item.update(ep.images)
         arrays.append(item)
     path = write_episodes(out, arrays, overwrite=overwrite)
@@ -388,6 +397,9 @@ def write_dataset(out, result: ConvertResult, config: ConvertConfig, overwrite: 
     meta.create_array('episode_outcome', shape=outcome.shape, dtype=np.int8)[...] = outcome
     meta.create_array('episode_noisy', shape=noisy.shape, dtype=np.int8)[...] = noisy
     meta.attrs.update(dataset_meta(result, config))
+    if ee_robot is not None:
+        meta.attrs.update({'ee_names': ee_names(ee_robot, config.gripper is not None),
+                           'ee_frames': [ee_robot.kinematics.base_frame, ee_robot.kinematics.tip_frame]})
     return path
 
 
