@@ -374,3 +374,13 @@ def test_frozen_pretrained_encoder(tmp_path):
     assert trained.predict(obs_for(trained), seed=0).shape == (8, 2)
     with pytest.raises(CheckpointError, match='encoder.safetensors'):
         DiffusionPolicy(image_config(num_keypoints=4)).encoders['image'].load_pretrained(weights)
+
+
+def test_the_action_space_is_joint_or_ee_with_an_ee_sized_action():
+    from ros2_imitation.policy.config import PolicyConfig
+    assert PolicyConfig().action_space == 'joint'                     # older checkpoints: joint actions
+    assert PolicyConfig(action_space='ee', action_dim=10, action_key='action_ee').action_space == 'ee'
+    with pytest.raises(ValueError, match='action_dim must be in'):
+        PolicyConfig(action_space='ee', action_dim=7)
+    with pytest.raises(ValueError, match="action_space='cartesian' not in"):
+        PolicyConfig(action_space='cartesian')

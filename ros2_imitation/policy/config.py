@@ -13,6 +13,8 @@ NOISE_MODES = ('replica', 'train_only', 'off')
 # gaussian: N(0, sigma^2); uniform_paper: U[0, sigma) per dimension, exactly as the noise-injection
 # paper's code (pfrommerd/diffusion_policy_pt) adds it -- not zero-mean, spread 0.29 sigma
 NOISE_DISTRIBUTIONS = ('gaussian', 'uniform_paper')
+ACTION_SPACES = ('joint', 'ee')
+EE_ACTION_DIMS = (9, 10)     # position + 6D rotation [+ gripper]
 # bag2dataset's convention: dataset action k is the target one step ahead of observation k.
 DEFAULT_ACTION_OFFSET_STEPS = 1
 SCHEDULERS = ('ddpm', 'ddim')
@@ -54,6 +56,10 @@ class PolicyConfig:
     image_keys: tuple[str, ...] = ('image',)
     state_key: str = 'state'
     action_key: str = 'action'
+    # What the actions are: `joint` (arm joint positions, then the gripper opening) or `ee` (the tip
+    # pose as control/ee_chunk.EE_COLUMNS: position in the base frame + 6D rotation, then the gripper;
+    # datasets hold it as action_ee / state_ee). The controller turns `ee` chunks into joints by IK.
+    action_space: str = 'joint'
 
     # Horizons, Diffusion Policy's To / Tp / Ta. Chunk index n_obs_steps - 1 is aligned with the
     # newest observation; the executed actions are chunk[n_obs_steps - 1 : n_obs_steps - 1 + n_action_steps].
@@ -141,6 +147,11 @@ class PolicyConfig:
             problems.append(f'encoder_channels {self.encoder_channels} must be multiples of 8')
         if self.action_offset_steps is not None and self.action_offset_steps < 0:
             problems.append(f'action_offset_steps={self.action_offset_steps} must be >= 0')
+        if self.action_space not in ACTION_SPACES:
+            problems.append(f'action_space={self.action_space!r} not in {ACTION_SPACES}')
+        elif self.action_space == 'ee' and self.action_dim is not None and self.action_dim not in EE_ACTION_DIMS:
+            problems.append(f'action_space ee acts on position + 6D rotation [+ gripper]: action_dim must be '
+                            f'in {EE_ACTION_DIMS}, got {self.action_dim}')
         if self.noise_mode not in NOISE_MODES:
             problems.append(f'noise_mode={self.noise_mode!r} not in {NOISE_MODES}')
         if self.noise_distribution not in NOISE_DISTRIBUTIONS:
@@ -232,6 +243,7 @@ def load_policy_file(name_or_path: str | Path, overrides: dict | None = None) ->
 # field -> (type, may be None); checked by PolicyConfig._check_types
 _FIELD_TYPES = {
     'image_keys': ((str, None), False), 'state_key': (str, False), 'action_key': (str, False),
+    'action_space': (str, False),
     'n_obs_steps': (int, False), 'horizon': (int, False), 'n_action_steps': (int, False),
     'action_offset_steps': (int, True), 'image_shape': ((int, 3), True), 'state_dim': (int, True),
     'action_dim': (int, True), 'crop_shape': ((int, 2), True), 'encoder_channels': ((int, None), False),
