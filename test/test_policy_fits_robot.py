@@ -59,3 +59,17 @@ def test_an_arm_only_policy_runs_on_a_robot_with_a_gripper_which_it_leaves_alone
 def test_other_dimensions_are_refused_naming_both(action_dim, state_dim, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         check_policy_fits(action_dim, state_dim, RobotProfile.load('panda'))
+
+
+def test_an_end_effector_policy_fits_a_robot_with_kinematics():
+    from ros2_imitation.control.ee_chunk import EE_COLUMNS
+    panda = RobotProfile.load('panda')
+    check_policy_fits(10, 10, panda, 'ee')          # pose + gripper, sees pose + gripper
+    check_policy_fits(10, 8, panda, 'ee')           # ... or sees the joints + gripper
+    check_policy_fits(9, 7, panda, 'ee')
+    assert policy_joint_names(panda, 10, 'ee') == EE_COLUMNS + ('panda_gripper',)
+    assert policy_joint_names(panda, 9, 'ee') == EE_COLUMNS
+    with pytest.raises(ValueError, match='end-effector policy acts on 10 values .* sees 7'):
+        check_policy_fits(10, 7, panda, 'ee')
+    with pytest.raises(ValueError, match='acts on 7 values'):
+        check_policy_fits(7, 7, panda, 'ee')

@@ -269,11 +269,25 @@ def chunk_time_ms(policy, repeats: int = 20) -> float:
     return float(np.median(times) * 1e3)
 
 
-def check_policy_fits(action_dim: int, state_dim: int, robot) -> None:
-    """A ValueError naming both sides unless the policy fits the robot (a RobotProfile): it acts on
-    and sees the arm joints (a gripper, if any, is then left where it is), or the arm joints plus
-    the gripper width when the robot has a gripper (robot.py: the gripper convention)."""
+def check_policy_fits(action_dim: int, state_dim: int, robot, action_space: str = 'joint') -> None:
+    """A ValueError naming both sides unless the policy fits the robot (a RobotProfile).
+
+    joint: it acts on and sees the arm joints (a gripper, if any, is then left where it is), or the
+    arm joints plus the gripper width when the robot has a gripper (robot.py: the gripper convention).
+    ee: it acts on the tip pose (control/ee_chunk.EE_COLUMNS, 9 values) plus the gripper width when
+    both have one, on a robot whose profile has kinematics; it sees that pose (+ gripper) or the joints."""
     dof, has_gripper = robot.dof, robot.gripper is not None
+    if action_space == 'ee':
+        from ros2_imitation.control.ee_chunk import EE_COLUMNS
+        n = len(EE_COLUMNS)
+        grip = action_dim == n + 1
+        fits = (robot.kinematics is not None and (action_dim == n or (has_gripper and grip))
+                and state_dim in ((n + 1, dof + 1) if grip else (n, dof)))
+        if fits:
+            return
+        raise ValueError(f'the end-effector policy acts on {action_dim} values (pose: {n}, + gripper: {n + 1}) '
+                         f'and sees {state_dim}; {robot.describe_dims()}'
+                         + ('' if robot.kinematics is not None else '; the profile has no kinematics for the IK'))
     fits = action_dim == state_dim and (action_dim == dof or (has_gripper and action_dim == dof + 1))
     if fits:
         return
@@ -285,8 +299,12 @@ def check_policy_fits(action_dim: int, state_dim: int, robot) -> None:
                      f'{robot.describe_dims()}')
 
 
-def policy_joint_names(robot, action_dim: int) -> tuple:
-    """The names of a chunk's columns: the arm joints, then the gripper's command_name."""
+def policy_joint_names(robot, action_dim: int, action_space: str = 'joint') -> tuple:
+    """The names of a chunk's columns: the arm joints (or the tip pose's EE_COLUMNS for an
+    end-effector policy), then the gripper's command_name."""
+    if action_space == 'ee':
+        from ros2_imitation.control.ee_chunk import EE_COLUMNS
+        return EE_COLUMNS + ((robot.gripper.command_name,) if action_dim == len(EE_COLUMNS) + 1 else ())
     return robot.arm_joints + ((robot.gripper.command_name,) if action_dim == robot.dof + 1 else ())
 
 
@@ -336,7 +354,7 @@ def load_runtime_policy(model: str = '', device: str = 'auto', scheduler: str = 
     cfg = policy.config
     if robot is not None:
         try:
-            check_policy_fits(cfg.action_dim, cfg.state_dim, robot)
+            check_policy_fits(cfg.action_dim, cfg.state_dim, robot, cfg.action_space)
         except ValueError as exc:
             raise ValueError(f'policy {path}: {exc}') from None
     elif arm_dof is not None and (cfg.action_dim != arm_dof or cfg.state_dim != arm_dof):
