@@ -339,3 +339,24 @@ def test_gripper_width_sample_is_the_profiles_finger_opening():
     assert np.isclose(sample.velocity[7], 0.02) and np.isclose(sample.effort[7], 4.0)
     assert sample.stamp == 1.0 and not sample.estimated.any()
     assert tracker.update(2.0, 2.0, JOINTS, np.r_[q[:8], np.nan]) is not None   # a NaN finger is dropped
+
+
+def test_ee_pose_sample_is_the_urdf_tip_pose_and_its_rate():
+    """An end-effector policy's state: the tip pose by forward kinematics (position + 6D rotation),
+    the gripper opening kept; the rate is the Jacobian's (checked against a finite difference)."""
+    from ros2_imitation.control.kinematics import ArmKinematics
+    from ros2_imitation.control.task_space import rotation_to_6d
+    from ros2_imitation.sensors.proprioception import ee_pose_sample, gripper_width_sample
+    kin = ArmKinematics.for_robot(PANDA)
+    tracker = ProprioTracker(ARM, GRIPPER)
+    q = PANDA.home + 0.1
+    qd = np.linspace(-0.2, 0.3, 7)
+    tracker.update(1.0, 1.0, JOINTS, np.r_[q, 0.02, 0.02], velocity=np.r_[qd, 0.0, 0.0])
+    sample = ee_pose_sample(gripper_width_sample(tracker.current(1.0), len(ARM), PANDA.gripper), kin)
+    p, r = kin.tip_pose(q)
+    assert sample.position.shape == (10,) and np.allclose(sample.position[:3], p)
+    assert np.allclose(sample.position[3:9], rotation_to_6d(r)) and np.isclose(sample.position[9], 0.04)
+    h = 1e-6
+    p2, r2 = kin.tip_pose(q + h * qd)
+    numeric = np.r_[(p2 - p) / h, (rotation_to_6d(r2) - rotation_to_6d(r)) / h]
+    assert np.allclose(sample.velocity[:9], numeric, atol=1e-4) and sample.effort is None

@@ -4,6 +4,8 @@ Joints are mapped by name into the configured order (arm then gripper joints, de
 robot profile). With `gripper_width` (a gripper policy's graph sets it) the finger joints become
 ONE value named the profile's gripper.command_name: the finger-to-finger opening in metres (robot.py:
 the gripper convention); a missing, stale or NaN finger joint drops the message as an arm joint does.
+With `ee_state` (an end-effector policy's graph) the arm joints become the tip pose by forward
+kinematics (control/ee_chunk.EE_COLUMNS: position in the base frame + 6D rotation).
  velocities are estimated when the source has none; stale, non-finite or
 incomplete input is reported (log, throttled, and /diagnostics) and never published as if fine.
 The published message keeps the source's header (stamp and frame), not the publish time.
@@ -26,6 +28,7 @@ from ros2_imitation.sensors.proprioception import (
     LEVEL_NAMES,
     ProprioTracker,
     RateMeter,
+    ee_pose_sample,
     gripper_width_sample,
 )
 
@@ -66,6 +69,17 @@ class ProprioceptionNode(Node):
             raise StartupError(str(exc))
         self.names = list(self.tracker.joints) if self.width_spec is None else \
             list(arm) + [self.width_spec.command_name]
+        self.kinematics = None
+        if declare(self, 'ee_state', False):     # an end-effector policy's graph sets it
+            from ros2_imitation.control.ee_chunk import EE_COLUMNS
+            from ros2_imitation.control.kinematics import ArmKinematics, KinematicsError
+            if list(arm) != list(profile.arm_joints):
+                raise StartupError('ee_state needs the profile\'s arm joints in its order (arm_joints)')
+            try:
+                self.kinematics = ArmKinematics.for_robot(profile)
+            except KinematicsError as exc:
+                raise StartupError(f'ee_state: {exc}')
+            self.names = list(EE_COLUMNS) + self.names[len(arm):]
         self.log_gate = ReasonLog(p['log_throttle'])
         self.out_rate = RateMeter()
         self.published = 0
@@ -129,6 +143,8 @@ class ProprioceptionNode(Node):
             return
         if self.width_spec is not None:
             sample = gripper_width_sample(sample, len(self.tracker.arm_joints), self.width_spec)
+        if self.kinematics is not None:
+            sample = ee_pose_sample(sample, self.kinematics)
         msg = JointState()
         msg.header = sample.tag          # the source's stamp and frame, not the publish time
         msg.name = self.names

@@ -266,3 +266,23 @@ def gripper_width_sample(sample: ProprioSample, n_arm: int, spec) -> ProprioSamp
                          velocity=column(sample.velocity, scale_only=True), effort=effort,
                          estimated=np.append(sample.estimated[:n_arm], sample.estimated[n_arm:].any()),
                          tag=sample.tag)
+
+
+def ee_pose_sample(sample: ProprioSample, kinematics) -> ProprioSample:
+    """What an end-effector policy sees: the arm columns of `sample` (the first kinematics.dof) become
+    the tip pose as control/ee_chunk.EE_COLUMNS (position in the base frame + 6D rotation), the
+    columns after them (the gripper opening) are kept. Velocity: the tip's linear velocity and the
+    rate of the two rotation columns (omega x column), from the Jacobian; effort: dropped."""
+    from ros2_imitation.control.ee_chunk import ee_columns
+    n = kinematics.dof
+    q, qd = sample.position[:n], sample.velocity[:n]
+    p, r = kinematics.tip_pose(q)
+    twist = kinematics.tip_jacobian(q) @ qd
+    omega = twist[3:]
+    pose = ee_columns(p[None], r[None])[0]
+    rate = np.concatenate([twist[:3], np.cross(omega, r[:, 0]), np.cross(omega, r[:, 1])])
+    estimated = bool(sample.estimated[:n].any())
+    return ProprioSample(stamp=sample.stamp, position=np.append(pose, sample.position[n:]),
+                         velocity=np.append(rate, sample.velocity[n:]), effort=None,
+                         estimated=np.append(np.full(len(pose), estimated), sample.estimated[n:]),
+                         tag=sample.tag)
