@@ -5,6 +5,9 @@ header.stamp, staleness, seeds, scheduling, continuity, latency, reset epochs): 
 /ros2_imitation/proprio become runner samples, an inference thread runs the queries, and each chunk
 goes out on /ros2_imitation/action_chunk (header.stamp = when its first point applies, points `dt`
 apart, overtaken actions dropped), with its end-effector path on ~/predicted_chunk (MarkerArray).
+An end-effector policy (action_space ee) publishes trajectory_msgs/MultiDOFJointTrajectory on
+/ros2_imitation/ee_chunk instead (the tip pose in the base frame, + the gripper opening), which the
+controller turns into joints by IK.
 """
 import threading
 import time
@@ -15,7 +18,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
+from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from ros2_imitation.nodes.common import (
@@ -28,11 +31,12 @@ from ros2_imitation.nodes.common import (
     run_node,
     to_sec,
 )
-from ros2_imitation.nodes.conversions import trajectory_to_msg
+from ros2_imitation.nodes.conversions import ee_trajectory_to_msg, trajectory_to_msg
 from ros2_imitation.nodes.markers import chunk_markers, marker_kinematics
 from ros2_imitation.qos import COMMAND_QOS, SENSOR_QOS, image_qos
 from ros2_imitation.robot import RobotProfile
-from ros2_imitation.runtime.runner import PolicyRunner, load_runtime_policy, policy_joint_names
+from ros2_imitation.runtime.runner import (PolicyRunner, load_runtime_policy, policy_joint_names,
+                                           policy_state_names)
 from ros2_imitation.sensors.images import image_to_rgb
 from ros2_imitation.sensors.proprioception import JointMapper, MappingError
 from ros2_imitation.viz.chunk_path import chunk_path
@@ -47,7 +51,7 @@ class PolicyNode(Node):
         p = {name: declare(self, name, default) for name, default in dict(
             model='', device='auto', runtime='torch', scheduler='', inference_steps=0, sigma=-1.0, noise_mode='',
             image_topics=['/camera/camera/color/image_raw'], proprio_topic='/ros2_imitation/proprio',
-            chunk_topic='/ros2_imitation/action_chunk', robot='panda', rate=10.0, execute_steps=0,
+            chunk_topic='/ros2_imitation/action_chunk', ee_chunk_topic='/ros2_imitation/ee_chunk', robot='panda', rate=10.0, execute_steps=0,
             action_offset_steps=-1, max_obs_age=0.25, continuity='inpaint', seed=0, warmup=True,
             threads=0, max_image_pixels=MAX_IMAGE_PIXELS, image_reliability='best_effort', markers=True).items()}
         check_positive(p, 'rate', 'max_obs_age', 'max_image_pixels', 'threads', 'execute_steps',
@@ -59,7 +63,8 @@ class PolicyNode(Node):
             self.policy, self.model_path = load_runtime_policy(
                 p['model'], p['device'], p['scheduler'], p['inference_steps'], p['noise_mode'], p['sigma'],
                 p['threads'], runtime=p['runtime'], robot=self.robot)
-            names = policy_joint_names(self.robot, self.policy.config.action_dim)   # + the gripper's
+            cfg = self.policy.config
+            names = policy_joint_names(self.robot, cfg.action_dim, cfg.action_space)   # + the gripper's
             self.runner = PolicyRunner(   # a bad continuity is a ValueError here
                 self.policy, names, 1.0 / p['rate'], execute=p['execute_steps'] or None,
                 offset=p['action_offset_steps'] if p['action_offset_steps'] >= 0 else None,
@@ -71,12 +76,19 @@ class PolicyNode(Node):
         if len(topics) != len(cfg.image_keys):
             raise StartupError(f'the policy sees cameras {list(cfg.image_keys)}: give image_topics '
                                f'one topic each, got {topics}')
-        # the state: the arm joints, + the gripper opening named gripper.command_name for a gripper
-        # policy (proprioception_node's gripper_width), the chunk's columns
-        self.mapper = JointMapper(names)
+        # the state: the arm joints (or the tip pose: proprioception_node's ee_state), + the gripper
+        # opening named gripper.command_name for a gripper policy (proprioception_node's gripper_width)
+        self.mapper = JointMapper(policy_state_names(self.robot, cfg))
         self.log = NodeReasonLog(self)
         self._reason = 'starting'
-        self.chunk_pub = self.create_publisher(JointTrajectory, p['chunk_topic'], COMMAND_QOS)
+        # an end-effector policy's chunks: trajectory_msgs/MultiDOFJointTrajectory (nodes/conversions.py)
+        self.ee = cfg.action_space == 'ee'
+        if self.ee:
+            self._ee_frames = (self.robot.kinematics.base_frame, self.robot.kinematics.tip_frame,
+                               names[-1] if len(names) > 9 else None)
+            self.chunk_pub = self.create_publisher(MultiDOFJointTrajectory, p['ee_chunk_topic'], COMMAND_QOS)
+        else:
+            self.chunk_pub = self.create_publisher(JointTrajectory, p['chunk_topic'], COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         for key, topic in zip(cfg.image_keys, topics):
             self.create_subscription(Image, topic, lambda m, k=key: self._on_image(k, m),
@@ -84,7 +96,8 @@ class PolicyNode(Node):
         self.create_subscription(JointState, p['proprio_topic'], self._on_proprio, SENSOR_QOS)
         self.create_service(Trigger, '~/reset', self._reset)
         self.create_timer(1.0, self._publish_diagnostics)
-        self.kinematics = marker_kinematics(self.robot, self.get_logger()) if p['markers'] else None
+        # the predicted path in RViz: joint chunks through the URDF (an end-effector chunk is a path already)
+        self.kinematics = marker_kinematics(self.robot, self.get_logger()) if p['markers'] and not self.ee else None
         self.marker_pub = self.create_publisher(MarkerArray, '~/predicted_chunk', COMMAND_QOS)
         if p['warmup']:
             self.runner.warmup()
@@ -147,7 +160,8 @@ class PolicyNode(Node):
                 self.log.warn('dropped chunk' if outcome.trajectory is None else 'clock jump', outcome.reason)
             if outcome.trajectory is not None and self._running:
                 t0 = time.perf_counter()
-                self.chunk_pub.publish(trajectory_to_msg(outcome.trajectory))
+                self.chunk_pub.publish(ee_trajectory_to_msg(outcome.trajectory, *self._ee_frames) if self.ee
+                                       else trajectory_to_msg(outcome.trajectory))
                 self.runner.stats.stage('publish', time.perf_counter() - t0)
                 if self.kinematics is not None and self.marker_pub.get_subscription_count():
                     self._publish_markers(outcome)   # only when someone looks: off the robot's hot path

@@ -308,6 +308,15 @@ def policy_joint_names(robot, action_dim: int, action_space: str = 'joint') -> t
     return robot.arm_joints + ((robot.gripper.command_name,) if action_dim == robot.dof + 1 else ())
 
 
+def policy_state_names(robot, config) -> tuple:
+    """The names of the state a policy sees, as proprioception_node publishes them: the tip pose
+    (ee_state) for an end-effector policy trained on state_ee, else the arm joints; + the gripper."""
+    from ros2_imitation.control.ee_chunk import EE_COLUMNS
+    if config.action_space == 'ee' and config.state_dim in (len(EE_COLUMNS), len(EE_COLUMNS) + 1):
+        return policy_joint_names(robot, config.state_dim, 'ee')
+    return policy_joint_names(robot, config.state_dim)
+
+
 def model_path(model: str) -> str:
     """A policy_node `model` parameter -> the checkpoint folder: '' -> the shipped push_cube; the name
     of a shipped model (models/<name>, e.g. pick_place) that is not a path here -> its installed
