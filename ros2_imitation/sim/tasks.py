@@ -244,7 +244,9 @@ class PickPlace(Task):
                     ee_position=_list(ee))
 
 
-TASKS = {cls.name: cls for cls in (PushCube, Reach, PickPlace)}
+from ros2_imitation.sim.push_t import PushT  # noqa: E402  (its own module: it builds on Task above)
+
+TASKS = {cls.name: cls for cls in (PushCube, Reach, PickPlace, PushT)}
 
 
 def make_task(name: str) -> Task:

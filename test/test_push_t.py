@@ -1,0 +1,47 @@
+"""The push_t task (sim/push_t.py): Push-T's coverage on the table, the seeded start, the block at rest."""
+import numpy as np
+import pytest
+
+from ros2_imitation.sim.env import PandaSim
+from ros2_imitation.sim.push_t import AREA, BAR, STEM, UNIT, PushT, coverage, t_points
+
+TARGET = PushT.TARGET
+
+
+def test_the_grid_measures_the_t_area():
+    assert len(t_points()) * 1e-6 == pytest.approx(AREA, rel=1e-3)
+    assert AREA == pytest.approx(7 * UNIT ** 2)
+    assert (BAR[1] - BAR[0], STEM[3] - STEM[2]) == (pytest.approx(4 * UNIT), pytest.approx(3 * UNIT))
+
+
+def test_coverage_is_one_on_target_and_falls_with_offset_and_turn():
+    assert coverage(TARGET, TARGET) == pytest.approx(1.0)
+    shifts = [coverage((TARGET[0] + d, TARGET[1], TARGET[2]), TARGET) for d in (0.002, 0.01, 0.03, 0.2)]
+    assert shifts[0] > 0.9 and shifts == sorted(shifts, reverse=True) and shifts[-1] == 0.0
+    # a small turn about the T's own origin; a half turn covers only where bar and stem cross
+    assert 0.8 < coverage((*TARGET[:2], TARGET[2] + 0.05), TARGET) < 0.97
+    assert coverage((*TARGET[:2], TARGET[2] + np.pi), TARGET) < 0.3
+    # symmetric: the overlap of A on B has the same area as B on A (both Ts have the same area)
+    a, b = (0.5, 0.0, 0.3), (0.51, 0.01, 0.5)
+    assert coverage(a, b) == pytest.approx(coverage(b, a), abs=0.005)
+
+
+def test_episodes_start_off_target_from_their_seed_and_the_block_rests_flat():
+    sim = PandaSim('push_t', render=False)
+    starts = []
+    for seed in range(8):
+        sim.reset(seed)
+        state = sim.task_state()
+        assert state['coverage'] < PushT.MAX_START_COVERAGE and not state['success'] and state['flat']
+        starts.append((*state['object_position'][:2], state['object_yaw']))
+    assert len({tuple(np.round(s, 4)) for s in starts}) == 8       # each seed its own start
+    sim.reset(3)
+    first = sim.task_state()['object_position']
+    sim.step(500)                                                   # 1 s: the block does not move
+    assert np.allclose(sim.task_state()['object_position'], first, atol=1e-3)
+    sim.reset(3)
+    assert sim.task_state()['object_position'] == first             # the seed decides the start
+    sim.task.place_block(sim.data, TARGET)
+    sim.step(50)
+    state = sim.task_state()
+    assert state['success'] and state['coverage'] > 0.99
