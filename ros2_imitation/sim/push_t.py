@@ -13,7 +13,7 @@ for precision: a 1 cm offset across the 3 cm bar already loses a quarter of the 
 """
 import numpy as np
 
-from ros2_imitation.sim.tasks import Task, _list
+from ros2_imitation.sim.task_base import Task, rounded
 
 UNIT = 0.03                                       # Push-T's 30 px
 HEIGHT = 0.03
@@ -119,7 +119,7 @@ class PushT(Task):
         pose, flat = self.block_pose(data)
         cover = coverage(pose, self.TARGET) if flat else 0.0
         return dict(task=self.name, success=bool(cover >= self.SUCCESS_COVERAGE), coverage=round(cover, 4),
-                    object_position=_list([pose[0], pose[1], HEIGHT / 2]), object_yaw=round(pose[2], 6),
-                    goal_position=_list([*self.TARGET[:2], 0.0]), goal_yaw=round(self.TARGET[2], 6),
-                    flat=flat, ee_position=_list(ee))
+                    object_position=rounded([pose[0], pose[1], HEIGHT / 2]), object_yaw=round(pose[2], 6),
+                    goal_position=rounded([*self.TARGET[:2], 0.0]), goal_yaw=round(self.TARGET[2], 6),
+                    flat=flat, ee_position=rounded(ee))
 

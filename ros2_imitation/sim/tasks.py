@@ -2,39 +2,10 @@
 
 Positions are in the world frame, which is the robot base frame (the table top is z = 0).
 """
-import mujoco
 import numpy as np
 
-
-class Task:
-    name = ''
-    gripper_width = 0.0     # the width the gripper is commanded to at reset
-    # Action layout. Without a gripper action a task's actions are the 7 arm joint positions
-    # (rad, scene.ARM_JOINTS order); with one, an 8th value follows: the Franka Hand's
-    # finger-to-finger opening in metres, 0 (closed) .. 0.08 (open), as PandaSim.set_gripper takes it.
-    gripper_action = False
-    wrist_camera = False    # render the hand camera by default (PandaSim, sim_node)
-    grip = False            # finger pads with grasping contacts (scene.GRIP_PAD)
-
-    @property
-    def action_dim(self) -> int:
-        return 8 if self.gripper_action else 7
-
-    def xml(self) -> str:
-        """Bodies and geoms added to the worldbody."""
-        raise NotImplementedError
-
-    def bind(self, model: mujoco.MjModel) -> None:
-        """Look up ids once the model is compiled."""
-
-    def randomize(self, model, data, rng: np.random.Generator) -> None:
-        raise NotImplementedError
-
-    def state(self, model, data, ee: np.ndarray) -> dict:
-        raise NotImplementedError
-
-    def success(self, model, data, ee: np.ndarray) -> bool:
-        return bool(self.state(model, data, ee)['success'])
+from ros2_imitation.sim.push_t import PushT
+from ros2_imitation.sim.task_base import Task, rounded
 
 
 def cube_xml(half: float, mass: float, friction: str, xy: tuple) -> str:
@@ -44,10 +15,6 @@ def cube_xml(half: float, mass: float, friction: str, xy: tuple) -> str:
       <geom name="cube" type="box" size="{half} {half} {half}" mass="{mass}" rgba="0.85 0.1 0.1 1"
             friction="{friction}" condim="4"/>
     </body>'''
-
-
-def _list(v) -> list:
-    return [round(float(x), 6) for x in v]
 
 
 class PushCube(Task):
@@ -109,9 +76,9 @@ class PushCube(Task):
         w, z = cube[3], cube[6]
         on_table = cube[2] < 2 * self.HALF
         return dict(task=self.name, success=bool(distance < self.SUCCESS_RADIUS and on_table),
-                    object_position=_list(cube[:3]), object_yaw=round(float(2 * np.arctan2(z, w)), 6),
-                    goal_position=_list(goal), distance=round(distance, 6),
-                    success_radius=self.SUCCESS_RADIUS, ee_position=_list(ee))
+                    object_position=rounded(cube[:3]), object_yaw=round(float(2 * np.arctan2(z, w)), 6),
+                    goal_position=rounded(goal), distance=round(distance, 6),
+                    success_radius=self.SUCCESS_RADIUS, ee_position=rounded(ee))
 
 
 class Reach(Task):
@@ -140,8 +107,8 @@ class Reach(Task):
         target = data.mocap_pos[self._mocap].copy()
         distance = float(np.linalg.norm(ee - target))
         return dict(task=self.name, success=bool(distance < self.SUCCESS_RADIUS),
-                    target_position=_list(target), goal_position=_list(target),
-                    distance=round(distance, 6), success_radius=self.SUCCESS_RADIUS, ee_position=_list(ee))
+                    target_position=rounded(target), goal_position=rounded(target),
+                    distance=round(distance, 6), success_radius=self.SUCCESS_RADIUS, ee_position=rounded(ee))
 
 
 class PickPlace(Task):
@@ -234,17 +201,15 @@ class PickPlace(Task):
         resting = bool(abs(cube[2] - self.HALF) < 0.004 and speed < self.REST_SPEED and spin < self.REST_SPIN)
         released = bool(not (left or right) and width > 2 * self.HALF + self.RELEASE_MARGIN)
         return dict(task=self.name, success=bool(inside and resting and released),
-                    object_position=_list(cube[:3]), object_quat=_list(cube[3:]),
+                    object_position=rounded(cube[:3]), object_quat=rounded(cube[3:]),
                     object_yaw=round(float(2 * np.arctan2(z, w)), 6),
                     object_speed=round(speed, 6),
-                    target_position=_list(target), target_yaw=0.0, goal_position=_list(target),
+                    target_position=rounded(target), target_yaw=0.0, goal_position=rounded(target),
                     target_half=self.TARGET_HALF, distance=round(float(np.linalg.norm(offset)), 6),
                     inside=inside, resting=resting, grasped=bool(left and right), released=released,
                     finger_contacts=[bool(left), bool(right)], gripper_width=round(width, 6),
-                    ee_position=_list(ee))
+                    ee_position=rounded(ee))
 
-
-from ros2_imitation.sim.push_t import PushT  # noqa: E402  (its own module: it builds on Task above)
 
 TASKS = {cls.name: cls for cls in (PushCube, Reach, PickPlace, PushT)}
 
