@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ros2_imitation.control.gripper_spec import GripperSpec, parse_gripper
+from ros2_imitation.control.task_space import TaskSpaceLimits
 from ros2_imitation.paths import config_value, config_vector, read_config
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class KinematicsSpec:
     urdf: Path          # the arm's URDF (relative paths in a profile are relative to the profile)
     base_frame: str     # the frame chunks and end-effector poses are expressed in
     tip_frame: str      # the end effector (tool centre point)
+    task_limits: TaskSpaceLimits | None = None   # end-effector commands: workspace box, tip speeds
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,12 @@ def _parse(raw, path) -> RobotProfile:
         if not isinstance(kin, dict) or not all(isinstance(kin.get(k), str) and kin[k]
                                                 for k in ('urdf', 'base_frame', 'tip_frame')):
             raise ValueError(f'kinematics needs urdf, base_frame and tip_frame (strings), got {kin!r}')
-        kin = KinematicsSpec(Path(path).parent / kin['urdf'], kin['base_frame'], kin['tip_frame'])
+        limits_keys = ('workspace_lower', 'workspace_upper', 'max_linear_speed', 'max_angular_speed')
+        task = TaskSpaceLimits.parse(kin) if any(k in kin for k in limits_keys) else None
+        unknown = sorted(set(kin) - {'urdf', 'base_frame', 'tip_frame', *limits_keys})
+        if unknown:
+            raise ValueError(f'kinematics has unknown keys {unknown}')
+        kin = KinematicsSpec(Path(path).parent / kin['urdf'], kin['base_frame'], kin['tip_frame'], task)
     gripper = None if raw.get('gripper') is None else parse_gripper(config_value(raw, '', 'gripper'), arm)
     if gripper and extra:
         raise ValueError('gripper_joints and a gripper section: name the finger joints in gripper.joints only')

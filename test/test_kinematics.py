@@ -192,3 +192,28 @@ def test_every_profile_solves_ik_around_home(name):
     p, r = ik.kin.tip_pose(robot.home)
     result = ik.solve(p + np.array([0.03, 0.02, -0.02]), r, robot.home)
     assert result.converged, result.describe()
+
+
+def test_profiles_carry_their_task_space_limits_and_bad_ones_are_named(tmp_path):
+    import yaml
+
+    from ros2_imitation.paths import share_dir
+    for name in ('panda', 'fr3', 'ur5e'):
+        limits = RobotProfile.load(name).kinematics.task_limits
+        assert limits is not None and limits.max_linear_speed > 0
+        assert np.all(np.asarray(limits.workspace.lower) < np.asarray(limits.workspace.upper))
+    raw = yaml.safe_load((share_dir() / 'config' / 'robots' / 'panda.yaml').read_text())
+    raw['kinematics']['urdf'] = str(share_dir() / 'config' / 'gazebo' / 'panda.urdf')
+    for change, match in (({'workspace_upper': [0.1, 0.5, 0.9]}, 'below upper'),
+                          ({'max_linear_speed': 'fast'}, 'max_linear_speed must be a number'),
+                          ({'max_angular_speed': -1.0}, 'must be > 0'),
+                          ({'workspace_lowr': [0, 0, 0]}, "unknown keys \\['workspace_lowr'\\]")):
+        bad = dict(raw, kinematics={**raw['kinematics'], **change})
+        path = tmp_path / 'bad.yaml'
+        path.write_text(yaml.safe_dump(bad))
+        with pytest.raises(ValueError, match=match):
+            RobotProfile.load(str(path))
+    del raw['kinematics']['workspace_lower']
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match='workspace_lower is missing'):
+        RobotProfile.load(str(path))

@@ -19,12 +19,10 @@ like any other: nothing here can command past them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ros2_imitation.control.ik import DifferentialIK
-from ros2_imitation.control.task_space import Workspace, rotation_from_6d, rotation_to_6d
+from ros2_imitation.control.task_space import TaskSpaceLimits, rotation_from_6d, rotation_to_6d  # noqa: F401
 from ros2_imitation.control.trajectory import Trajectory
 
 EE_COLUMNS = ('ee_x', 'ee_y', 'ee_z', 'ee_r0', 'ee_r1', 'ee_r2', 'ee_r3', 'ee_r4', 'ee_r5')
@@ -33,17 +31,6 @@ EE_COLUMNS = ('ee_x', 'ee_y', 'ee_z', 'ee_r0', 'ee_r1', 'ee_r2', 'ee_r3', 'ee_r4
 def ee_columns(positions, rotations) -> np.ndarray:
     """(N, 3) positions and (N, 3, 3) rotations -> (N, 9) chunk columns."""
     return np.concatenate([np.asarray(positions, dtype=float), rotation_to_6d(rotations)], axis=-1)
-
-
-@dataclass(frozen=True)
-class TaskSpaceLimits:
-    workspace: Workspace
-    max_linear_speed: float = 0.25     # m/s of the tip
-    max_angular_speed: float = 1.0     # rad/s of the tip
-
-    def __post_init__(self):
-        if not (self.max_linear_speed > 0 and self.max_angular_speed > 0):
-            raise ValueError('task-space max_linear_speed and max_angular_speed must be > 0')
 
 
 class EEChunkConverter:

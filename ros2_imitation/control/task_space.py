@@ -109,3 +109,35 @@ class Workspace:
             return out, None
         return out, (f'end-effector target {np.round(p, 3).tolist()} outside the workspace on '
                      f'{"".join(moved)}: clamped to {np.round(out, 3).tolist()}')
+
+
+@dataclass(frozen=True)
+class TaskSpaceLimits:
+    """What end-effector commands are held to (a robot profile's kinematics section): the workspace
+    box, the tip's maximum linear and angular speed."""
+    workspace: Workspace
+    max_linear_speed: float = 0.25     # m/s of the tip
+    max_angular_speed: float = 1.0     # rad/s of the tip
+
+    def __post_init__(self):
+        if not (self.max_linear_speed > 0 and self.max_angular_speed > 0):
+            raise ValueError('task-space max_linear_speed and max_angular_speed must be > 0')
+
+    @classmethod
+    def parse(cls, section: dict) -> 'TaskSpaceLimits':
+        """From a profile's `kinematics:` keys workspace_lower, workspace_upper (m, 3 each),
+        max_linear_speed (m/s), max_angular_speed (rad/s); a ValueError names the key."""
+        try:
+            box = Workspace(tuple(float(v) for v in section['workspace_lower']),
+                            tuple(float(v) for v in section['workspace_upper']))
+        except KeyError as exc:
+            raise ValueError(f'kinematics.{exc.args[0]} is missing (the box end-effector targets are held in)') from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f'kinematics.workspace_lower/upper: {exc}') from None
+        speeds = {}
+        for key, default in (('max_linear_speed', 0.25), ('max_angular_speed', 1.0)):
+            value = section.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f'kinematics.{key} must be a number, got {value!r}')
+            speeds[key] = float(value)
+        return cls(box, **speeds)
