@@ -55,7 +55,8 @@ class ChunkController:
         self._mapper = JointMapper(self.joints)   # joint order is the message's: map by name
         self.safety = SafetyFilter(robot.limits, 1.0 / rate, self.joints)
         self.follower = TrajectoryFollower(self.joints, interpolation)
-        self.gripper = GripperChannel(robot.gripper, 1.0 / rate) if robot.gripper else None
+        # the finger joints count as lost after as long as the arm's joint states do
+        self.gripper = GripperChannel(robot.gripper, 1.0 / rate, joint_state_timeout) if robot.gripper else None
         self.chunk_timeout, self.hold_timeout = chunk_timeout, hold_timeout
         self.trajectory_lead = trajectory_lead
         # A real arm cannot move this far between two joint states: a jump means the state was
@@ -90,8 +91,8 @@ class ChunkController:
         if jump > self.jump_threshold and self.q_cmd is not None:
             self.reset(t, f'joint state jumped by {jump:.2f} rad: re-anchored where the arm is')
         self.joint_watchdog.feed(t)
-        if self.gripper is not None:
-            self.gripper.on_joint_state(names, position)
+        if self.gripper is not None:     # the arm's part is fine: the fingers' own problems are the gripper's
+            self.gripper.on_joint_state(names, position, t)
         return None
 
     def reset(self, now: float, why: str = 'reset'):
@@ -129,7 +130,7 @@ class ChunkController:
         self.state, self.reason = 'tracking', None
         self.stats['chunks_accepted'] += 1
         if widths is not None:
-            self.gripper.on_chunk(traj.absolute_times(now), widths)
+            self.gripper.on_chunk(traj.absolute_times(now), widths, now)
         return None
 
     def _split_gripper(self, traj: Trajectory):
@@ -150,7 +151,8 @@ class ChunkController:
 
     def gripper_update(self, now: float) -> float | None:
         """The gripper's safe width this cycle (after update()), or None: nothing to send. Only while
-        the arm tracks or holds: with joint states lost, resting or stopped the last width stands."""
+        the arm tracks or holds: with joint states lost, resting or stopped the last width stands; so
+        it does with the finger joints lost (GripperChannel.holding says why)."""
         if self.gripper is None or self.state not in ('tracking', 'holding'):
             return None
         return self.gripper.update(now)

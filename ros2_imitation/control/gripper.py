@@ -10,7 +10,13 @@ off (the arm part follows the arm rules unchanged) and hands it to a GripperChan
   a hold (releasing a grasped object would drop it); stop and reset keep it too;
 - nothing is commanded before the first gripper chunk (or after a reset until the next one): the
   gripper stays as it is. The first command starts from the measured width when the finger joints
-  are in /joint_states, else from the first (clamped) target.
+  are in /joint_states, else from the first (clamped) target;
+- once the finger joints have been measured, their loss holds the gripper: when no joint state has
+  given a width for `finger_timeout` (the controller's joint_state_timeout: the finger joints left
+  out, or NaN), nothing more is commanded (`holding` says why) until they are back, then the width
+  goes on from the last command, rate-limited as ever. As the arm without joint states: no command
+  without knowing where it is. (A robot whose /joint_states never carry the finger joints commands the
+  width open-loop from the start, as before.)
 
 How the width leaves the controller is the node's choice of output (GRIPPER_MODES): `forward` sends
 it every cycle; `trajectory` and `action` send it through a SendGate: only when it moved by more
@@ -23,13 +29,13 @@ from typing import Optional
 import numpy as np
 
 from ros2_imitation.control.gripper_spec import GripperSpec
-from ros2_imitation.control.safety import GripperFilter
+from ros2_imitation.control.safety import GripperFilter, Watchdog
 
 GRIPPER_MODES = ('none', 'forward', 'trajectory', 'action')
 
 
 class GripperChannel:
-    def __init__(self, spec: GripperSpec, dt: float):
+    def __init__(self, spec: GripperSpec, dt: float, finger_timeout: float = 0.1):
         self.spec = spec
         self.filter = GripperFilter(spec, dt)
         self.times: Optional[np.ndarray] = None     # absolute times of the chunk's points
@@ -37,24 +43,53 @@ class GripperChannel:
         self.width_cmd: Optional[float] = None      # the last width commanded (None: nothing yet)
         self.measured: Optional[float] = None       # from the finger joints in /joint_states
         self.engaged = False                        # a gripper chunk came since the start or reset
-        self.stats = {'gripper_chunks': 0}
+        self.fingers = Watchdog(finger_timeout)     # fed with each joint state that gave a width
+        self.fingers_seen = False                   # one did (timed): from then on their loss holds
+        self.finger_problem: Optional[str] = None   # why the newest joint state gave no width
+        self.holding: Optional[str] = None          # why the width is held whatever the chunk says
+        self.stats = {'gripper_chunks': 0, 'gripper_finger_states_unusable': 0}
 
-    def on_joint_state(self, names, positions) -> None:
-        """The measured width, when every finger joint of the profile is in the message."""
+    def on_joint_state(self, names, positions, t: Optional[float] = None) -> Optional[str]:
+        """Measure the width when every finger joint of the profile is in the message, finite; t:
+        when it came (the controller's clock) for the finger watchdog (None: untimed, nothing is
+        watched). Returns why no width came from it, or None."""
         index = {n: i for i, n in enumerate(names)}
-        try:
-            values = [float(positions[index[j]]) for j in self.spec.joints]
-        except (KeyError, IndexError, TypeError, ValueError):
-            return
-        width = float(self.spec.width_from_fingers(values))
-        if math.isfinite(width):
-            self.measured = width
+        missing = [j for j in self.spec.joints if j not in index]
+        problem = f'joint state lacks finger joints {missing}' if missing else None
+        if not missing:
+            try:
+                values = [float(positions[index[j]]) for j in self.spec.joints]
+            except (IndexError, TypeError, ValueError):
+                problem = 'joint state arrays do not match its names'
+            else:
+                width = float(self.spec.width_from_fingers(values))
+                if math.isfinite(width):
+                    self.measured, self.finger_problem = width, None
+                    if t is not None:
+                        self.fingers.feed(t)
+                        self.fingers_seen = True
+                    return None
+                problem = 'non-finite finger joints ' + ', '.join(
+                    f'{j}={v}' for j, v in zip(self.spec.joints, values))
+        if self.fingers_seen:
+            self.stats['gripper_finger_states_unusable'] += 1
+        self.finger_problem = problem
+        return problem
 
-    def on_chunk(self, abs_times, widths) -> None:
+    def fingers_lost(self, now: float) -> Optional[str]:
+        """Why the fingers count as lost at `now` (measured before, not for finger_timeout), or None."""
+        if not self.fingers_seen or not self.fingers.expired(now):
+            return None
+        return (f'finger joints not measured for {max(self.fingers.age(now), 0.0):.2f} s: '
+                f'{self.finger_problem or "no joint state"}')
+
+    def on_chunk(self, abs_times, widths, now: Optional[float] = None) -> None:
         self.times = np.asarray(abs_times, dtype=float).copy()
         self.widths = np.asarray(widths, dtype=float).copy()
         if not self.engaged:
-            self.width_cmd = self.measured      # the rate limit starts where the fingers are
+            # the rate limit starts where the fingers are (with them lost: where they are once back)
+            lost = now is not None and self.fingers_lost(now)
+            self.width_cmd = None if lost else self.measured
             self.engaged = True
         self.stats['gripper_chunks'] += 1
 
@@ -66,7 +101,7 @@ class GripperChannel:
         """A new episode or a re-anchored arm: forget the chunk and the width; nothing is commanded
         until the next gripper chunk (the gripper stays wherever the reset left it)."""
         self.hold()
-        self.width_cmd, self.engaged = None, False
+        self.width_cmd, self.engaged, self.holding = None, False, None
 
     def sample(self, now: float) -> Optional[float]:
         """The chunk's width at `now`: linear between points, NaN where a neighbour is NaN, the last
@@ -81,9 +116,15 @@ class GripperChannel:
         return float(w[i] + a * (w[i + 1] - w[i]))   # NaN in, NaN out
 
     def update(self, now: float) -> Optional[float]:
-        """The safe width to command this cycle, or None while nothing is to be commanded."""
+        """The safe width to command this cycle, or None while nothing is to be commanded (no
+        gripper chunk yet, or the finger joints lost: `holding` says so)."""
         if not self.engaged:
             return None
+        self.holding = self.fingers_lost(now)
+        if self.holding:
+            return None
+        if self.width_cmd is None:
+            self.width_cmd = self.measured      # nothing commanded yet: from where the fingers are
         target = self.sample(now)
         if target is None:       # hold: the last command (none yet and nothing measured: nothing)
             target = self.width_cmd

@@ -108,6 +108,7 @@ class ControllerNode(Node):
         self._last_position = None    # the last position sent, and the largest step between two sent
         self._max_step = 0.0
         self._last_reason = None
+        self._gripper_holding = None  # why the gripper held, as last logged (GripperChannel.holding)
         # chunk intake (_take_chunks): owned by the control loop, see there
         self._newest_chunk = None     # bytes of the newest chunk not decoded yet
         self._superseded = 0          # chunks a newer one replaced before they were decoded
@@ -260,6 +261,12 @@ class ControllerNode(Node):
                 command = self.core.update(now)
                 width = self.core.gripper_update(now)
                 state, reason = self.core.state, self.core.reason
+                gripper = self.core.gripper
+                holding = gripper.holding if gripper is not None else None
+                held_width = gripper.width_cmd if gripper is not None else None
+            if (holding is None) != (self._gripper_holding is None):
+                self._log_gripper_hold(holding, held_width)
+            self._gripper_holding = holding
             if reason != self._last_reason and reason:
                 self.get_logger().info(f'{state}: {reason}')
             self._last_reason = reason
@@ -274,6 +281,14 @@ class ControllerNode(Node):
                         raise
                     return
         self._send_last_command(clock.now().nanoseconds * 1e-9)
+
+    def _log_gripper_hold(self, holding, width):
+        """The gripper started or stopped holding for lost finger joints (GripperChannel.holding)."""
+        at = 'where it is (nothing commanded yet)' if width is None else f'at {width:.4f} m'
+        if holding:
+            self.log.warn('gripper holding', f'{at}: {holding}', kind='gripper holding')
+        else:
+            self.get_logger().info(f'gripper: finger joints measured again: following the chunks (held {at})')
 
     def _send_last_command(self, now: float):
         """The orderly stop, after the last cycle: the arm left holding (ChunkController.shutdown)."""
@@ -336,9 +351,13 @@ class ControllerNode(Node):
         g = self.core.gripper
         if g is None or self.gripper_out is None:
             return {'gripper_mode': self.core.gripper_mode}
+        fingers = 'measured' if g.fingers_seen else 'not in the joint states (open loop)'
+        if g.holding:
+            fingers = f'holding: {g.holding}'
         return {'gripper_width_cmd_m': 'none' if g.width_cmd is None else f'{g.width_cmd:.4f}',
                 'gripper_clamped': ', '.join(f'{k}={v}' for k, v in g.filter.counts.items()),
-                'gripper_chunks': str(g.stats['gripper_chunks']), **self.gripper_out.diagnostics()}
+                'gripper_fingers': fingers,
+                **{k: str(v) for k, v in g.stats.items()}, **self.gripper_out.diagnostics()}
 
     def close(self):
         """End the control loop between two cycles; it sends its last command (_send_last_command)."""

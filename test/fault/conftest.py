@@ -14,6 +14,7 @@ DOC = Path(__file__).resolve().parents[2] / 'docs' / 'reliability.md'
 # The table's rows, in order: key -> fault. Every key must be recorded for the table to be written.
 FAULTS = {
     'camera_stops': 'camera stops',
+    'wrist_camera_stops': 'the wrist camera stops (two-camera gripper policy)',
     'bad_frames': 'frames with a wrong encoding or size',
     'huge_image': 'a huge image',
     'nan_joint_states': 'NaN joint states',
@@ -30,6 +31,9 @@ FAULTS = {
     'chunk_flood': 'a flood of 1000 chunks/s on a busy CPU',
     'absurd_chunks': 'chunks with absurd lengths',
     'absurd_values': 'chunks with absurd values',
+    'gripper_bad_target': 'gripper widths NaN or far out of range',
+    'gripper_joint_states_missing': "the gripper's finger joints missing from the joint states",
+    'gripper_server_faults': 'gripper action server absent, rejecting or aborting goals',
     'corrupt_checkpoint': 'a corrupt checkpoint',
     'corrupt_bag': 'a corrupt bag',
     'bad_config': 'configs with missing keys or wrong types',
@@ -60,10 +64,13 @@ class Reliability:
             'runs in full; do not edit by hand. Every row is measured in that run: the real node processes over '
             'DDS (one fresh `ROS_DOMAIN_ID` per graph), faults injected by publishing bad messages, killing '
             'processes and calling services. A command monitor subscribes to every topic the controller commands '
-            'on (position, effort, trajectory, impedance target, and their dry-run twins) and checks each command '
-            'against `config/robots/panda.yaml`: finite, inside the position limits, torques and velocities '
-            'inside their limits, and no position step larger than `max_step` per control cycle (unless it lands '
-            'where the arm measurably is: re-anchoring after a reset or restart). A row fails its test if any '
+            'on (position, effort, trajectory, impedance target, the gripper\'s width, and their dry-run twins) '
+            'and checks each command against `config/robots/panda.yaml`: finite, inside the position limits, '
+            'torques and velocities inside their limits, and no position step larger than `max_step` per control '
+            'cycle (unless it lands where the arm measurably is: re-anchoring after a reset or restart); the '
+            'gripper\'s width inside the profile\'s width range and moving at most `gripper.max_speed` per control '
+            'period (unless it lands where the fingers measurably are). GripperCommand goals (the action output) '
+            'are checked by the test\'s action server: in range, one at a time. A row fails its test if any '
             'node crashed without a logged reason, any command was out of limits, or it did not recover.',
             '',
             f'Last run: {datetime.date.today().isoformat()}, {machine()}; the suite took {self.seconds:.0f} s.',
@@ -84,7 +91,8 @@ class Reliability:
             '"commands checked" counts the commands the monitor saw from the fault until 1 s after recovery; "offline" '
             'rows exercise a tool or a start-up path that commands nothing. Recovery time runs from the moment '
             'the fault cleared (or the process was restarted) until the graph did its job again: the controller '
-            'tracking chunks within 0.05 rad, or the policy publishing chunks again.',
+            'tracking chunks within 0.05 rad (and the gripper\'s width within 5 mm of theirs, or its goals '
+            'succeeding again), or the policy publishing chunks again.',
             '',
         ]
         return '\n'.join(lines)

@@ -1,6 +1,6 @@
 """What the fault-injection tests share: a command monitor that checks every command the controller
-sends against the robot profile, relays the tests can corrupt or cut, a chunk stream, and the node
-processes of a running graph.
+sends against the robot profile (the gripper's width too), relays the tests can corrupt or cut, chunk
+streams (arm only, or arm + gripper), and the node processes of a running graph.
 """
 import json
 import math
@@ -30,6 +30,14 @@ from ros2_imitation.robot import RobotProfile
 ROBOT = RobotProfile.load('panda')
 ARM = ROBOT.arm_joints
 LIMITS = ROBOT.limits
+GRIPPER = ROBOT.gripper
+FINGERS = ROBOT.gripper_joints
+# The controller's control rate in the fault graphs (sim_control's): the gripper's width may move
+# GRIPPER.max_speed / CONTROL_RATE per cycle.
+CONTROL_RATE = float(load_graph('sim_control').node('controller').parameters['control_rate'])
+# A gripper command may land where the fingers measurably are (a reset or a new controller starting
+# from the measured width), like the arm's re-anchoring.
+GRIPPER_REANCHOR_TOL = 0.002   # m
 # A command may also land where the arm measurably is (the controller re-anchoring after a sim reset
 # or a restart): that is no jump for the arm, whatever the previous command was.
 REANCHOR_TOL = 0.02
@@ -43,6 +51,8 @@ COMMAND_TOPICS = {
     'trajectory': (JointTrajectory, ['/joint_trajectory_controller/joint_trajectory',
                                      '/controller/dry_run/trajectory']),
     'target': (JointState, ['/target_joint', '/controller/dry_run/target']),
+    # gripper_mode forward (gripper_forward_value width, the sim's): one width in metres
+    'gripper': (Float64MultiArray, ['/gripper_controller/commands', '/controller/dry_run/gripper']),
 }
 
 
@@ -55,6 +65,16 @@ def arm_of(msg) -> np.ndarray:
     return np.array([msg.position[index[j]] for j in ARM])
 
 
+def width_of(msg) -> float | None:
+    """The finger-to-finger opening (m) from the finger joints of a JointState, or None."""
+    index = {n: i for i, n in enumerate(msg.name)}
+    try:
+        width = float(GRIPPER.width_from_fingers([msg.position[index[j]] for j in FINGERS]))
+    except (KeyError, IndexError):
+        return None
+    return width if math.isfinite(width) else None
+
+
 class CommandMonitor:
     """Checks every command on every command topic against config/robots/panda.yaml.
 
@@ -64,15 +84,22 @@ class CommandMonitor:
     cycle (the DDS publication sequence number counts the cycles, so a message lost on the way to
     this monitor is not mistaken for a jump) unless it lands where the arm is; a trajectory whose
     segments would need more than the velocity limit.
+
+    The gripper's width (forward mode): one finite value inside [width_min, width_max], moving at most
+    max_speed / control_rate per control cycle (counted as for the arm) unless it lands where the
+    fingers measurably are (GRIPPER_REANCHOR_TOL); a publisher's first width starts where they are.
     """
 
-    def __init__(self, node):
+    def __init__(self, node, control_rate: float = CONTROL_RATE):
         self.lock = threading.Lock()
         self.checked = 0
         self.by_kind = {kind: 0 for kind in COMMAND_TOPICS}
         self.violations = []          # (index, text)
         self._last = {}               # (topic, publisher gid) -> (sequence number, positions)
         self.joints = deque(maxlen=2000)   # (sim stamp, arm position), from /joint_states
+        self.fingers = deque(maxlen=2000)  # (sim stamp, measured opening), from /joint_states
+        self.widths = deque(maxlen=10000)  # (sim stamp when it arrived, gripper width commanded)
+        self.gripper_step = GRIPPER.max_speed / control_rate
         for kind, (msg_type, topics) in COMMAND_TOPICS.items():
             for topic in topics:
                 node.create_subscription(msg_type, topic,
@@ -88,8 +115,11 @@ class CommandMonitor:
             return
         if not np.all(np.isfinite(q)):   # a test's own bad joint states: not where the arm is
             return
+        width = width_of(msg)
         with self.lock:
             self.joints.append((stamp_of(msg), q))
+            if width is not None:
+                self.fingers.append((stamp_of(msg), width))
 
     def _on_command(self, kind, topic, msg, info):
         with self.lock:
@@ -164,6 +194,37 @@ class CommandMonitor:
             return f'velocity beyond the limits: {vel.round(3).tolist()}'
         return self._position_problem(v) or self._step_problem(topic, info, v, q)
 
+    def _check_gripper(self, topic, msg, info, q):
+        v = np.asarray(msg.data, dtype=float)
+        if v.shape != (1,):
+            return f'{v.size} values, expected one width'
+        w = float(v[0])
+        if self.joints:
+            self.widths.append((self.joints[-1][0], w))
+        if not math.isfinite(w):
+            return f'non-finite width {w}'
+        if not GRIPPER.width_min - EPS <= w <= GRIPPER.width_max + EPS:
+            return f'width {w:.4f} m outside [{GRIPPER.width_min}, {GRIPPER.width_max}]'
+        key = (topic, bytes((info or {}).get('publisher_gid', {}).get('data', b'')))
+        seq = (info or {}).get('publication_sequence_number')
+        last = self._last.get(key)
+        self._last[key] = (seq, w)
+        near_fingers = False
+        for t, measured in reversed(self.fingers):
+            if t < self.fingers[-1][0] - REANCHOR_WINDOW or near_fingers:
+                break
+            near_fingers = abs(w - measured) <= self.gripper_step + GRIPPER_REANCHOR_TOL
+        if last is None:          # a publisher's first width: where the fingers are
+            if self.fingers and not near_fingers:
+                return f'first width {w:.4f} m, {abs(w - self.fingers[-1][1]):.4f} m from the fingers'
+            return None
+        cycles = max(1, (seq - last[0]) if seq is not None and last[0] is not None else 1)
+        step = abs(w - last[1])
+        if step > cycles * self.gripper_step + EPS and not near_fingers:
+            return (f'width step {step:.5f} m over {cycles} cycle(s) (max {self.gripper_step:.5f} m a cycle: '
+                    f'max_speed {GRIPPER.max_speed} m/s)')
+        return None
+
     def _check_trajectory(self, topic, msg, info, q):
         try:
             order = [list(msg.joint_names).index(j) for j in ARM]
@@ -213,13 +274,33 @@ class CommandMonitor:
             end = self.joints[-1][0]
             return [(t, q) for t, q in self.joints if t >= end - seconds]
 
+    def _since(self, series, t) -> list:
+        """The entries of a time-ordered series from t on (scanned from the newest: the monitor's
+        callbacks wait on this lock)."""
+        out = []
+        with self.lock:
+            for entry in reversed(series):
+                if entry[0] < t:
+                    break
+                out.append(entry)
+        return out[::-1]
+
+    def widths_since(self, t) -> list:
+        """(sim time, width) of the gripper commands that arrived at or after sim time t."""
+        return self._since(self.widths, t)
+
+    def fingers_since(self, t) -> list:
+        """(sim stamp, measured opening) of the joint states stamped at or after t."""
+        return self._since(self.fingers, t)
+
 
 class JointStateRelay:
     """Republishes /joint_states on `topic` (what the controller reads), as `mode` says:
     pass, nan, inf (the arm positions), missing (panda_joint3 left out), renamed (every joint
-    prefixed 'left_'), stop (nothing)."""
+    prefixed 'left_'), no_fingers (the gripper's finger joints left out), nan_fingers (the finger
+    positions NaN), stop (nothing)."""
 
-    MODES = ('pass', 'nan', 'inf', 'missing', 'renamed', 'stop')
+    MODES = ('pass', 'nan', 'inf', 'missing', 'renamed', 'no_fingers', 'nan_fingers', 'stop')
 
     def __init__(self, node, topic):
         self.mode = 'pass'
@@ -246,12 +327,18 @@ class JointStateRelay:
             for k, i in enumerate(arm):
                 if k % 2 == 0 or mode == 'nan':
                     out.position[i] = value if k % 3 else -value
-        elif mode == 'missing':
-            keep = [i for i, n in enumerate(out.name) if n != 'panda_joint3']
+        elif mode == 'nan_fingers':
+            for i, n in enumerate(out.name):
+                if n in FINGERS:
+                    out.position[i] = math.nan
+        elif mode in ('missing', 'no_fingers'):
+            gone = {'panda_joint3'} if mode == 'missing' else set(FINGERS)
+            keep = [i for i, n in enumerate(out.name) if n not in gone]
+            n = len(out.name)
+            # (arrays of another length than the names, e.g. a test's own bad message read back: as they are)
+            out.position, out.velocity, out.effort = (
+                [v[i] for i in keep] if len(v) == n else list(v) for v in (out.position, out.velocity, out.effort))
             out.name = [out.name[i] for i in keep]
-            out.position = [out.position[i] for i in keep]
-            out.velocity = [out.velocity[i] for i in keep] if len(out.velocity) else []
-            out.effort = [out.effort[i] for i in keep] if len(out.effort) else []
         elif mode == 'renamed':
             out.name = [f'left_{n}' for n in out.name]
         return out
@@ -331,6 +418,42 @@ class ChunkStream:
         self._running = False
         if self._thread.is_alive():
             self._thread.join(timeout=2)
+
+
+class GripperChunkStream(ChunkStream):
+    """ChunkStream with the gripper's column (the arm joints + GRIPPER.command_name, as a gripper
+    policy sends): the opening a slow sine in the middle of its range, at most 0.04 m/s (the hand's
+    max speed is 0.1). `widths`, while set (a function of the chunk's times), replaces the column: a
+    fault."""
+
+    CENTER, SWING = 0.045, 0.02       # m: the sine spans 0.025..0.065
+
+    def __init__(self, node, monitor, topic='/ros2_imitation/action_chunk'):
+        super().__init__(node, monitor, topic)
+        self.widths = None
+
+    def gripper_reference(self, t):
+        s = np.clip(np.asarray(t, dtype=float) - self.t0, 0, None)
+        return self.CENTER + self.SWING * np.sin(2 * np.pi * self.FREQ * s)
+
+    def chunk(self, t_first):
+        times = t_first + np.arange(self.POINTS) * self.DT
+        widths = (self.widths or self.gripper_reference)(times)
+        positions = np.column_stack([self.reference(times), widths])
+        return trajectory_to_msg(Trajectory.from_absolute(ARM + (GRIPPER.command_name,), times, positions))
+
+    # a command is taken at the sim time of the newest joint state when it reached the monitor: it
+    # matches the reference at some time in LAG around that (either stream may be late on a busy CPU)
+    LAG = np.linspace(-0.3, 0.1, 41)
+
+    def gripper_error(self, seconds=0.6):
+        """Largest distance of a gripper command of the newest `seconds` from the reference (the
+        nearest over LAG around its arrival); inf without any."""
+        end = self.monitor.arm()[0]
+        got = [] if end is None or self.t0 is None else self.monitor.widths_since(end - seconds)
+        if not got:
+            return math.inf
+        return max(float(np.min(np.abs(w - self.gripper_reference(t + self.LAG)))) for t, w in got)
 
 
 class Diagnostics:
@@ -438,16 +561,17 @@ class FaultGraph(GraphRun):
         return pid
 
     def start_node(self, name: str, overrides: dict | None = None, graph_args: dict | None = None,
-                   expect_exit: bool = False) -> Process:
+                   expect_exit: bool = False, env: dict | None = None) -> Process:
         """Start graph node `name` again as the test's own process, with the graph's parameters
-        (plus `overrides`, {'node.param': value}); expect_exit: it is meant to fail at start-up."""
+        (plus `overrides`, {'node.param': value}); expect_exit: it is meant to fail at start-up;
+        env: the graph's environment with these changes (e.g. PYTHONPATH)."""
         graph = load_graph(self.graph_name, graph_args or {}, overrides or {})
         spec = graph.node(name)
         folder = self.folder / f'{name}{len(self.extra)}'
         folder.mkdir(exist_ok=True)
         params = spec.write_params_file(str(folder))
-        proc = Process([sys.executable, '-m', spec.module, *spec.ros_arguments(params)], self.env,
-                       str(self.folder / f'{name}{len(self.extra)}.log'))
+        proc = Process([sys.executable, '-m', spec.module, *spec.ros_arguments(params)],
+                       {**self.env, **(env or {})}, str(self.folder / f'{name}{len(self.extra)}.log'))
         proc.outlives_test = True     # the graph's node now: the rig (module-scoped) stops it
         self.extra.append((name, proc))
         if expect_exit:
