@@ -227,3 +227,45 @@ def test_reset_holds_where_the_arm_is():
     ctrl.reset(0.3)
     assert ctrl.state == 'holding' and ctrl.follower.end_time == 0.3
     assert np.allclose(ctrl.q_cmd, ctrl.q)
+
+
+def test_end_effector_chunks_become_joint_commands_inside_every_limit():
+    """chunk_space ee: a tip path through IK into the same follower and safety filter; the other
+    kind of chunk, and a path under the table, are handled with a reason."""
+    from ros2_imitation.control.ee_chunk import EE_COLUMNS, EEChunkConverter, ee_columns
+    from ros2_imitation.control.ik import DifferentialIK
+    robot = RobotProfile.load('panda')
+    ik = DifferentialIK.for_robot(robot)
+    ctrl = ChunkController(robot, 'position', 250.0, ee=EEChunkConverter(ik, robot.kinematics.task_limits))
+    q = robot.home.copy()
+    ctrl.on_joint_state(robot.arm_joints, q, np.zeros(7), 0.0)
+    ctrl.update(0.0)
+    p0, r0 = ik.kin.tip_pose(q)
+    path = p0 + np.linspace(0.01, 0.06, 10)[:, None] * np.array([1.0, 0.5, -0.5])
+    names = EE_COLUMNS + ('panda_gripper',)
+    cols = np.concatenate([ee_columns(path, [r0] * 10), np.full((10, 1), 0.03)], axis=1)
+    assert ctrl.on_chunk(Trajectory(names, 0.0, 0.1 * np.arange(1, 11), cols), 0.0) is None
+    assert ctrl.ee_note is None and ctrl.state == 'tracking'
+    t, cmd = 0.0, None
+    while t < 1.2:
+        t += 0.004
+        ctrl.on_joint_state(robot.arm_joints, q, np.zeros(7), t)
+        cmd = ctrl.update(t)
+        assert np.all(cmd.values >= robot.limits.safe_lower) and np.all(cmd.values <= robot.limits.safe_upper)
+        q = cmd.values                     # a perfect position-controlled arm
+    assert np.linalg.norm(ik.kin.tip_pose(q)[0] - path[-1]) < 1e-3
+    assert ctrl.gripper.widths is not None and len(ctrl.gripper.widths) == 10
+    # a joint chunk to an end-effector controller is refused with a reason; so is the reverse
+    joint = Trajectory(robot.arm_joints, 0.0, np.array([0.1]), q[None])
+    assert 'takes end-effector chunks' in ctrl.on_chunk(joint, t)
+    plain = ChunkController(robot, 'position', 250.0)
+    plain.on_joint_state(robot.arm_joints, q, np.zeros(7), t)
+    assert 'takes joint chunks' in plain.on_chunk(Trajectory(names, 0.0, 0.1 * np.arange(1, 11), cols), t)
+    # under the table: clamped onto the workspace box, and said so
+    low = np.concatenate([ee_columns(np.tile(p0 - [0, 0, 1.0], (3, 1)), [r0] * 3), np.full((3, 1), 0.03)], axis=1)
+    assert ctrl.on_chunk(Trajectory(names, 0.0, 2.0 * np.arange(1, 4), low), t) is None
+    assert 'outside the workspace on z' in ctrl.ee_note
+    # a garbage rotation rejects the whole chunk
+    bad = cols.copy()
+    bad[4, 3:9] = 0.0
+    assert 'first column is zero' in ctrl.on_chunk(Trajectory(names, 0.0, 0.1 * np.arange(1, 11), bad), t)

@@ -13,11 +13,17 @@ Every command goes through SafetyFilter, whatever the chunk contained.
 A robot with a gripper (robot.py): a chunk may carry one more column, the gripper width named
 `gripper.command_name`. It is split off (the arm columns follow the rules above unchanged) and
 goes to a GripperChannel (control/gripper.py); gripper_update() gives its safe width each cycle.
+
+With `ee` (an EEChunkConverter: chunk_space ee) chunks are end-effector paths (control/ee_chunk.py:
+EE_COLUMNS, + the gripper column): each is turned into a joint chunk by IK from the joints commanded
+now, inside the workspace box and the tip speed limits, and then follows every rule above. A chunk of
+the other space is rejected: one controller takes one kind.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
+from ros2_imitation.control.ee_chunk import EE_COLUMNS
 from ros2_imitation.control.gripper import GRIPPER_MODES, GripperChannel
 from ros2_imitation.control.safety import SafetyFilter, Watchdog
 from ros2_imitation.control.trajectory import Trajectory, TrajectoryFollower, retime_for_jtc, validate
@@ -39,7 +45,7 @@ class ChunkController:
     def __init__(self, robot: RobotProfile, mode: str = 'impedance', rate: float = 500.0,
                  interpolation: str = 'cubic', chunk_timeout: float = 0.3, hold_timeout: float = 2.0,
                  joint_state_timeout: float = 0.1, trajectory_lead: float = 0.05,
-                 jump_threshold: float = 0.3, gripper_mode: str = ''):
+                 jump_threshold: float = 0.3, gripper_mode: str = '', ee=None):
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         # the gripper's output: '' = the profile's default, 'none' without a gripper
@@ -70,6 +76,9 @@ class ChunkController:
         self._pending_trajectory = None
         self._zero_sent = False
         self.stats = {'chunks_accepted': 0, 'chunks_rejected': 0, 'joint_states_rejected': 0}
+        # end-effector chunks (chunk_space ee): an EEChunkConverter turns each into joints by IK
+        self.ee = ee
+        self.ee_note = None            # what the last end-effector chunk had clamped, slowed or cut
 
     # ---- inputs ----
     def on_joint_state(self, names, position, velocity, t: float) -> str | None:
@@ -112,11 +121,24 @@ class ChunkController:
     def on_chunk(self, traj: Trajectory, now: float) -> str | None:
         """Validate and accept a chunk; returns a rejection reason, or None."""
         traj, widths = self._split_gripper(traj)
-        reason = validate(traj, self.joints, now, allow_nonzero_end_velocity=True)
+        ee_chunk = bool(set(EE_COLUMNS) & set(traj.joint_names))
+        if ee_chunk != (self.ee is not None):
+            reason = ('an end-effector chunk, but this controller takes joint chunks (chunk_space joint)' if ee_chunk
+                      else 'a joint chunk, but this controller takes end-effector chunks (chunk_space ee)')
+        else:
+            reason = validate(traj, EE_COLUMNS if ee_chunk else self.joints, now, allow_nonzero_end_velocity=True)
         if reason is None and self.state == 'stopped':
             reason = 'controller is stopped (call resume)'
         if reason is None and (self.q is None or self.joint_watchdog.expired(now)):
             reason = f'no valid joint state ({self.reason})'
+        if reason is None and ee_chunk:      # IK: the tip's path -> joints (control/ee_chunk.py)
+            start = self.q_cmd if self.q_cmd is not None and self.state in ('tracking', 'holding') else self.q
+            traj, notes = self.ee.convert(traj, start, now)
+            self.ee_note = '; '.join(notes) or None
+            if traj is None:
+                reason = notes[-1]
+            elif widths is not None:
+                widths = widths[:len(traj.times)]
         if reason:
             self.stats['chunks_rejected'] += 1
             return reason

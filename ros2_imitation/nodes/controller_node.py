@@ -5,7 +5,10 @@ applies) and /joint_states. Output, by `mode`: impedance torques to /effort_cont
 positions to /position_controller/commands, a re-timed trajectory to a joint_trajectory_controller,
 or a JointState target for an external impedance controller. With `dry_run` every command goes to
 ~/dry_run/<kind> instead, so a new setup can be watched before it moves. A robot with a gripper:
-its width column of chunks goes out by `gripper_mode` (nodes/gripper_output.py).
+its width column of chunks goes out by `gripper_mode` (nodes/gripper_output.py). With
+`chunk_space:=ee` the chunks are end-effector paths instead (trajectory_msgs/MultiDOFJointTrajectory on
+/ros2_imitation/ee_chunk: an end-effector policy, teleop_node), turned into joints by IK inside the
+profile's workspace box and tip speeds, then executed by the same rules and outputs.
 """
 import sys
 import threading
@@ -21,7 +24,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
+from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
 from ros2_imitation.control.controller import MODES, ChunkController
 from ros2_imitation.nodes.common import (
@@ -34,7 +37,7 @@ from ros2_imitation.nodes.common import (
     run_node,
     to_stamp,
 )
-from ros2_imitation.nodes.conversions import trajectory_from_msg, trajectory_to_msg
+from ros2_imitation.nodes.conversions import ee_trajectory_from_msg, trajectory_from_msg, trajectory_to_msg
 from ros2_imitation.nodes.gripper_output import GripperOutput
 from ros2_imitation.qos import CHUNK_INTAKE_QOS, COMMAND_QOS, OUTPUT_QOS, SENSOR_QOS
 from ros2_imitation.robot import RobotProfile
@@ -63,6 +66,21 @@ class TakenByTheLoop(CallbackGroup):
         pass
 
 
+CHUNK_SPACES = ('joint', 'ee')
+
+
+def ee_converter(robot):
+    """The IK stage of chunk_space ee, from the robot profile's kinematics section (its URDF, its
+    workspace box and tip speeds); a ValueError naming what is missing."""
+    from ros2_imitation.control.ee_chunk import EEChunkConverter
+    from ros2_imitation.control.ik import DifferentialIK
+    kin = robot.kinematics
+    if kin is None or kin.task_limits is None:
+        raise ValueError(f'chunk_space ee needs the robot profile {robot.name!r} to have a kinematics section '
+                         'with urdf, frames, workspace_lower/upper and the tip speeds')
+    return EEChunkConverter(DifferentialIK.for_robot(robot), kin.task_limits)
+
+
 def _taken_by_the_loop(data) -> None:
     raise RuntimeError('chunks are taken by the control loop, never by an executor')
 
@@ -80,17 +98,22 @@ class ControllerNode(Node):
             target_topic='/target_joint', max_chunk_bytes=MAX_CHUNK_BYTES, max_chunk_rate=100.0,
             # the gripper ('' = the profile's gripper.output; none without a gripper): see gripper_output.py
             gripper_mode='', gripper_topic='', gripper_forward_value='width', gripper_joint='',
-            gripper_deadband=0.005, gripper_goal_timeout=5.0).items()}
+            gripper_deadband=0.005, gripper_goal_timeout=5.0,
+            # chunks of tip poses (an end-effector policy, teleoperation) -> joints by IK (control/ee_chunk.py)
+            chunk_space='joint', ee_chunk_topic='/ros2_imitation/ee_chunk').items()}
         if p['mode'] not in MODES:
             raise StartupError(f'mode must be one of {MODES}, got {p["mode"]!r}')
         check_positive(p, 'control_rate', 'chunk_timeout', 'hold_timeout', 'joint_state_timeout',
                        'diagnostics_rate', 'max_chunk_bytes', 'max_chunk_rate', 'gripper_deadband',
                        'gripper_goal_timeout', allow_zero=('hold_timeout', 'gripper_deadband'))
+        if p['chunk_space'] not in CHUNK_SPACES:
+            raise StartupError(f'chunk_space must be one of {CHUNK_SPACES}, got {p["chunk_space"]!r}')
         try:
             self.robot = RobotProfile.load(p['robot'])
+            ee = ee_converter(self.robot) if p['chunk_space'] == 'ee' else None
             self.core = ChunkController(
                 self.robot, p['mode'], p['control_rate'], p['interpolation'], p['chunk_timeout'],
-                p['hold_timeout'], p['joint_state_timeout'], gripper_mode=p['gripper_mode'])
+                p['hold_timeout'], p['joint_state_timeout'], gripper_mode=p['gripper_mode'], ee=ee)
         except (ValueError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from exc
         self.p = p
@@ -129,8 +152,11 @@ class ControllerNode(Node):
         # subscription the executor never waits on (a callback costs the executor ~0.2 ms per message,
         # a fifth of a core at 1000 chunks/s; a take costs a few microseconds). CHUNK_INTAKE_QOS keeps
         # only the newest few: when the loop falls behind, DDS drops the older ones.
+        self.ee = p['chunk_space'] == 'ee'
+        chunk_type, chunk_topic = ((MultiDOFJointTrajectory, p['ee_chunk_topic']) if self.ee
+                                   else (JointTrajectory, p['chunk_topic']))
         self._chunk_sub = self.create_subscription(
-            JointTrajectory, p['chunk_topic'], _taken_by_the_loop, CHUNK_INTAKE_QOS, raw=True,
+            chunk_type, chunk_topic, _taken_by_the_loop, CHUNK_INTAKE_QOS, raw=True,
             callback_group=TakenByTheLoop())
         self.create_service(Trigger, '~/stop', self._stop)
         self.create_service(Trigger, '~/resume', self._resume)
@@ -144,7 +170,8 @@ class ControllerNode(Node):
         self._thread.start()
         self.get_logger().info(
             f'{p["mode"]} mode at {p["control_rate"]:.0f} Hz -> {self.out_pub.topic_name}'
-            f'{" (DRY RUN)" if p["dry_run"] else ""}, robot {self.robot.name}, gripper {self.core.gripper_mode}'
+            f'{" (DRY RUN)" if p["dry_run"] else ""}, robot {self.robot.name}, gripper {self.core.gripper_mode}, '
+            f'{p["chunk_space"]} chunks from {chunk_topic}'
             + (f' -> {self.gripper_out.name}' if self.gripper_out else ''))
 
     def _on_joint_state(self, msg: JointState):
@@ -186,15 +213,24 @@ class ControllerNode(Node):
         data, self._newest_chunk = self._newest_chunk, None
         self._next_decode = wall + 1.0 / self.p['max_chunk_rate']
         try:
-            traj = trajectory_from_msg(deserialize_message(data, JointTrajectory))
+            if self.ee:
+                kin, grip = self.robot.kinematics, self.robot.gripper
+                traj, reason = ee_trajectory_from_msg(deserialize_message(data, MultiDOFJointTrajectory),
+                                                      kin.base_frame, kin.tip_frame, grip.command_name if grip else None)
+            else:
+                traj, reason = trajectory_from_msg(deserialize_message(data, JointTrajectory)), None
         except Exception as exc:  # noqa: BLE001 - whatever the bytes were, it is not a chunk
-            with self._lock:
-                self.core.stats['chunks_rejected'] += 1
-            return self.log.warn('rejected chunk', f'cannot deserialize it: {exc}')
+            traj, reason = None, f'cannot deserialize it: {exc}'
         with self._lock:
-            reason = self.core.on_chunk(traj, now)
+            if traj is None:
+                self.core.stats['chunks_rejected'] += 1
+            else:
+                reason = self.core.on_chunk(traj, now)
+            note = self.core.ee_note if self.ee and reason is None else None
         if reason:
             self.log.warn('rejected chunk', reason)
+        elif note:
+            self.log.warn('end-effector chunk', note)
 
     def _sequence_gap(self, info) -> int:
         """Chunks of this publisher that DDS dropped before this one (its queue keeps the newest)."""
@@ -332,6 +368,9 @@ class ControllerNode(Node):
                       'clamped': ', '.join(f'{k}={v}' for k, v in core.safety.counts.items()),
                       **self._gripper_diagnostics(),
                       **{k: str(v) for k, v in core.stats.items()}}
+            if core.ee is not None:
+                values.update({'chunk_space': 'ee', 'ee_note': core.ee_note or '',
+                               **{k: str(v) for k, v in core.ee.stats.items()}})
             level = LEVEL.get(core.state, DiagnosticStatus.WARN)
             if values.get('gripper_goal_failed') == 'true' and level == DiagnosticStatus.OK:
                 level = DiagnosticStatus.WARN     # the gripper server rejected or aborted the newest goal

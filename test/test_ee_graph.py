@@ -1,0 +1,79 @@
+"""End-effector chunks through the real controller node over DDS (chunk_space ee): MultiDOFJointTrajectory
+tip paths are tracked through the IK in the sim, and bad ones are rejected with a reason."""
+import time
+
+import numpy as np
+from conftest import GraphRun, wait_for
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import MultiDOFJointTrajectory
+
+from ros2_imitation.control.ee_chunk import EE_COLUMNS, ee_columns
+from ros2_imitation.control.kinematics import ArmKinematics
+from ros2_imitation.control.trajectory import Trajectory
+from ros2_imitation.nodes.conversions import ee_trajectory_to_msg
+from ros2_imitation.qos import COMMAND_QOS
+from ros2_imitation.robot import RobotProfile
+
+ROBOT = RobotProfile.load('panda')
+KIN = ArmKinematics.for_robot(ROBOT)
+BASE, TIP = ROBOT.kinematics.base_frame, ROBOT.kinematics.tip_frame
+
+
+def stamp(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def arm(msg) -> np.ndarray:
+    index = {n: i for i, n in enumerate(msg.name)}
+    return np.array([msg.position[index[j]] for j in ROBOT.arm_joints])
+
+
+def diagnostics(run) -> dict:
+    values = {}
+    for d in run.diagnostics.messages:
+        for s in d.status:
+            if 'chunk controller' in s.name:
+                values = {kv.key: kv.value for kv in s.values}
+    return values
+
+
+def test_tip_paths_are_tracked_through_the_ik_and_bad_ones_rejected(tmp_path):
+    with GraphRun(tmp_path / 'bringup.log', 'sim_control', '--arg', 'mode=position',
+                  '--set', 'controller.chunk_space=ee') as run:
+        joints = run.record(JointState, '/joint_states')
+        run.diagnostics = run.record(DiagnosticArray, '/diagnostics', COMMAND_QOS)
+        pub = run.node.create_publisher(MultiDOFJointTrajectory, '/ros2_imitation/ee_chunk', COMMAND_QOS)
+        wait_for(lambda: len(joints.messages) > 10 and pub.get_subscription_count() > 0, 60,
+                 what='sim joint states and the controller subscription')
+        wait_for(lambda: diagnostics(run).get('chunk_space') == 'ee', 30, what='the controller diagnostics')
+        p0, r0 = KIN.tip_pose(arm(joints.messages[-1]))
+        t0 = stamp(joints.messages[-1]) + 0.1
+
+        def path(t):    # a 4 cm circle in the horizontal plane, 0.15 Hz
+            s = 2 * np.pi * 0.15 * np.clip(np.asarray(t) - t0, 0, None)
+            return p0 + 0.04 * np.stack([np.sin(s), 1 - np.cos(s), 0 * s], axis=-1)
+
+        next_pub = 0.0
+        while stamp(joints.messages[-1]) < t0 + 6.0:
+            now = stamp(joints.messages[-1])
+            if now >= next_pub:
+                times = now + 0.05 + 0.1 * np.arange(16)
+                traj = Trajectory.from_absolute(EE_COLUMNS, times, ee_columns(path(times), [r0] * 16))
+                pub.publish(ee_trajectory_to_msg(traj, BASE, TIP))
+                next_pub = now + 0.8
+            time.sleep(0.005)
+        errors = [np.linalg.norm(KIN.tip_pose(arm(m))[0] - path(stamp(m))) for m in joints.messages
+                  if t0 + 1.0 <= stamp(m) <= t0 + 6.0]
+        print(f'end-effector circle through the IK: max tip error {max(errors) * 1000:.1f} mm, '
+              f'mean {np.mean(errors) * 1000:.1f} mm over {len(errors)} joint states')
+        assert len(errors) > 300 and max(errors) < 0.01
+        rejected = int(diagnostics(run)['chunks_rejected'])
+        now = stamp(joints.messages[-1])
+        bad = ee_trajectory_to_msg(Trajectory.from_absolute(EE_COLUMNS, now + 0.1 + 0.1 * np.arange(4),
+                                                            ee_columns(path(now + np.zeros(4)), [r0] * 4)), BASE, TIP)
+        bad.points[1].transforms[0].rotation.w = 2.0        # not a unit quaternion
+        pub.publish(bad)
+        wait_for(lambda: int(diagnostics(run).get('chunks_rejected', 0)) > rejected, 10,
+                 what='the bad chunk to be rejected')
+        assert 'not unit' in run.output()
