@@ -239,3 +239,62 @@ def test_attach_writes_the_bags_into_out(tmp_path, ros_env):
     # nothing where `ros2 launch` was started (its output_dir default, `demos`)
     assert not list(launched_in.rglob('episode_*'))
     assert f'bags now go to {out}' in graph.output()
+
+
+def test_teleop_source_in_sim(tmp_path, ros_env, probe):
+    """--source teleop --sim: a SpaceMouse's Twist and Joy messages drive the sim's end effector through
+    teleop_node and the controller's IK; the bag holds them and the end-effector chunks, and bag2dataset
+    --ee-robot turns it into end-effector actions that follow the motion."""
+    import os
+    import signal
+    import subprocess
+
+    import zarr
+    from geometry_msgs.msg import Twist
+    from sensor_msgs.msg import Joy
+
+    from ros2_imitation import cli
+    from ros2_imitation.qos import SENSOR_QOS
+    out = tmp_path / 'teleop'
+    log_path = tmp_path / 'teleop.log'
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([sys.executable, '-m', 'ros2_imitation.cli', 'record-demos', '--source', 'teleop',
+                                 '--sim', '--episodes', '1', '--out', str(out)],
+                                env=ros_env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+    try:
+        twist = probe.create_publisher(Twist, '/spacenav/twist', SENSOR_QOS)
+        joy = probe.create_publisher(Joy, '/spacenav/joy', SENSOR_QOS)
+        wait_for(lambda: 'Enter to start' in log_path.read_text() and twist.get_subscription_count() > 0, 90,
+                 what='the first prompt and teleop_node')
+        proc.stdin.write('\n')
+        proc.stdin.flush()
+        wait_for(lambda: 'recording' in log_path.read_text(), 20, what='recording to start')
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.0:          # deadman held, the cap pushed left (+y) for 2 s
+            msg = Twist()
+            msg.linear.y = 1.0 if time.monotonic() - t0 < 2.0 else 0.0
+            twist.publish(msg)
+            joy.publish(Joy(axes=[0.0] * 6, buttons=[1, 0]))
+            time.sleep(0.02)
+        proc.stdin.write('s\n')
+        proc.stdin.flush()
+        wait_for(lambda: proc.poll() is not None, 30, what='record-demos to exit')
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(15)
+    text = log_path.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    bag = out / 'episode_0000'
+    assert read_custom_data(bag)['source'] == 'teleop'
+    info = yaml.safe_load((bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    counts = {t['topic_metadata']['name']: t['message_count'] for t in info['topics_with_message_count']}
+    assert counts['/ros2_imitation/ee_chunk'] > 50 and counts['/spacenav/twist'] > 50 and counts['/spacenav/joy'] > 50
+    data = tmp_path / 'teleop.zarr'
+    assert cli.main(['bag2dataset', str(out), '--out', str(data), '--ee-robot', 'panda', '--action-source',
+                     'next_state', '--quiet']) == 0
+    action = zarr.open_group(str(data), mode='r')['data']['action_ee'][:]
+    moved = action[-1, :3] - action[0, :3]
+    print(f'teleop demonstration: {len(action)} steps, the tip moved {np.round(moved * 1000)} mm')
+    assert 0.05 < moved[1] < 0.3 and abs(moved[0]) < 0.02 and abs(moved[2]) < 0.02

@@ -1,6 +1,7 @@
-"""record-demos on a physical arm (--source kinesthetic | leader): only the recorder (and, for
-leader, the leader_arm bridge) are started -- with --sim, also the sim and controller of
-record_sim -- and the operator starts and ends each episode from the keyboard."""
+"""record-demos on a physical arm (--source kinesthetic | leader | teleop): only the recorder (and,
+for leader, the leader_arm bridge; for teleop, teleop_node: a SpaceMouse or gamepad driving the end
+effector through a controller with chunk_space ee) are started -- with --sim, also the sim and
+controller of record_sim -- and the operator starts and ends each episode from the keyboard."""
 import json
 import os
 import time
@@ -10,6 +11,7 @@ from ros2_imitation.graph.session import GraphSession, liveness, log_episode
 
 PHYSICAL_TOPICS = ['/joint_states', '/camera/camera/color/image_raw', '/camera/camera/color/camera_info']
 CHUNK_TOPICS = ['/ros2_imitation/action_chunk', '/ros2_imitation/expert_label']
+EE_CHUNK_TOPIC = '/ros2_imitation/ee_chunk'
 
 
 def physical_graph(args, out: Path):
@@ -18,7 +20,9 @@ def physical_graph(args, out: Path):
     base = load_graph('record_sim', {'output_dir': str(out), 'storage': args.storage,
                                      'real_time_factor': float(args.real_time_factor)})
     sim_time = bool(args.sim)
-    topics = list(args.topics or PHYSICAL_TOPICS + (CHUNK_TOPICS if args.source == 'leader' else []))
+    extra = {'leader': CHUNK_TOPICS,
+             'teleop': [EE_CHUNK_TOPIC, args.twist_topic, args.joy_topic]}.get(args.source, [])
+    topics = list(args.topics or PHYSICAL_TOPICS + extra)
     recorder = base.node('recorder')
     recorder.parameters.update(topics=topics, use_sim_time=sim_time, info_topics=['/leader_arm/state'],
                                task_state_topic='/sim/task_state' if args.sim else '',
@@ -27,6 +31,11 @@ def physical_graph(args, out: Path):
     if args.sim:
         nodes = [base.node('sim'), base.node('controller')] + nodes
         nodes[0].parameters.update(task=args.task)
+        if args.source == 'teleop':     # the teleop node's tip poses -> joints by the controller's IK
+            nodes[1].parameters.update(chunk_space='ee')
+    if args.source == 'teleop':
+        nodes.append(NodeSpec(name='teleop', executable='teleop_node', parameters=dict(
+            twist_topic=args.twist_topic, joy_topic=args.joy_topic, use_sim_time=sim_time)))
     if args.source == 'leader':
         leader_joints = [j.strip() for j in args.leader_joints.split(',') if j.strip()] or ['']
         nodes.append(NodeSpec(name='leader_arm', executable='leader_arm_node', parameters=dict(

@@ -14,8 +14,8 @@ talking over DDS) and drives it from this process, per episode:
 the recorder's `output_dir` is set to --out first, so the bags land next to record_demos.jsonl
 whatever folder the launch was started from; the summary names the folders the recorder reported.
 
-Physical arms (--source kinesthetic | leader): only the recorder (and, for leader, the
-leader_arm bridge) are started; the robot's drivers, camera and controller run as they do on that
+Physical arms (--source kinesthetic | leader | teleop): only the recorder (and, for leader, the
+leader_arm bridge; for teleop, teleop_node: SpaceMouse or gamepad -> end-effector chunks) are started; the robot's drivers, camera and controller run as they do on that
 robot. Episodes are started and ended from the keyboard, with the outcome the operator gives.
 """
 import json
@@ -35,10 +35,13 @@ class AttachError(RuntimeError):
 
 
 def add_arguments(p):
-    p.add_argument('--source', choices=('expert', 'leader', 'kinesthetic'), default='expert',
+    p.add_argument('--source', choices=('expert', 'leader', 'kinesthetic', 'teleop'), default='expert',
                    help='expert: scripted expert in sim (default); leader: a leader arm publishing JointState '
                         'drives the arm through the chunk controller; kinesthetic: the arm is moved by hand '
-                        '(controller not commanding), joint states are the demonstration')
+                        '(controller not commanding), joint states are the demonstration; teleop: a SpaceMouse '
+                        '(spacenav Twist + Joy) or gamepad drives the end effector (teleop_node -> the '
+                        'controller\'s IK: run it with chunk_space:=ee); convert its bags with bag2dataset '
+                        '--action-source next_state --ee-robot ROBOT')
     p.add_argument('--task', default='push_cube',
                    help='push_cube, reach or pick_place (default push_cube); pick_place runs record_sim_pick_place '
                         '(the wrist camera recorded, 8-column chunks: arm + panda_gripper)')
@@ -68,12 +71,16 @@ def add_arguments(p):
                         'record.launch.py`) instead of starting one: its recorder is told to write into --out; '
                         'its other arguments (task, noise, storage) apply')
     p.add_argument('--quiet', action='store_true', help='no progress bar or per-episode lines (the summary is printed)')
-    g = p.add_argument_group('physical arms (--source leader | kinesthetic)')
+    g = p.add_argument_group('physical arms (--source leader | kinesthetic | teleop)')
     g.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
                    help=f'topics to record (default {PHYSICAL_TOPICS}, plus the chunk topics for leader)')
     g.add_argument('--leader-topic', default='/leader/joint_states', help='leader arm JointState topic')
     g.add_argument('--leader-joints', default='', help='comma-separated leader joint names, in follower order '
                                                        '(default: the follower names)')
+    g.add_argument('--twist-topic', default='/spacenav/twist',
+                   help='--source teleop: geometry_msgs/Twist of the SpaceMouse (spacenav)')
+    g.add_argument('--joy-topic', default='/spacenav/joy',
+                   help='--source teleop: sensor_msgs/Joy with the deadman (button 0) and gripper (button 1)')
     g.add_argument('--sim', action='store_true',
                    help='also start the sim and controller (sim_control) to try a source without a robot')
 
