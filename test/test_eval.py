@@ -47,3 +47,23 @@ def test_wilson_interval():
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
     low, high = wilson_interval(40, 50)
     assert 0.66 < low < 0.7 and 0.88 < high < 0.9
+
+
+def test_an_end_effector_policy_trains_and_runs_through_the_ik(tmp_path):
+    """action_space ee on sim-dataset's state_ee/action_ee: train, then in-process episodes whose tip
+    chunks go through the controller's IK (a chunk it refused would end the episode with an error)."""
+    data = tmp_path / 'push.zarr'
+    assert cli.main(['sim-dataset', '--episodes', '2', '--seed', '10010', '--out', str(data)]) == 0
+    config = tmp_path / 'ee.yaml'
+    config.write_text(yaml.safe_dump({'action_space': 'ee', 'state_key': 'state_ee', 'action_key': 'action_ee',
+                                      'down_dims': [32, 64], 'encoder_channels': [8, 16], 'num_keypoints': 8,
+                                      'num_inference_steps': 4,
+                                      'training': {'steps': 6, 'batch_size': 8, 'checkpoint_every': 6}}))
+    out = tmp_path / 'run'
+    assert cli.main(['train', '--dataset', str(data), '--config', str(config), '--out', str(out)]) == 0
+    policy = load_policy(out / 'policy')
+    assert policy.config.action_space == 'ee' and policy.config.action_dim == 9 and policy.config.state_dim == 9
+    report = tmp_path / 'eval.json'
+    assert cli.main(['eval', '--model', str(out / 'policy'), '--episodes', '2', '--timeout', '1.5',
+                     '--json', str(report)]) == 0
+    assert json.loads(report.read_text())['episodes'] == 2

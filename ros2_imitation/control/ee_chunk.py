@@ -38,6 +38,16 @@ class EEChunkConverter:
         self.ik, self.limits = ik, limits
         self.stats = {'ee_clamped': 0, 'ee_slowed': 0, 'ee_truncated': 0}
 
+    @classmethod
+    def for_robot(cls, robot) -> 'EEChunkConverter':
+        """From a robot profile's kinematics section (its URDF, workspace box and tip speeds); a
+        ValueError naming what is missing."""
+        kin = robot.kinematics
+        if kin is None or kin.task_limits is None:
+            raise ValueError(f'end-effector chunks need the robot profile {robot.name!r} to have a kinematics '
+                             'section with urdf, frames, workspace_lower/upper and the tip speeds')
+        return cls(DifferentialIK.for_robot(robot), kin.task_limits)
+
     def convert(self, traj: Trajectory, q_start, now: float) -> tuple:
         """(the arm's joint Trajectory, or None when rejected; a list of reasons: what was clamped,
         slowed or cut, or why it was rejected). `traj` has exactly EE_COLUMNS, already validated

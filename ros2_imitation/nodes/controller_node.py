@@ -27,6 +27,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
 from ros2_imitation.control.controller import MODES, ChunkController
+from ros2_imitation.control.ee_chunk import EEChunkConverter
 from ros2_imitation.nodes.common import (
     NodeReasonLog,
     StartupError,
@@ -69,18 +70,6 @@ class TakenByTheLoop(CallbackGroup):
 CHUNK_SPACES = ('joint', 'ee')
 
 
-def ee_converter(robot):
-    """The IK stage of chunk_space ee, from the robot profile's kinematics section (its URDF, its
-    workspace box and tip speeds); a ValueError naming what is missing."""
-    from ros2_imitation.control.ee_chunk import EEChunkConverter
-    from ros2_imitation.control.ik import DifferentialIK
-    kin = robot.kinematics
-    if kin is None or kin.task_limits is None:
-        raise ValueError(f'chunk_space ee needs the robot profile {robot.name!r} to have a kinematics section '
-                         'with urdf, frames, workspace_lower/upper and the tip speeds')
-    return EEChunkConverter(DifferentialIK.for_robot(robot), kin.task_limits)
-
-
 def _taken_by_the_loop(data) -> None:
     raise RuntimeError('chunks are taken by the control loop, never by an executor')
 
@@ -110,7 +99,7 @@ class ControllerNode(Node):
             raise StartupError(f'chunk_space must be one of {CHUNK_SPACES}, got {p["chunk_space"]!r}')
         try:
             self.robot = RobotProfile.load(p['robot'])
-            ee = ee_converter(self.robot) if p['chunk_space'] == 'ee' else None
+            ee = EEChunkConverter.for_robot(self.robot) if p['chunk_space'] == 'ee' else None
             self.core = ChunkController(
                 self.robot, p['mode'], p['control_rate'], p['interpolation'], p['chunk_timeout'],
                 p['hold_timeout'], p['joint_state_timeout'], gripper_mode=p['gripper_mode'], ee=ee)

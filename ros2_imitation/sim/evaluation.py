@@ -8,8 +8,10 @@ import time
 
 import numpy as np
 
+from ros2_imitation.control.ee_chunk import EE_COLUMNS
 from ros2_imitation.robot import RobotProfile
 from ros2_imitation.runtime.chunking import ChunkTiming
+from ros2_imitation.runtime.runner import policy_joint_names
 from ros2_imitation.sim.rollout import BatchPolicyAgent, Rollout, wilson_interval
 from ros2_imitation.sim.tasks import make_task
 
@@ -28,13 +30,17 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batc
     timing = ChunkTiming(size=cfg.horizon, execute=execute or cfg.n_action_steps)
     seeds = list(seeds)
     # the state's own part: the arm joints, and the gripper opening for a task with a gripper action
-    arm = len(RobotProfile.load('panda').arm_joints) + int(make_task(task).gripper_action)
+    robot = RobotProfile.load('panda')
+    gripper = int(make_task(task).gripper_action)
+    # an end-effector policy acts on tip poses and sees them when its state is that size
+    ee_state = cfg.action_space == 'ee' and cfg.state_dim == len(EE_COLUMNS) + gripper
+    arm = (len(EE_COLUMNS) if ee_state else len(robot.arm_joints)) + gripper
     if task_features is None:
         task_features = bool(cfg.state_dim and cfg.state_dim > arm)
     n_slots = max(1, min(batch, len(seeds)))
     rollouts = [Rollout(task=task, mode=mode, control_rate=control_rate, camera_size=size,
                         render=bool(cfg.image_keys), timing=timing,
-                        task_features=task_features)
+                        task_features=task_features, action_space=cfg.action_space, ee_state=ee_state)
                 for _ in range(n_slots)]
     start, results = time.monotonic(), []
 
@@ -43,7 +49,8 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batc
         if progress is not None:
             progress(result)
 
-    agent = BatchPolicyAgent(policy, n_slots, timing.dt, continuity, latency, execute=timing.execute)
+    agent = BatchPolicyAgent(policy, n_slots, timing.dt, continuity, latency, execute=timing.execute,
+                             joint_names=policy_joint_names(robot, cfg.action_dim, cfg.action_space))
     _run_batched(agent, rollouts, seeds, timeout, record_frames, finished)
     results.sort(key=lambda r: seeds.index(r.seed))
     wins = sum(r.success for r in results)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ros2_imitation.control.controller import ChunkController
+from ros2_imitation.control.ee_chunk import EE_COLUMNS, EEChunkConverter, ee_columns
+from ros2_imitation.control.kinematics import ArmKinematics
 from ros2_imitation.control.trajectory import Trajectory
 from ros2_imitation.robot import RobotProfile
 from ros2_imitation.runtime.chunking import ChunkTiming, QueryClock
@@ -82,7 +84,8 @@ class Rollout:
     def __init__(self, task: str = 'push_cube', mode: str = 'position', control_rate: float = 500.0,
                  physics_rate: float = 500.0, camera_size=(96, 96), render: bool = True,
                  timing: ChunkTiming = ChunkTiming(), robot: str = 'panda',
-                 task_features: bool = False, wrist_camera: bool | None = None):
+                 task_features: bool = False, wrist_camera: bool | None = None,
+                 action_space: str = 'joint', ee_state: bool = False):
         from ros2_imitation.sim import PandaSim
         self.sim = PandaSim(task=task, physics_rate=physics_rate, camera_width=camera_size[0],
                             camera_height=camera_size[1], render=render, wrist_camera=wrist_camera)
@@ -93,9 +96,18 @@ class Rollout:
         self.task_features = task_features
         self.control_every = max(1, round(physics_rate / control_rate))
         self.obs_every = max(1, round(timing.dt / self.sim.dt))
+        # an end-effector agent: its chunks' arm columns are tip poses (EE_COLUMNS), turned into
+        # joints by the controller's IK as controller_node does with chunk_space ee; ee_state: it
+        # sees the tip pose too (proprioception_node's ee_state)
+        self.ee = EEChunkConverter.for_robot(self.robot) if action_space == 'ee' else None
+        self.ee_state = ArmKinematics.for_robot(self.robot) if ee_state else None
+        self.arm_columns = EE_COLUMNS if self.ee is not None else self.robot.arm_joints
 
     def _observe(self) -> dict:
         state = self.sim.joint_positions()[:7]
+        if self.ee_state is not None:
+            p, r = self.ee_state.tip_pose(state)
+            state = ee_columns(p[None], r[None])[0]
         if self.gripper:
             state = np.append(state, self.sim.gripper_width())
         if self.task_features:
@@ -127,7 +139,7 @@ class Rollout:
         or None. Its return value (StopIteration.value) is the RolloutResult."""
         sim = self.sim
         sim.reset(seed)
-        ctrl = ChunkController(self.robot, self.mode, self.control_rate)
+        ctrl = ChunkController(self.robot, self.mode, self.control_rate, ee=self.ee)
         frames, states, chunks = [], [], 0
         data = {'image': [], 'wrist_image': [], 'state': [], 'action': []} if record else {}
         measured = []
@@ -164,13 +176,13 @@ class Rollout:
             answer = (yield t, obs, sim.joint_positions(), state) if observed else None
             if answer is not None:
                 times, positions, clean = answer
-                arm, widths = _split(positions, gripper is not None)
-                active = Trajectory.from_absolute(self.robot.arm_joints, times, arm)
+                arm, widths = _split(positions, gripper is not None, len(self.arm_columns))
+                active = Trajectory.from_absolute(self.arm_columns, times, arm)
                 # an agent that executes perturbed actions labels them with what it meant to do
                 label = grip_label = None
                 if clean:
-                    clean_arm, clean_widths = _split(clean[1], gripper is not None)
-                    label = Trajectory.from_absolute(self.robot.arm_joints, clean[0], clean_arm)
+                    clean_arm, clean_widths = _split(clean[1], gripper is not None, len(self.arm_columns))
+                    label = Trajectory.from_absolute(self.arm_columns, clean[0], clean_arm)
                     grip_label = None if clean_widths is None else (np.asarray(clean[0], float), clean_widths)
                 reason = ctrl.on_chunk(active, t)
                 if reason:
@@ -195,16 +207,18 @@ class Rollout:
                              chunks, data, float(np.sqrt(np.mean(jerk ** 2))))
 
 
-def _split(positions, gripper: bool) -> tuple:
-    """(arm columns, gripper column or None) of a chunk; a 7-column chunk is passed on untouched."""
+def _split(positions, gripper: bool, n_arm: int = 7) -> tuple:
+    """(arm columns, gripper column or None) of a chunk: n_arm arm columns (7 joints, or the tip pose's
+    9 for an end-effector agent), then the gripper's when the task has one; n_arm columns alone are
+    passed on untouched."""
     positions = np.asarray(positions)
-    if positions.ndim != 2 or positions.shape[1] not in (7, 8):
-        raise ValueError(f'a chunk has 7 arm columns and optionally a gripper one, got shape {positions.shape}')
-    if positions.shape[1] == 7:
+    if positions.ndim != 2 or positions.shape[1] not in (n_arm, n_arm + 1):
+        raise ValueError(f'a chunk has {n_arm} arm columns and optionally a gripper one, got shape {positions.shape}')
+    if positions.shape[1] == n_arm:
         return positions, None
     if not gripper:
-        raise ValueError('an 8-column chunk (arm + gripper) for a task without a gripper action')
-    return positions[:, :7], np.asarray(positions[:, 7], dtype=float)
+        raise ValueError(f'a {n_arm + 1}-column chunk (arm + gripper) for a task without a gripper action')
+    return positions[:, :n_arm], np.asarray(positions[:, n_arm], dtype=float)
 
 
 def _position_at(traj: Trajectory, t: float) -> np.ndarray:
