@@ -269,3 +269,46 @@ def test_end_effector_chunks_become_joint_commands_inside_every_limit():
     bad = cols.copy()
     bad[4, 3:9] = 0.0
     assert 'first column is zero' in ctrl.on_chunk(Trajectory(names, 0.0, 0.1 * np.arange(1, 11), bad), t)
+
+
+def test_cartesian_target_mode_streams_filtered_poses_without_ik():
+    """mode cartesian_target: the chunk's poses per cycle (slerp between points) for an external
+    Cartesian impedance controller, capped at the tip speeds and the workspace box; it holds, then
+    rests (sends nothing) when chunks stop."""
+    from ros2_imitation.control.ee_chunk import EE_COLUMNS, EEChunkConverter, ee_columns
+    from ros2_imitation.control.pose_target import _log_rotation
+    robot = RobotProfile.load('panda')
+    conv = EEChunkConverter.for_robot(robot)
+    limits = robot.kinematics.task_limits
+    ctrl = ChunkController(robot, 'cartesian_target', 250.0, hold_timeout=2.0, ee=conv)
+    q = robot.home.copy()
+    ctrl.on_joint_state(robot.arm_joints, q, np.zeros(7), 0.0)
+    first = ctrl.update(0.0)
+    p0, r0 = conv.ik.kin.tip_pose(q)
+    assert first.kind == 'pose' and np.allclose(first.pose[0], p0)            # holds where the tip is
+    yaw = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])     # a quarter turn about z
+    path = np.array([p0 + [0.02, 0, 0], p0 + [0.04, 0, 0], p0 + [0.3, 0, -1.0]])  # the last: fast, under the table
+    cols = ee_columns(path, [r0, yaw @ r0, yaw @ r0])
+    assert ctrl.on_chunk(Trajectory(EE_COLUMNS, 0.0, np.array([0.2, 0.4, 0.6]), cols), 0.0) is None
+    poses, t = [first.pose], 0.0
+    while t < 4.0:
+        t += 0.004
+        ctrl.on_joint_state(robot.arm_joints, q, np.zeros(7), t)
+        cmd = ctrl.update(t)
+        if cmd is None:
+            break
+        poses.append(cmd.pose)
+    assert 2.8 < t < 3.0          # rested 0.3 s + 2.0 s after the chunk's end at 0.6 s
+    steps = [np.linalg.norm(b[0] - a[0]) for a, b in zip(poses, poses[1:])]
+    turns = [np.linalg.norm(_log_rotation(b[1] @ a[1].T)) for a, b in zip(poses, poses[1:])]
+    assert max(steps) <= limits.max_linear_speed * 0.004 + 1e-9
+    assert max(turns) <= limits.max_angular_speed * 0.004 + 1e-9
+    assert min(p[0][2] for p in poses) >= limits.workspace.lower[2] - 1e-9
+    assert ctrl.pose_filter.counts['workspace'] > 0 and ctrl.pose_filter.counts['linear_speed'] > 0
+    assert np.allclose(poses[-1][1], yaw @ r0, atol=1e-6)                     # the turn was completed
+    assert ctrl.state == 'resting' and cmd is None                            # then nothing is sent
+    bad = cols.copy()
+    bad[1, 3:9] = np.nan
+    assert 'non-finite' in ctrl.on_chunk(Trajectory(EE_COLUMNS, 0.0, np.array([0.2, 0.4, 0.6]), bad), t)
+    with pytest.raises(ValueError, match='cartesian_target takes end-effector chunks'):
+        ChunkController(robot, 'cartesian_target', 250.0)

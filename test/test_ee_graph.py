@@ -77,3 +77,39 @@ def test_tip_paths_are_tracked_through_the_ik_and_bad_ones_rejected(tmp_path):
         wait_for(lambda: int(diagnostics(run).get('chunks_rejected', 0)) > rejected, 10,
                  what='the bad chunk to be rejected')
         assert 'not unit' in run.output()
+
+
+def test_cartesian_target_mode_publishes_equilibrium_poses_inside_the_limits(tmp_path):
+    """mode cartesian_target: PoseStamped equilibrium poses at the control rate (for an external
+    Cartesian impedance controller), in the base frame, capped at the tip speeds and the workspace."""
+    from geometry_msgs.msg import PoseStamped
+
+    from ros2_imitation.control.task_space import quaternion_to_rotation
+    limits = ROBOT.kinematics.task_limits
+    with GraphRun(tmp_path / 'bringup.log', 'sim_control', '--set', 'controller.mode=cartesian_target',
+                  '--set', 'controller.chunk_space=ee', '--set', 'controller.control_rate=250.0') as run:
+        joints = run.record(JointState, '/joint_states')
+        poses = run.record(PoseStamped, '/equilibrium_pose', COMMAND_QOS)
+        pub = run.node.create_publisher(MultiDOFJointTrajectory, '/ros2_imitation/ee_chunk', COMMAND_QOS)
+        wait_for(lambda: len(poses.messages) > 10 and pub.get_subscription_count() > 0, 60,
+                 what='the controller holding the tip pose')
+        p0, r0 = KIN.tip_pose(arm(joints.messages[-1]))
+        held = poses.messages[-1].pose.position
+        assert np.allclose([held.x, held.y, held.z], p0, atol=1e-3) and poses.messages[-1].header.frame_id == BASE
+        now = stamp(joints.messages[-1])
+        target = p0 + np.array([0.05, 0.0, -2.0])                    # 5 cm forward, and far under the table
+        traj = Trajectory.from_absolute(EE_COLUMNS, now + 0.1 + 0.1 * np.arange(3), ee_columns(np.tile(target, (3, 1)), [r0] * 3))
+        start = len(poses.messages)
+        pub.publish(ee_trajectory_to_msg(traj, BASE, TIP))
+        time.sleep(3.0)
+        sent = poses.messages[start:]
+        xyz = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z] for m in sent])
+        steps = np.linalg.norm(np.diff(xyz, axis=0), axis=1)       # one control cycle (4 ms) apart
+        print(f'cartesian_target: {len(sent)} poses in 3 s, lowest z {xyz[:, 2].min() * 1000:.1f} mm, '
+              f'largest step {steps.max() * 1000:.2f} mm (cap {limits.max_linear_speed * 4:.2f} mm a cycle)')
+        assert len(sent) > 300 and xyz[:, 2].min() >= limits.workspace.lower[2] - 1e-6
+        assert xyz[-1, 2] < limits.workspace.lower[2] + 1e-3 and abs(xyz[-1, 0] - target[0]) < 1e-3
+        # the controller caps each cycle's step; a message this reader missed makes one look larger
+        assert np.percentile(steps, 99) <= limits.max_linear_speed * 0.004 + 1e-6
+        q = sent[-1].pose.orientation
+        assert np.allclose(quaternion_to_rotation((q.x, q.y, q.z, q.w)), r0, atol=1e-6)

@@ -17,7 +17,9 @@ goes to a GripperChannel (control/gripper.py); gripper_update() gives its safe w
 With `ee` (an EEChunkConverter: chunk_space ee) chunks are end-effector paths (control/ee_chunk.py:
 EE_COLUMNS, + the gripper column): each is turned into a joint chunk by IK from the joints commanded
 now, inside the workspace box and the tip speed limits, and then follows every rule above. A chunk of
-the other space is rejected: one controller takes one kind.
+the other space is rejected: one controller takes one kind. Mode `cartesian_target` keeps the poses
+instead (control/pose_target.py): one equilibrium pose per cycle for an external Cartesian impedance
+controller, through the workspace box, the tip speed limits and a NaN guard.
 """
 from dataclasses import dataclass
 
@@ -25,20 +27,22 @@ import numpy as np
 
 from ros2_imitation.control.ee_chunk import EE_COLUMNS
 from ros2_imitation.control.gripper import GRIPPER_MODES, GripperChannel
+from ros2_imitation.control.pose_target import PoseFilter, PoseFollower
 from ros2_imitation.control.safety import SafetyFilter, Watchdog
 from ros2_imitation.control.trajectory import Trajectory, TrajectoryFollower, retime_for_jtc, validate
 from ros2_imitation.robot import RobotProfile
 from ros2_imitation.sensors.proprioception import JointMapper, MappingError
 
-MODES = ('impedance', 'position', 'trajectory', 'impedance_target')
+MODES = ('impedance', 'position', 'trajectory', 'impedance_target', 'cartesian_target')
 
 
 @dataclass
 class Command:
-    kind: str                      # 'effort' | 'position' | 'target' | 'trajectory'
+    kind: str                      # 'effort' | 'position' | 'target' | 'trajectory' | 'pose'
     values: np.ndarray | None      # torques or positions (arm joint order)
     velocity: np.ndarray | None = None
     trajectory: Trajectory | None = None
+    pose: tuple | None = None      # (position (3,), rotation (3, 3)) in the base frame: mode cartesian_target
 
 
 class ChunkController:
@@ -79,6 +83,13 @@ class ChunkController:
         # end-effector chunks (chunk_space ee): an EEChunkConverter turns each into joints by IK
         self.ee = ee
         self.ee_note = None            # what the last end-effector chunk had clamped, slowed or cut
+        # cartesian_target: the chunk's poses themselves, sampled and filtered each cycle (no IK)
+        self.cartesian = mode == 'cartesian_target'
+        if self.cartesian:
+            if ee is None:
+                raise ValueError('mode cartesian_target takes end-effector chunks: give it chunk_space ee')
+            self.pose_follower, self.pose_filter = PoseFollower(), PoseFilter(ee.limits, 1.0 / rate)
+        self.pose_cmd = None           # the last pose commanded (cartesian_target)
 
     # ---- inputs ----
     def on_joint_state(self, names, position, velocity, t: float) -> str | None:
@@ -114,6 +125,9 @@ class ChunkController:
             self.follower.hold(self.q_cmd, now)
             if self.mode == 'trajectory':
                 self._pending_trajectory = self._hold_trajectory()
+            if self.cartesian:
+                self.pose_cmd = self._measured_pose()
+                self.pose_follower.hold(*self.pose_cmd, now)
         if self.state != 'stopped':
             self.state = 'holding' if self.q_cmd is not None else 'waiting'
         self.reason = why
@@ -131,6 +145,8 @@ class ChunkController:
             reason = 'controller is stopped (call resume)'
         if reason is None and (self.q is None or self.joint_watchdog.expired(now)):
             reason = f'no valid joint state ({self.reason})'
+        if reason is None and self.cartesian:    # the poses themselves, filtered every cycle
+            return self._on_pose_chunk(traj, widths, now)
         if reason is None and ee_chunk:      # IK: the tip's path -> joints (control/ee_chunk.py)
             start = self.q_cmd if self.q_cmd is not None and self.state in ('tracking', 'holding') else self.q
             traj, notes = self.ee.convert(traj, start, now)
@@ -154,6 +170,31 @@ class ChunkController:
         if widths is not None:
             self.gripper.on_chunk(traj.absolute_times(now), widths, now)
         return None
+
+    def _measured_pose(self) -> tuple:
+        return self.ee.ik.kin.tip_pose(self.q)
+
+    def _on_pose_chunk(self, traj: Trajectory, widths, now: float) -> str | None:
+        """cartesian_target: follow the chunk's poses from the pose commanded now."""
+        current = self.pose_cmd if self.pose_cmd is not None and self.state in ('tracking', 'holding') \
+            else self._measured_pose()
+        try:
+            self.pose_follower.replace(traj.absolute_times(now), traj.reordered(EE_COLUMNS).positions, now, current)
+        except ValueError as exc:
+            self.stats['chunks_rejected'] += 1
+            return f'end-effector chunk rejected: {exc}'
+        self.pose_cmd = current
+        self.state, self.reason = 'tracking', None
+        self.stats['chunks_accepted'] += 1
+        if widths is not None:
+            self.gripper.on_chunk(traj.absolute_times(now), widths, now)
+        return None
+
+    def _pose_command(self, now: float) -> Command | None:
+        if self.state == 'resting':
+            return None          # the Cartesian controller keeps its last equilibrium: the arm holds
+        self.pose_cmd = self.pose_filter.pose(self.pose_follower.sample(now), self.pose_cmd)
+        return Command('pose', None, pose=(self.pose_cmd[0].copy(), self.pose_cmd[1].copy()))
 
     def _split_gripper(self, traj: Trajectory):
         """(the arm's trajectory, the gripper column or None). Its NaNs are the gripper's to hold:
@@ -187,6 +228,9 @@ class ChunkController:
             self.follower.hold(self.q_cmd, now)
             if self.mode == 'trajectory':
                 self._pending_trajectory = self._hold_trajectory()
+            if self.cartesian:
+                self.pose_cmd = self._measured_pose()
+                self.pose_follower.hold(*self.pose_cmd, now)
         self.state, self.reason = 'stopped', why
 
     def shutdown(self, now: float) -> Command | None:
@@ -221,12 +265,18 @@ class ChunkController:
         if self.q_cmd is None or self.state == 'waiting':
             self.q_cmd = self.q.copy()
             self.follower.hold(self.q_cmd, now)
+            if self.cartesian:
+                self.pose_cmd = self._measured_pose()
+                self.pose_follower.hold(*self.pose_cmd, now)
             self.state, self.reason = 'holding', 'no chunk yet'
-        if self.state == 'tracking' and now > self.follower.end_time + self.chunk_timeout:
+        end = self.pose_follower.end_time if self.cartesian else self.follower.end_time
+        if self.state == 'tracking' and now > end + self.chunk_timeout:
             self.state, self.reason = 'holding', 'chunk stream stopped'
-        if self.state == 'holding' and self.follower.end_time is not None and \
-                now > self.follower.end_time + self.chunk_timeout + self.hold_timeout:
+        if self.state == 'holding' and end is not None and \
+                now > end + self.chunk_timeout + self.hold_timeout:
             self.state, self.reason = 'resting', f'no chunk for {self.chunk_timeout + self.hold_timeout:.1f} s'
+        if self.cartesian:
+            return self._pose_command(now)
         if self.mode == 'trajectory':
             out, self._pending_trajectory = self._pending_trajectory, None
             return None if out is None else Command('trajectory', None, trajectory=out)

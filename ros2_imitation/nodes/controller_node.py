@@ -8,7 +8,9 @@ or a JointState target for an external impedance controller. With `dry_run` ever
 its width column of chunks goes out by `gripper_mode` (nodes/gripper_output.py). With
 `chunk_space:=ee` the chunks are end-effector paths instead (trajectory_msgs/MultiDOFJointTrajectory on
 /ros2_imitation/ee_chunk: an end-effector policy, teleop_node), turned into joints by IK inside the
-profile's workspace box and tip speeds, then executed by the same rules and outputs.
+profile's workspace box and tip speeds, then executed by the same rules and outputs; or, with
+`mode:=cartesian_target`, kept as poses: geometry_msgs/PoseStamped equilibrium poses at the control
+rate for an external Cartesian impedance controller (workspace box, tip speeds, NaN guard).
 """
 import sys
 import threading
@@ -17,6 +19,7 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import CallbackGroup
 from rclpy.duration import Duration
 from rclpy.node import Node
@@ -38,7 +41,12 @@ from ros2_imitation.nodes.common import (
     run_node,
     to_stamp,
 )
-from ros2_imitation.nodes.conversions import ee_trajectory_from_msg, trajectory_from_msg, trajectory_to_msg
+from ros2_imitation.nodes.conversions import (
+    ee_trajectory_from_msg,
+    pose_to_msg,
+    trajectory_from_msg,
+    trajectory_to_msg,
+)
 from ros2_imitation.nodes.gripper_output import GripperOutput
 from ros2_imitation.qos import CHUNK_INTAKE_QOS, COMMAND_QOS, OUTPUT_QOS, SENSOR_QOS
 from ros2_imitation.robot import RobotProfile
@@ -89,7 +97,10 @@ class ControllerNode(Node):
             gripper_mode='', gripper_topic='', gripper_forward_value='width', gripper_joint='',
             gripper_deadband=0.005, gripper_goal_timeout=5.0,
             # chunks of tip poses (an end-effector policy, teleoperation) -> joints by IK (control/ee_chunk.py)
-            chunk_space='joint', ee_chunk_topic='/ros2_imitation/ee_chunk').items()}
+            chunk_space='joint', ee_chunk_topic='/ros2_imitation/ee_chunk',
+            # mode cartesian_target: geometry_msgs/PoseStamped equilibrium poses (franka_example_controllers'
+            # cartesian impedance example takes `equilibrium_pose`; cartesian_controllers `target_frame`)
+            target_pose_topic='/equilibrium_pose').items()}
         if p['mode'] not in MODES:
             raise StartupError(f'mode must be one of {MODES}, got {p["mode"]!r}')
         check_positive(p, 'control_rate', 'chunk_timeout', 'hold_timeout', 'joint_state_timeout',
@@ -127,13 +138,13 @@ class ControllerNode(Node):
         self._next_decode = 0.0       # wall time (perf_counter) the loop may decode the next chunk
         self._last_sequence = {}      # publisher gid -> last publication sequence number seen
         topic = {'effort': p['effort_topic'], 'position': p['position_topic'],
-                 'target': p['target_topic'], 'trajectory': p['trajectory_topic']}
+                 'target': p['target_topic'], 'trajectory': p['trajectory_topic'], 'pose': p['target_pose_topic']}
         if p['dry_run']:
             topic = {kind: f'~/dry_run/{kind}' for kind in topic}
         kind = {'impedance': 'effort', 'position': 'position', 'impedance_target': 'target',
-                'trajectory': 'trajectory'}[p['mode']]
+                'trajectory': 'trajectory', 'cartesian_target': 'pose'}[p['mode']]
         msg_type = {'effort': Float64MultiArray, 'position': Float64MultiArray,
-                    'target': JointState, 'trajectory': JointTrajectory}[kind]
+                    'target': JointState, 'trajectory': JointTrajectory, 'pose': PoseStamped}[kind]
         self.out_pub = self.create_publisher(msg_type, topic[kind], OUTPUT_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         self.create_subscription(JointState, p['joint_states_topic'], self._on_joint_state, SENSOR_QOS)
@@ -337,6 +348,9 @@ class ControllerNode(Node):
     def _publish(self, command, now: float):
         if command.kind == 'trajectory':
             self.out_pub.publish(trajectory_to_msg(command.trajectory))
+        elif command.kind == 'pose':
+            self.out_pub.publish(pose_to_msg(command.pose, self.robot.kinematics.base_frame, now))
+            return
         elif command.kind == 'target':
             msg = JointState(name=list(self.core.joints), position=command.values.tolist(),
                              velocity=command.velocity.tolist())

@@ -109,3 +109,17 @@ def ee_trajectory_from_msg(msg, base_frame: str, tip_frame: str, gripper: str | 
         out_names.append(gripper)
     times = [_duration_sec(p.time_from_start) for p in msg.points]
     return Trajectory.from_arrays(out_names, to_sec(msg.header.stamp), times, columns.tolist()), None
+
+
+def pose_to_msg(pose: tuple, frame_id: str, stamp: float):
+    """(position (3,), rotation (3, 3)) -> geometry_msgs/PoseStamped."""
+    from geometry_msgs.msg import PoseStamped
+
+    from ros2_imitation.control.task_space import rotation_to_quaternion
+    msg = PoseStamped()
+    msg.header.frame_id, msg.header.stamp = frame_id, to_stamp(stamp)
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in pose[0])
+    x, y, z, w = rotation_to_quaternion(pose[1])
+    msg.pose.orientation.x, msg.pose.orientation.y = float(x), float(y)
+    msg.pose.orientation.z, msg.pose.orientation.w = float(z), float(w)
+    return msg
