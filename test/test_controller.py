@@ -276,7 +276,7 @@ def test_cartesian_target_mode_streams_filtered_poses_without_ik():
     Cartesian impedance controller, capped at the tip speeds and the workspace box; it holds, then
     rests (sends nothing) when chunks stop."""
     from ros2_imitation.control.ee_chunk import EE_COLUMNS, EEChunkConverter, ee_columns
-    from ros2_imitation.control.pose_target import _log_rotation
+    from ros2_imitation.control.task_space import rotation_vector
     robot = RobotProfile.load('panda')
     conv = EEChunkConverter.for_robot(robot)
     limits = robot.kinematics.task_limits
@@ -300,7 +300,7 @@ def test_cartesian_target_mode_streams_filtered_poses_without_ik():
         poses.append(cmd.pose)
     assert 2.8 < t < 3.0          # rested 0.3 s + 2.0 s after the chunk's end at 0.6 s
     steps = [np.linalg.norm(b[0] - a[0]) for a, b in zip(poses, poses[1:])]
-    turns = [np.linalg.norm(_log_rotation(b[1] @ a[1].T)) for a, b in zip(poses, poses[1:])]
+    turns = [np.linalg.norm(rotation_vector(b[1] @ a[1].T)) for a, b in zip(poses, poses[1:])]
     assert max(steps) <= limits.max_linear_speed * 0.004 + 1e-9
     assert max(turns) <= limits.max_angular_speed * 0.004 + 1e-9
     assert min(p[0][2] for p in poses) >= limits.workspace.lower[2] - 1e-9

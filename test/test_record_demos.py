@@ -23,6 +23,47 @@ QOS_KEYS = {'history', 'depth', 'reliability', 'durability', 'deadline', 'lifesp
 def stamp(header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
+class Operator:
+    """`record-demos --source SOURCE --sim --episodes 1` in a process of its own, driven from the
+    keyboard as an operator would (Enter starts, `s` saves a success); stopped whatever happens."""
+
+    def __init__(self, tmp_path, env, source, *args):
+        import subprocess
+        self.out, self.log_path = tmp_path / source, tmp_path / f'{source}.log'
+        with open(self.log_path, 'w') as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, '-m', 'ros2_imitation.cli', 'record-demos', '--source', source, '--sim',
+                 '--episodes', '1', '--out', str(self.out), *args], env=env, stdin=subprocess.PIPE,
+                stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def press(self, keys: str) -> None:
+        self.proc.stdin.write(keys + '\n')
+        self.proc.stdin.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        import os
+        import signal
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(15)
+
+    def start_episode(self, ready, what: str) -> None:
+        wait_for(lambda: 'Enter to start' in self.log() and ready(), 90, what=what)
+        self.press('')
+        wait_for(lambda: 'recording' in self.log(), 20, what='recording to start')
+
+    def save_and_exit(self) -> int:
+        self.press('s')
+        wait_for(lambda: self.proc.poll() is not None, 30, what='record-demos to exit')
+        return self.proc.returncode
+
+
 
 @pytest.fixture(scope='module')
 def recorded(tmp_path_factory):
@@ -150,34 +191,20 @@ def test_mcap_reads_the_bags_independently(recorded):
 def test_leader_arm_source_in_sim(tmp_path, ros_env, probe):
     """--source leader --sim: a leader JointState stream drives the sim arm through leader_arm_node and
     the chunk controller; the operator's keys start and end the episode; chunks and labels are recorded."""
-    import os
-    import signal
-    import subprocess
-
     from sensor_msgs.msg import JointState
 
     from ros2_imitation.qos import SENSOR_QOS
-    out = tmp_path / 'leader'
-    log_path = tmp_path / 'leader.log'
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen([sys.executable, '-m', 'ros2_imitation.cli', 'record-demos', '--source', 'leader',
-                                 '--sim', '--episodes', '1', '--out', str(out), '--leader-topic', '/leader/joints'],
-                                env=ros_env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
-    try:
+    with Operator(tmp_path, ros_env, 'leader', '--leader-topic', '/leader/joints') as operator:
         arm = [f'panda_joint{i}' for i in range(1, 8)]
         follower = []
         probe.create_subscription(JointState, '/joint_states', follower.append, SENSOR_QOS)
         leader = probe.create_publisher(JointState, '/leader/joints', SENSOR_QOS)
-        wait_for(lambda: 'Enter to start' in log_path.read_text() and follower, 90, what='the first prompt')
+        operator.start_episode(lambda: follower, 'the first prompt')
         start = np.array(follower[-1].position[:7])
-        proc.stdin.write('\n')
-        proc.stdin.flush()
-        wait_for(lambda: 'recording' in log_path.read_text(), 20, what='recording to start')
 
         def engaged():   # the operator holds the leader at the follower's pose until the bridge engages
             leader.publish(JointState(name=arm, position=start.tolist()))
-            return ']: engaged' in log_path.read_text()
+            return ']: engaged' in operator.log()
         wait_for(engaged, 20, interval=0.02, what='the leader arm bridge to engage')
         t0 = time.monotonic()
         while time.monotonic() - t0 < 3.0:            # the operator moves joint 1 by 0.2 rad
@@ -185,18 +212,10 @@ def test_leader_arm_source_in_sim(tmp_path, ros_env, probe):
             q[0] += 0.2 * min(1.0, (time.monotonic() - t0) / 2.0)
             leader.publish(JointState(name=arm, position=q.tolist()))
             time.sleep(0.02)
-        proc.stdin.write('s\n')
-        proc.stdin.flush()
-        wait_for(lambda: proc.poll() is not None, 30, what='record-demos to exit')
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
-    text = log_path.read_text()
-    assert proc.returncode == 0, text[-3000:]
+        assert operator.save_and_exit() == 0, operator.log()[-3000:]
     moved = np.array(follower[-1].position[:7]) - start
     assert abs(moved[0] - 0.2) < 0.03 and np.abs(moved[1:]).max() < 0.03, moved
-    bag = out / 'episode_0000'
+    bag = operator.out / 'episode_0000'
     custom = read_custom_data(bag)
     assert custom['outcome'] == 'success' and custom['source'] == 'leader'
     info = yaml.safe_load((bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
@@ -245,31 +264,16 @@ def test_teleop_source_in_sim(tmp_path, ros_env, probe):
     """--source teleop --sim: a SpaceMouse's Twist and Joy messages drive the sim's end effector through
     teleop_node and the controller's IK; the bag holds them and the end-effector chunks, and bag2dataset
     --ee-robot turns it into end-effector actions that follow the motion."""
-    import os
-    import signal
-    import subprocess
-
     import zarr
     from geometry_msgs.msg import Twist
     from sensor_msgs.msg import Joy
 
     from ros2_imitation import cli
     from ros2_imitation.qos import SENSOR_QOS
-    out = tmp_path / 'teleop'
-    log_path = tmp_path / 'teleop.log'
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen([sys.executable, '-m', 'ros2_imitation.cli', 'record-demos', '--source', 'teleop',
-                                 '--sim', '--episodes', '1', '--out', str(out)],
-                                env=ros_env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
-    try:
+    with Operator(tmp_path, ros_env, 'teleop') as operator:
         twist = probe.create_publisher(Twist, '/spacenav/twist', SENSOR_QOS)
         joy = probe.create_publisher(Joy, '/spacenav/joy', SENSOR_QOS)
-        wait_for(lambda: 'Enter to start' in log_path.read_text() and twist.get_subscription_count() > 0, 90,
-                 what='the first prompt and teleop_node')
-        proc.stdin.write('\n')
-        proc.stdin.flush()
-        wait_for(lambda: 'recording' in log_path.read_text(), 20, what='recording to start')
+        operator.start_episode(lambda: twist.get_subscription_count() > 0, 'the first prompt and teleop_node')
         t0 = time.monotonic()
         while time.monotonic() - t0 < 3.0:          # deadman held, the cap pushed left (+y) for 2 s
             msg = Twist()
@@ -277,22 +281,14 @@ def test_teleop_source_in_sim(tmp_path, ros_env, probe):
             twist.publish(msg)
             joy.publish(Joy(axes=[0.0] * 6, buttons=[1, 0]))
             time.sleep(0.02)
-        proc.stdin.write('s\n')
-        proc.stdin.flush()
-        wait_for(lambda: proc.poll() is not None, 30, what='record-demos to exit')
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
-    text = log_path.read_text()
-    assert proc.returncode == 0, text[-3000:]
-    bag = out / 'episode_0000'
+        assert operator.save_and_exit() == 0, operator.log()[-3000:]
+    bag = operator.out / 'episode_0000'
     assert read_custom_data(bag)['source'] == 'teleop'
     info = yaml.safe_load((bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
     counts = {t['topic_metadata']['name']: t['message_count'] for t in info['topics_with_message_count']}
     assert counts['/ros2_imitation/ee_chunk'] > 50 and counts['/spacenav/twist'] > 50 and counts['/spacenav/joy'] > 50
     data = tmp_path / 'teleop.zarr'
-    assert cli.main(['bag2dataset', str(out), '--out', str(data), '--ee-robot', 'panda', '--action-source',
+    assert cli.main(['bag2dataset', str(operator.out), '--out', str(data), '--ee-robot', 'panda', '--action-source',
                      'next_state', '--quiet']) == 0
     action = zarr.open_group(str(data), mode='r')['data']['action_ee'][:]
     moved = action[-1, :3] - action[0, :3]

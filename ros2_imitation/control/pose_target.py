@@ -16,36 +16,17 @@ from typing import Optional
 
 import numpy as np
 
-from ros2_imitation.control.task_space import TaskSpaceLimits, rotation_from_6d
-
-
-def _log_rotation(r: np.ndarray) -> np.ndarray:
-    """The rotation vector of r (3, 3)."""
-    cos = np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0)
-    angle = float(np.arccos(cos))
-    if angle < 1e-9:
-        return np.zeros(3)
-    axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
-    norm = np.linalg.norm(axis)
-    if norm < 1e-9:      # angle ~ pi: the axis from the symmetric part
-        w, v = np.linalg.eigh((r + r.T) / 2.0)
-        axis = v[:, np.argmax(w)]
-        return axis * angle
-    return axis / norm * angle
-
-
-def _exp_rotation(v: np.ndarray) -> np.ndarray:
-    angle = float(np.linalg.norm(v))
-    if angle < 1e-12:
-        return np.eye(3)
-    k = v / angle
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+from ros2_imitation.control.task_space import (
+    TaskSpaceLimits,
+    rotation_from_6d,
+    rotation_from_vector,
+    rotation_vector,
+)
 
 
 def slerp(r0: np.ndarray, r1: np.ndarray, a: float) -> np.ndarray:
     """The rotation a of the way from r0 to r1 (0 <= a <= 1), along the shortest arc."""
-    return _exp_rotation(a * _log_rotation(r1 @ r0.T)) @ r0
+    return rotation_from_vector(a * rotation_vector(r1 @ r0.T)) @ r0
 
 
 class PoseFollower:
@@ -109,9 +90,9 @@ class PoseFilter:
         if np.linalg.norm(step) > cap:
             self.counts['linear_speed'] += 1
             p = last[0] + step * (cap / np.linalg.norm(step))
-        turn = _log_rotation(r @ last[1].T)
+        turn = rotation_vector(r @ last[1].T)
         cap = self.limits.max_angular_speed * self.dt
         if np.linalg.norm(turn) > cap:
             self.counts['angular_speed'] += 1
-            r = _exp_rotation(turn * (cap / np.linalg.norm(turn))) @ last[1]
+            r = rotation_from_vector(turn * (cap / np.linalg.norm(turn))) @ last[1]
         return p, r

@@ -18,20 +18,9 @@ from typing import Optional
 
 import numpy as np
 
-from ros2_imitation.control.task_space import Workspace
+from ros2_imitation.control.task_space import Workspace, rotation_from_vector
 
 AXES = ('vx', 'vy', 'vz', 'wx', 'wy', 'wz')
-
-
-def _rotation(rotvec) -> np.ndarray:
-    """Rodrigues: a rotation vector (rad) -> (3, 3)."""
-    v = np.asarray(rotvec, dtype=float)
-    angle = float(np.linalg.norm(v))
-    if angle < 1e-12:
-        return np.eye(3)
-    k = v / angle
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
 
 
 @dataclass(frozen=True)
@@ -139,7 +128,7 @@ class Teleop:
         if moving and dt > 0:
             p, r = self.target
             p = p + self.velocity[:3] * dt
-            r = _rotation(self.velocity[3:] * dt) @ r
+            r = rotation_from_vector(self.velocity[3:] * dt) @ r
             lead = p - p_tip
             if np.linalg.norm(lead) > self.s.max_lead:          # the arm lags: do not run away from it
                 p = p_tip + lead * (self.s.max_lead / np.linalg.norm(lead))
