@@ -91,9 +91,15 @@ def test_cartesian_target_mode_publishes_equilibrium_poses_inside_the_limits(tmp
         joints = run.record(JointState, '/joint_states')
         poses = run.record(PoseStamped, '/equilibrium_pose', COMMAND_QOS)
         pub = run.node.create_publisher(MultiDOFJointTrajectory, '/ros2_imitation/ee_chunk', COMMAND_QOS)
-        wait_for(lambda: len(poses.messages) > 10 and pub.get_subscription_count() > 0, 60,
-                 what='the controller holding the tip pose')
+        wait_for(lambda: len(joints.messages) > 10 and pub.get_subscription_count() > 0, 60,
+                 what='sim joint states and the controller subscription')
+        # a chunk that holds the tip where it is (with no chunk for 2.3 s the controller rests and
+        # sends nothing, as every mode does: the test must not depend on how long discovery took)
         p0, r0 = KIN.tip_pose(arm(joints.messages[-1]))
+        now = stamp(joints.messages[-1])
+        pub.publish(ee_trajectory_to_msg(Trajectory.from_absolute(
+            EE_COLUMNS, now + 0.1 + 0.1 * np.arange(3), ee_columns(np.tile(p0, (3, 1)), [r0] * 3)), BASE, TIP))
+        wait_for(lambda: len(poses.messages) > 10, 30, what='the controller holding the tip pose')
         held = poses.messages[-1].pose.position
         assert np.allclose([held.x, held.y, held.z], p0, atol=1e-3) and poses.messages[-1].header.frame_id == BASE
         now = stamp(joints.messages[-1])
