@@ -31,6 +31,7 @@ from ros2_imitation.nodes.common import (
     run_node,
     to_sec,
 )
+from ros2_imitation.control.ee_chunk import EE_COLUMNS
 from ros2_imitation.nodes.conversions import ee_trajectory_to_msg, trajectory_to_msg
 from ros2_imitation.nodes.markers import chunk_markers, marker_kinematics
 from ros2_imitation.qos import COMMAND_QOS, SENSOR_QOS, image_qos
@@ -85,7 +86,7 @@ class PolicyNode(Node):
         self.ee = cfg.action_space == 'ee'
         if self.ee:
             self._ee_frames = (self.robot.kinematics.base_frame, self.robot.kinematics.tip_frame,
-                               names[-1] if len(names) > 9 else None)
+                               names[-1] if len(names) > len(EE_COLUMNS) else None)
             self.chunk_pub = self.create_publisher(MultiDOFJointTrajectory, p['ee_chunk_topic'], COMMAND_QOS)
         else:
             self.chunk_pub = self.create_publisher(JointTrajectory, p['chunk_topic'], COMMAND_QOS)

@@ -11,7 +11,7 @@ import numpy as np
 from ros2_imitation.control.ee_chunk import EE_COLUMNS
 from ros2_imitation.robot import RobotProfile
 from ros2_imitation.runtime.chunking import ChunkTiming
-from ros2_imitation.runtime.runner import policy_joint_names
+from ros2_imitation.runtime.runner import policy_joint_names, policy_state_names
 from ros2_imitation.sim.rollout import BatchPolicyAgent, Rollout, wilson_interval
 from ros2_imitation.sim.tasks import make_task
 
@@ -33,7 +33,7 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batc
     robot = RobotProfile.load('panda')
     gripper = int(make_task(task).gripper_action)
     # an end-effector policy acts on tip poses and sees them when its state is that size
-    ee_state = cfg.action_space == 'ee' and cfg.state_dim == len(EE_COLUMNS) + gripper
+    ee_state = policy_state_names(robot, cfg)[0] == EE_COLUMNS[0]   # the rule policy_node maps by
     arm = (len(EE_COLUMNS) if ee_state else len(robot.arm_joints)) + gripper
     if task_features is None:
         task_features = bool(cfg.state_dim and cfg.state_dim > arm)
