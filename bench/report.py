@@ -24,8 +24,9 @@ def machine() -> str:
     return f'{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}'
 
 
-def write_section(name: str, title: str, body: str) -> None:
-    """Replace (or append) the section `name` of docs/benchmarks.md."""
+def write_section(name: str, title: str, body: str, doc: Path | None = None) -> None:
+    """Replace (or append) the section `name` of docs/benchmarks.md (or of `doc`)."""
+    doc = DOC if doc is None else Path(doc)
     script = Path(sys.argv[0]).resolve()
     if script.is_relative_to(DOC.parent.parent):   # as typed in the repository root
         script = script.relative_to(DOC.parent.parent)
@@ -34,9 +35,9 @@ def write_section(name: str, title: str, body: str) -> None:
     section = (f'<!-- {name}:start -->\n## {title}\n\n'
                f'Machine: {machine()}. Command: `{command}`. Date: {stamp}.\n\n{body.strip()}\n'
                f'<!-- {name}:end -->')
-    text = DOC.read_text() if DOC.exists() else HEADER
+    text = doc.read_text() if doc.exists() else HEADER
     pattern = re.compile(rf'<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->', re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + '\n\n' + section + '\n'
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
-    print(f'wrote section {name!r} of {DOC}')
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+    print(f'wrote section {name!r} of {doc}')

@@ -93,3 +93,39 @@ def test_noise_study_pipeline(tmp_path):
     # sigma 0 (replica) and 0.05 (replica, train_only), the ablation's two chunk lengths, the collection pair
     assert len(evals) == 7, evals
     assert any('noisy10' in e for e in evals) and any('_h20_' in e and '_x1.json' in e for e in evals)
+
+
+def test_each_camera_of_a_two_camera_policy_gets_its_own_frames():
+    """In-process evaluation feeds a pick_place policy the fixed camera as `image` and the wrist
+    camera as `wrist_image`, as policy_node maps image_topics to image_keys (a regression: every
+    image input once got the fixed camera)."""
+    import torch
+
+    from ros2_imitation.runtime.runner import policy_joint_names
+    from ros2_imitation.sim.rollout import BatchPolicyAgent
+    torch.manual_seed(0)
+    config = PolicyConfig(image_keys=('image', 'wrist_image'), image_shape=(96, 96, 3), crop_shape=(88, 88),
+                          encoder_channels=(8, 16), num_keypoints=8, down_dims=(16, 32), state_dim=8,
+                          action_dim=8, num_inference_steps=2, diffusion_step_embed_dim=16)
+    policy = DiffusionPolicy(config)
+    policy.set_stats({'state': {'min': -np.ones(8, np.float32), 'max': np.ones(8, np.float32)},
+                      'action': {'min': np.full(8, -0.5, np.float32), 'max': np.full(8, 0.5, np.float32)}})
+    seen = []
+    predict = policy.predict_chunk
+
+    def recording(obs, **kwargs):
+        seen.append({k: np.array(v) for k, v in obs.items()})
+        return predict(obs, **kwargs)
+    policy.predict_chunk = recording
+    rollout = Rollout(task='pick_place')
+    episode = rollout.episode(3, 1.0)
+    agent = BatchPolicyAgent(policy, 1, joint_names=policy_joint_names(rollout.robot, 8))
+    agent.reset(0, 3)
+    t, obs, q, state = next(episode)
+    agent.act({0: (t, obs, q, state)})
+    assert seen, 'the policy was not queried'
+    newest = {k: v[0, -1] for k, v in seen[0].items()}
+    assert np.array_equal(newest['image'], obs['image'])
+    assert np.array_equal(newest['wrist_image'], obs['wrist_image'])
+    assert not np.array_equal(obs['image'], obs['wrist_image'])
+    np.testing.assert_allclose(newest['state'], obs['state'], rtol=1e-6)

@@ -93,7 +93,7 @@ class DifferentialIK:
         eye = np.eye(self.kin.dof)
         best, best_cost = q.copy(), np.inf
         for iteration in range(1, s.max_iterations + 1):
-            p, r = self.kin.tip_pose(q)
+            p, r, jac = self.kin.tip_pose_and_jacobian(q)
             error = np.concatenate([position - p, self.kin.rotation_error(r, rotation)])
             e_pos, e_rot = float(np.linalg.norm(error[:3])), float(np.linalg.norm(error[3:]))
             cost = e_pos + 0.1 * e_rot
@@ -101,15 +101,15 @@ class DifferentialIK:
                 best, best_cost, best_errors = q.copy(), cost, (e_pos, e_rot)
             if e_pos < s.position_tolerance and e_rot < s.rotation_tolerance:
                 return IKResult(q, True, e_pos, e_rot, iteration, clamped)
-            jac = self.kin.tip_jacobian(q)
-            jjt = jac @ jac.T + s.damping ** 2 * np.eye(6)
-            dq = jac.T @ np.linalg.solve(jjt, error)
-            pinv = jac.T @ np.linalg.inv(jac @ jac.T + 1e-6 * np.eye(6))
-            dq += (eye - pinv @ jac) @ (s.nullspace_gain * (self.home - q))
+            # one SVD serves both: the damped least-squares step, and the exact null space (the
+            # directions the tip does not move along) for the pull toward home
+            u, sv, vt = np.linalg.svd(jac, full_matrices=False)
+            dq = vt.T @ ((sv / (sv ** 2 + s.damping ** 2)) * (u.T @ error))
+            rows = vt[sv > 1e-6 * max(sv[0], 1e-12)]
+            dq += (eye - rows.T @ rows) @ (s.nullspace_gain * (self.home - q))
             dq = np.clip(dq, -s.max_step, s.max_step)
             q = np.clip(q + dq, self.lower, self.upper)
         e_pos, e_rot = best_errors
-        reason = (f'target unreachable or at a joint limit or singularity: {e_pos * 1000:.1f} mm and '
-                  f'{np.degrees(e_rot):.2f} deg off after {s.max_iterations} iterations')
+        reason = 'target unreachable, or at a joint limit or a singularity'
         return IKResult(best, False, e_pos, e_rot, s.max_iterations,
                         f'{clamped}; {reason}' if clamped else reason)

@@ -48,36 +48,45 @@ class ArmKinematics:
         k = robot.kinematics
         return cls(k.urdf, robot.arm_joints, k.base_frame, k.tip_frame)
 
-    def _update(self, q) -> None:
+    def _config(self, q) -> np.ndarray:
         q = np.asarray(q, dtype=float)
         if q.shape != (self.dof,) or not np.all(np.isfinite(q)):
             raise ValueError(f'expected {self.dof} finite joint positions, got {q}')
         config = self._pin.neutral(self.model)
         config[self._index] = q
-        self._pin.framesForwardKinematics(self.model, self.data, config)
+        return config
+
+    def _update(self, q) -> None:
+        self._pin.framesForwardKinematics(self.model, self.data, self._config(q))
 
     def _in_base(self, placement):
         return self.data.oMf[self.base].actInv(placement)
 
+    def _tip(self) -> tuple[np.ndarray, np.ndarray]:
+        pose = self._in_base(self.data.oMf[self.tip])
+        return pose.translation.copy(), pose.rotation.copy()
+
     def tip_pose(self, q) -> tuple[np.ndarray, np.ndarray]:
         """(position (3,), rotation (3, 3)) of the tip frame in the base frame."""
         self._update(q)
-        pose = self._in_base(self.data.oMf[self.tip])
-        return pose.translation.copy(), pose.rotation.copy()
+        return self._tip()
+
+    def tip_pose_and_jacobian(self, q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """tip_pose(q) and tip_jacobian(q) from one forward-kinematics pass (the IK's inner loop)."""
+        pin = self._pin
+        pin.computeJointJacobians(self.model, self.data, self._config(q))   # includes the forward kinematics
+        pin.updateFramePlacements(self.model, self.data)
+        world = pin.getFrameJacobian(self.model, self.data, self.tip, pin.LOCAL_WORLD_ALIGNED)
+        r_base = self.data.oMf[self.base].rotation.T
+        jac = np.empty((6, self.dof))
+        jac[:3] = r_base @ world[:3, self._v_index]
+        jac[3:] = r_base @ world[3:, self._v_index]
+        return (*self._tip(), jac)
 
     def tip_jacobian(self, q) -> np.ndarray:
         """(6, dof): the tip's linear then angular velocity in the base frame's axes, at the tip, per
         joint velocity (profile order)."""
-        self._update(q)
-        config = self._pin.neutral(self.model)
-        config[self._index] = np.asarray(q, dtype=float)
-        self._pin.computeJointJacobians(self.model, self.data, config)
-        world = self._pin.getFrameJacobian(self.model, self.data, self.tip, self._pin.LOCAL_WORLD_ALIGNED)
-        r_base = self.data.oMf[self.base].rotation.T
-        out = np.empty((6, self.dof))
-        out[:3] = r_base @ world[:3, self._v_index]
-        out[3:] = r_base @ world[3:, self._v_index]
-        return out
+        return self.tip_pose_and_jacobian(q)[2]
 
     def rotation_error(self, rotation, target) -> np.ndarray:
         """(3,) the rotation vector taking `rotation` to `target`, in the base frame's axes."""

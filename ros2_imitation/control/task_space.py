@@ -88,28 +88,15 @@ def rotation_to_quaternion(r) -> np.ndarray:
 
 
 def rotation_vector(r) -> np.ndarray:
-    """The rotation vector (axis x angle, rad) of a rotation matrix (3, 3): the log map."""
-    r = np.asarray(r, dtype=float)
-    angle = float(np.arccos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0)))
-    if angle < 1e-9:
-        return np.zeros(3)
-    axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
-    norm = np.linalg.norm(axis)
-    if norm < 1e-9:      # angle ~ pi: the axis from the symmetric part
-        w, v = np.linalg.eigh((r + r.T) / 2.0)
-        return v[:, np.argmax(w)] * angle
-    return axis / norm * angle
+    """The rotation vector (axis x angle, rad) of a rotation matrix (3, 3): the log map (pinocchio's log3)."""
+    import pinocchio as pin
+    return np.asarray(pin.log3(np.asarray(r, dtype=float)), dtype=float)
 
 
 def rotation_from_vector(v) -> np.ndarray:
-    """A rotation vector (rad) -> (3, 3) (Rodrigues: the exponential map)."""
-    v = np.asarray(v, dtype=float)
-    angle = float(np.linalg.norm(v))
-    if angle < 1e-12:
-        return np.eye(3)
-    k = v / angle
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+    """A rotation vector (rad) -> (3, 3): the exponential map (pinocchio's exp3)."""
+    import pinocchio as pin
+    return np.asarray(pin.exp3(np.asarray(v, dtype=float).reshape(3)), dtype=float)
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,15 @@ class ExpertAgent:
         return chunk.times, noisy, (chunk.times, chunk.positions)
 
 
+def rollout_observation(obs: dict, stream: str, image: bool):
+    """A Rollout observation's entry for the policy input `stream`: the entry of that name (a
+    two-camera policy's 'image' and 'wrist_image'), else the fixed camera for an image input and the
+    state for the state input (a policy whose keys are named otherwise)."""
+    if stream in obs:
+        return obs[stream]
+    return obs['image' if image else 'state']
+
+
 class BatchPolicyAgent:
     """A diffusion policy driving B concurrent episodes, one runtime.PolicyRunner each: the rules
     policy_node runs by (due queries, history by stamp, seeds, scheduling, continuity, latency).
@@ -299,7 +308,7 @@ class BatchPolicyAgent:
         for slot, (now, obs, *_rest) in requests.items():
             runner = self.runners[slot]
             for stream in runner.streams:
-                runner.add(stream, now, obs['image' if stream in self.images else 'state'])
+                runner.add(stream, now, rollout_observation(obs, stream, stream in self.images))
             query = runner.poll(now)
             if query is None:
                 continue

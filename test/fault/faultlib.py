@@ -99,6 +99,7 @@ class CommandMonitor:
         self.joints = deque(maxlen=2000)   # (sim stamp, arm position), from /joint_states
         self.fingers = deque(maxlen=2000)  # (sim stamp, measured opening), from /joint_states
         self.widths = deque(maxlen=10000)  # (sim stamp when it arrived, gripper width commanded)
+        self.positions = deque(maxlen=20000)  # (sim stamp when it arrived, arm position commanded)
         self.gripper_step = GRIPPER.max_speed / control_rate
         for kind, (msg_type, topics) in COMMAND_TOPICS.items():
             for topic in topics:
@@ -171,6 +172,8 @@ class CommandMonitor:
 
     def _check_position(self, topic, msg, info, q):
         v, problem = self._vector(msg.data)
+        if not problem and self.joints:
+            self.positions.append((self.joints[-1][0], v))
         return problem or self._position_problem(v) or self._step_problem(topic, info, v, q)
 
     def _check_effort(self, topic, msg, info, q):
@@ -285,6 +288,11 @@ class CommandMonitor:
                 out.append(entry)
         return out[::-1]
 
+    def positions_since(self, t) -> list:
+        """(stamp, arm position) of the position commands that arrived from sim time t on."""
+        with self.lock:
+            return [(s, v) for s, v in self.positions if s >= t]
+
     def widths_since(self, t) -> list:
         """(sim time, width) of the gripper commands that arrived at or after sim time t."""
         return self._since(self.widths, t)
@@ -368,7 +376,7 @@ class ChunkStream:
 
     def __init__(self, node, monitor, topic='/ros2_imitation/action_chunk'):
         self.monitor = monitor
-        self.pub = node.create_publisher(JointTrajectory, topic, COMMAND_QOS)
+        self.pub = None if topic is None else node.create_publisher(JointTrajectory, topic, COMMAND_QOS)
         self.paused = False
         self.sent = 0
         self.q0 = self.t0 = None
@@ -454,6 +462,55 @@ class GripperChunkStream(ChunkStream):
         if not got:
             return math.inf
         return max(float(np.min(np.abs(w - self.gripper_reference(t + self.LAG)))) for t, w in got)
+
+
+class EEChunkStream(ChunkStream):
+    """ChunkStream for a controller with chunk_space ee: tip poses (MultiDOFJointTrajectory on
+    /ros2_imitation/ee_chunk), a 4 cm horizontal circle around the tip's pose at the anchor, the
+    hand's rotation kept. `override`, while set (a function of the chunk's times -> (N, 3) tip
+    positions), replaces the path: a fault. tracking_error() is in metres, at the tip."""
+
+    RADIUS, FREQ = 0.04, 0.15
+
+    def __init__(self, node, monitor, topic='/ros2_imitation/ee_chunk'):
+        from trajectory_msgs.msg import MultiDOFJointTrajectory
+
+        from ros2_imitation.control.kinematics import ArmKinematics
+        super().__init__(node, monitor, topic=None)
+        self.pub = node.create_publisher(MultiDOFJointTrajectory, topic, COMMAND_QOS)
+        self.kin = ArmKinematics.for_robot(ROBOT)
+        self.override = None
+        self.p0 = self.r0 = None
+
+    def anchor(self):
+        super().anchor()
+        self.p0, self.r0 = self.kin.tip_pose(self.q0)
+
+    def tip_reference(self, t):
+        s = 2 * np.pi * self.FREQ * np.clip(np.asarray(t, dtype=float) - self.t0, 0, None)
+        return self.p0 + self.RADIUS * np.stack([np.sin(s), 1 - np.cos(s), 0 * s], axis=-1)
+
+    def message(self, times, positions, rotations=None):
+        from ros2_imitation.control.ee_chunk import EE_COLUMNS, ee_columns
+        from ros2_imitation.nodes.conversions import ee_trajectory_to_msg
+        rotations = [self.r0] * len(times) if rotations is None else rotations
+        traj = Trajectory.from_absolute(EE_COLUMNS, times, ee_columns(positions, rotations))
+        return ee_trajectory_to_msg(traj, ROBOT.kinematics.base_frame, ROBOT.kinematics.tip_frame)
+
+    def chunk(self, t_first):
+        times = t_first + np.arange(self.POINTS) * self.DT
+        return self.message(times, (self.override or self.tip_reference)(times))
+
+    def tip_error(self, seconds=0.6):
+        """(largest tip distance from the path, tip positions) over the newest `seconds`."""
+        window = self.monitor.window(seconds)
+        if not window or self.t0 is None:
+            return math.inf, []
+        tips = [self.kin.tip_pose(q)[0] for _, q in window]
+        return max(float(np.linalg.norm(p - self.tip_reference(t))) for (t, _), p in zip(window, tips)), tips
+
+    def tracking_error(self, seconds=0.6):
+        return self.tip_error(seconds)[0]
 
 
 class Diagnostics:

@@ -69,11 +69,12 @@ def stat(run, key) -> int:
     return int(run.diagnostics.get(CONTROLLER)[1].get(key, 0))
 
 
-def recover(run, timeout=20.0) -> float:
-    """Seconds until the controller tracks the chunk stream again (within TRACK_TOL), as its
-    /diagnostics published from now on say (not an older status of a controller now dead)."""
+def recover(run, timeout=20.0, tolerance=TRACK_TOL) -> float:
+    """Seconds until the controller tracks the chunk stream again (within `tolerance`, in the
+    stream's units), as its /diagnostics published from now on say (not an older status of a
+    controller now dead)."""
     t0 = time.monotonic()
-    wait_for(lambda: state(run, t0) == 'tracking' and run.stream.tracking_error() < TRACK_TOL, timeout,
+    wait_for(lambda: state(run, t0) == 'tracking' and run.stream.tracking_error() < tolerance, timeout,
              what='the controller to track chunks again')
     return time.monotonic() - t0
 
@@ -87,6 +88,8 @@ def first_line(text, marker) -> str:
 
 class Fault:
     """Marks the start of a fault; done() checks and records its row."""
+
+    tolerance = TRACK_TOL      # the stream's tracking error counted as tracking again
 
     def __init__(self, run, reliability, key):
         self.run, self.reliability, self.key = run, reliability, key
@@ -104,10 +107,10 @@ class Fault:
     def done(self, injected, outcome, recover_timeout=20.0):
         recovered, recovery_s = True, None
         try:
-            recovery_s = recover(self.run, recover_timeout)
+            recovery_s = recover(self.run, recover_timeout, self.tolerance)
             time.sleep(1.0)      # and it keeps tracking (the commands of this second are checked too)
             recovered = state(self.run, time.monotonic() - 0.5) == 'tracking' and \
-                self.run.stream.tracking_error() < TRACK_TOL
+                self.run.stream.tracking_error() < self.tolerance
         except AssertionError:
             recovered = False
         checked, violations = self.run.monitor.since(self.mark)

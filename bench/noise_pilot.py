@@ -1,0 +1,156 @@
+"""The noise study's pilot (docs/noise_study.md, "Training length: the pilot"): how long must a
+state policy train before its success stops rising? sigma 0, checkpoints every --every steps, each
+evaluated on --episodes pilot seeds (100000.., never used again in the study). Also the first look at
+a task: a pilot that stays near 0 % says the policy cannot learn the task from that data at all.
+
+State policies: the arm joints (+ the gripper opening) + the task's privileged state (cube xy, yaw,
+goal xy; rollout.task_features), demonstrations from the scripted expert (seeds 10000..), position
+control at 100 Hz. Resumable: the dataset and the training's checkpoints are files under --work; a
+rerun continues where it stopped and re-evaluates nothing it has logged.
+
+    python bench/noise_pilot.py --task pick_place --demos 100       # ~40 min on one core
+    python bench/noise_pilot.py --task push_cube --demos 10
+    python bench/noise_pilot.py --quick                             # the pipeline in ~2 minutes
+Writes <work>/<task><demos>/pilot.json, docs/noise_pilot.png and the pilot section of docs/noise_study.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTROL_RATE = 100.0
+PILOT_SEEDS = 100000
+TIMEOUT = {'push_cube': 15.0, 'pick_place': 20.0}
+
+
+def make_dataset(path: Path, task: str, demos: int, first_seed: int = 10000) -> dict:
+    """`demos` successful scripted demonstrations, state only; returns the expert's own figures."""
+    from tqdm import tqdm
+
+    from ros2_imitation.policy.dataset import write_episodes
+    from ros2_imitation.sim.experts import make_expert
+    from ros2_imitation.sim.rollout import ExpertAgent, Rollout
+    meta = path.with_suffix('.json')
+    if path.exists() and meta.exists():
+        return json.loads(meta.read_text())
+    rollout = Rollout(task=task, render=False, task_features=True, control_rate=CONTROL_RATE)
+    agent = ExpertAgent(make_expert(task, rollout.sim.model))
+    episodes, seed, tries = [], first_seed, 0
+    with tqdm(total=demos, desc=f'{task} demos', unit='demo') as bar:
+        while len(episodes) < demos:
+            result = rollout.run(agent, seed, TIMEOUT[task], record=True)
+            seed, tries = seed + 1, tries + 1
+            if result.success:
+                episodes.append(result.data)
+                bar.update(1)
+    write_episodes(path, episodes, overwrite=True)
+    info = {'demos': demos, 'expert_tries': tries, 'expert_success': demos / tries,
+            'frames': int(sum(len(e['action']) for e in episodes))}
+    meta.write_text(json.dumps(info))
+    return info
+
+
+def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Path) -> dict:
+    import torch
+    torch.set_num_threads(1)
+    from ros2_imitation.policy import PolicyConfig
+    from ros2_imitation.policy.train import train
+    from ros2_imitation.sim.evaluation import evaluate
+
+    out = work / f'{task}{demos}'
+    out.mkdir(parents=True, exist_ok=True)
+    data = make_dataset(out / 'data.zarr', task, demos)
+    curve_path = out / 'pilot.json'
+    curve = json.loads(curve_path.read_text())['curve'] if curve_path.exists() else []
+    done = {row['step'] for row in curve}
+
+    def eval_fn(policy, step):
+        if step in done:
+            return None
+        result = evaluate(policy, range(PILOT_SEEDS, PILOT_SEEDS + episodes), task=task,
+                          timeout=TIMEOUT[task], batch=episodes, control_rate=CONTROL_RATE, task_features=True)
+        row = {'step': step, 'success_rate': result['success_rate'], 'ci95': result['ci95'],
+               'eval_s': round(result['wall_s'], 1)}
+        curve.append(row)
+        curve_path.write_text(json.dumps({'task': task, 'data': data, 'steps': steps, 'curve': curve}, indent=1))
+        print(f'step {step}: success {result["success_rate"]:.2f}', flush=True)
+        return {'pilot_success': result['success_rate']}
+
+    config = PolicyConfig(image_keys=(), down_dims=(64, 128, 256), horizon=16, n_action_steps=8,
+                          noise_sigma=0.0, noise_mode='off', seed=0)
+    start = time.monotonic()
+    train(out / 'data.zarr', config, out / 'run', steps=steps, batch_size=64, lr=3e-4, val_fraction=0.0,
+          checkpoint_every=every, keep_checkpoints=1, eval_fn=eval_fn, resume=True, progress=True)
+    summary = {'task': task, 'data': data, 'steps': steps, 'curve': curve,
+               'train_eval_s_this_run': round(time.monotonic() - start)}
+    curve_path.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def plateau(curve, rise: float = 0.05, minimum: int = 10000):
+    """The registered rule: the first checkpoint (>= minimum steps) after which success rises by less
+    than `rise` over the next two checkpoints; None if the curve does not show one yet."""
+    rows = sorted(curve, key=lambda r: r['step'])
+    for i, row in enumerate(rows[:-2]):
+        if row['step'] >= minimum and max(r['success_rate'] for r in rows[i + 1:i + 3]) - row['success_rate'] < rise:
+            return row['step']
+    return None
+
+
+def report(summaries, args) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    lines = ['| task | demos | expert success | checkpoints: step -> success on the pilot seeds | plateau |',
+             '|---|---|---|---|---|']
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for s in summaries:
+        rows = sorted(s['curve'], key=lambda r: r['step'])
+        points = ', '.join(f'{r["step"] / 1000:g}k: {r["success_rate"]:.2f}' for r in rows)
+        stop = plateau(rows, minimum=0 if args.quick else 10000)
+        lines.append(f'| {s["task"]} | {s["data"]["demos"]} | {s["data"]["expert_success"]:.2f} | {points} | '
+                     f'{stop if stop is not None else "not yet"} |')
+        if rows:
+            ax.plot([r['step'] for r in rows], [r['success_rate'] for r in rows], 'o-',
+                    label=f'{s["task"]}, {s["data"]["demos"]} demos')
+    ax.set(xlabel='training step', ylabel=f'success ({args.episodes} pilot seeds)', ylim=(-0.02, 1.02),
+           title='Noise study pilot: sigma 0 state policies')
+    ax.legend()
+    fig.tight_layout()
+    if not args.quick:
+        fig.savefig(ROOT / 'docs' / 'noise_pilot.png', dpi=110)
+        body = '\n'.join(lines) + ('\n\nState policies (sigma 0, DDIM-10, inpainting continuity), position control '
+                                   'at 100 Hz; the plot is `noise_pilot.png`.')
+        write_section('noise_pilot', 'Results: the pilot', body, doc=ROOT / 'docs' / 'noise_study.md')
+    plt.close(fig)
+    print('\n'.join(lines))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--task', action='append', choices=sorted(TIMEOUT), help='repeatable')
+    parser.add_argument('--demos', type=int, action='append', help='repeatable; every task gets each size')
+    parser.add_argument('--steps', type=int, default=20000)
+    parser.add_argument('--every', type=int, default=2000)
+    parser.add_argument('--episodes', type=int, default=50)
+    parser.add_argument('--work', type=Path, default=ROOT / 'runs' / 'noise_pilot')
+    parser.add_argument('--quick', action='store_true', help='2 demos, 200 steps, 4 episodes, a scratch --work')
+    args = parser.parse_args(argv)
+    tasks, sizes = args.task or ['pick_place'], args.demos or [100]
+    if args.quick:
+        tasks, sizes, args.steps, args.every, args.episodes = ['push_cube'], [2], 200, 100, 4
+        args.work = args.work.parent / 'noise_pilot_quick'
+    summaries = [pilot(t, n, args.steps, args.every, args.episodes, args.work) for t in tasks for n in sizes]
+    report(summaries, args)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
