@@ -22,7 +22,7 @@ def add_arguments(p):
     p.add_argument('--batch', type=int, default=1,
                    help='episodes run side by side sharing one batched policy call (faster; 1: one by one)')
     p.add_argument('--json', default=None, metavar='OUT', help='write the results as JSON')
-    p.add_argument('--video', default=None, metavar='MP4', help='write the camera view of every episode')
+    p.add_argument('--video', default=None, metavar='MP4', help='write the camera view of every episode (.mp4, or .gif)')
 
 
 def run(args) -> int:

@@ -5,13 +5,28 @@ import cv2
 import numpy as np
 
 
+def _titled(label: str, frame: np.ndarray, ok: bool, scale: int) -> np.ndarray:
+    h, w = frame.shape[:2]
+    big = cv2.resize(frame, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+    bar = np.full((24, w * scale, 3), (40, 120, 40) if ok else (40, 40, 40), np.uint8)
+    cv2.putText(bar, label, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.vstack([bar, big])
+
+
 def write_video(episodes, path, fps: float = 10.0, scale: int = 4) -> Path:
-    """episodes: [(label, [frames (H, W, 3) RGB uint8], success)] -> one mp4, a title bar per frame."""
+    """episodes: [(label, [frames (H, W, 3) RGB uint8], success)] -> one video, a title bar per frame:
+    an mp4, or an animated GIF (for a README) when path ends in .gif."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = [(label, f, ok) for label, fs, ok in episodes for f in fs]
     if not frames:
         raise ValueError('no frames to write: was the camera publishing?')
+    if path.suffix.lower() == '.gif':
+        from PIL import Image
+        images = [Image.fromarray(_titled(label, f, ok, scale)) for label, f, ok in frames]
+        images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0,
+                       optimize=True)
+        return path
     h, w = frames[0][1].shape[:2]
     size = (w * scale, h * scale + 24)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), fps, size)
@@ -19,10 +34,7 @@ def write_video(episodes, path, fps: float = 10.0, scale: int = 4) -> Path:
         raise RuntimeError(f'OpenCV cannot write {path}')
     try:
         for label, frame, ok in frames:
-            big = cv2.resize(frame, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
-            bar = np.full((24, w * scale, 3), (40, 120, 40) if ok else (40, 40, 40), np.uint8)
-            cv2.putText(bar, label, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-            writer.write(cv2.cvtColor(np.vstack([bar, big]), cv2.COLOR_RGB2BGR))
+            writer.write(cv2.cvtColor(_titled(label, frame, ok, scale), cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
     return path

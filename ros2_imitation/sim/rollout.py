@@ -156,8 +156,9 @@ class Rollout:
                 obs = self._observe()
                 state = sim.task_state()
                 states.append(state)
-                if record_frames and 'image' in obs:
-                    frames.append(obs['image'])
+                if record_frames and 'image' in obs:   # the wrist camera beside the fixed one, if any
+                    frames.append(np.hstack([obs['image'], obs['wrist_image']]) if 'wrist_image' in obs
+                                  else obs['image'])
                 if record and active is not None:
                     for key in ('image', 'wrist_image', 'state'):
                         if key in obs:
