@@ -13,7 +13,7 @@ def episodes():
 
 def test_a_gif_holds_every_frame_with_its_title_bar(tmp_path):
     from PIL import Image
-    path = write_video(episodes(), tmp_path / 'clip.gif', fps=5.0, scale=2)
+    path = write_video(episodes(), tmp_path / 'clip.gif', fps=5.0, scale=4)   # GIFs: half the scale
     with Image.open(path) as gif:
         assert gif.n_frames == 3 and gif.size == (40, 24 + 24)
         assert gif.info['duration'] == 200 and gif.info['loop'] == 0

@@ -15,7 +15,7 @@ def _titled(label: str, frame: np.ndarray, ok: bool, scale: int) -> np.ndarray:
 
 def write_video(episodes, path, fps: float = 10.0, scale: int = 4) -> Path:
     """episodes: [(label, [frames (H, W, 3) RGB uint8], success)] -> one video, a title bar per frame:
-    an mp4, or an animated GIF (for a README) when path ends in .gif."""
+    an mp4, or an animated GIF (for a README: at half the scale, to stay small) when path ends in .gif."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = [(label, f, ok) for label, fs, ok in episodes for f in fs]
@@ -23,6 +23,7 @@ def write_video(episodes, path, fps: float = 10.0, scale: int = 4) -> Path:
         raise ValueError('no frames to write: was the camera publishing?')
     if path.suffix.lower() == '.gif':
         from PIL import Image
+        scale = max(1, scale // 2)
         images = [Image.fromarray(_titled(label, f, ok, scale)) for label, f, ok in frames]
         images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0,
                        optimize=True)
