@@ -45,3 +45,38 @@ def test_episodes_start_off_target_from_their_seed_and_the_block_rests_flat():
     sim.step(50)
     state = sim.task_state()
     assert state['success'] and state['coverage'] > 0.99
+
+
+def test_the_scripted_expert_pushes_the_t_home_from_both_ends():
+    """The expert solves seeds it was not tuned on (coverage >= 0.95 within the task's timeout),
+    push by push, and draws both modes (the end of the bar its turning pushes prefer)."""
+    from ros2_imitation.sim.experts import make_expert
+    from ros2_imitation.sim.rollout import ExpertAgent, Rollout
+    rollout = Rollout(task='push_t', render=False, control_rate=100.0)
+    expert = make_expert('push_t', rollout.sim.model)
+    agent = ExpertAgent(expert)
+    modes, results = set(), []
+    for seed in (20001, 20002, 20003):
+        result = rollout.run(agent, seed, rollout.sim.task.timeout)
+        results.append((seed, result.success, result.final_state['coverage'], expert.pushes))
+        modes.add(expert.mode)
+        assert expert.pushes >= 2
+    assert sum(ok for _, ok, _, _ in results) >= 2, results
+    assert all(cover > 0.85 for _, _, cover, _ in results), results
+
+
+def test_the_expert_plans_pushes_that_reduce_the_error_and_land_beside_the_block():
+    from ros2_imitation.sim.experts_push_t import PushTExpert
+    from ros2_imitation.sim.push_t import inside_t, to_frame
+    sim = PandaSim(task='push_t', render=False)
+    expert = PushTExpert(sim.model, seed=0)
+    for seed in range(5):
+        sim.reset(seed)
+        state = sim.task_state()
+        expert.reset(seed)
+        offset, dyaw, pose = expert.errors(state)
+        start, end, heading, u = expert._plan_push(state, np.array([0.3, 0.0, 0.4]), 0.0)
+        assert not expert._overlaps(start[:2], u, pose)                   # comes down clear of the block
+        front = np.linspace(start[:2], end[:2], 50) + expert.FACE * u       # the fingers' leading face
+        assert inside_t(to_frame(front, pose)).any()                          # pushes into it
+        assert abs(np.linalg.norm(u) - 1) < 1e-9 and start[2] == end[2] < 0.03

@@ -10,7 +10,8 @@ def add_arguments(p):
     p.add_argument('--sigma', type=float, default=None, help='test-time noise injection sigma')
     p.add_argument('--graph', default='demo', help='node graph to run (default: demo, the policy; expert_demo: the scripted expert)')
     p.add_argument('--seed', type=int, default=1000, help='first episode seed (then +1 each)')
-    p.add_argument('--timeout', type=float, default=20.0, help='episode length limit (sim seconds)')
+    p.add_argument('--timeout', type=float, default=None,
+                   help="episode length limit (sim seconds; default the task's: 20, push_t 60)")
     p.add_argument('--out', default='demo_output', help='folder for the video, plot and JSON')
     p.add_argument('--json', default=None, metavar='OUT', help='also write the summary JSON here')
     p.add_argument('--headless', action='store_true',
@@ -25,6 +26,13 @@ def add_arguments(p):
                    help='override one node parameter (e.g. policy.execute_steps=4)')
     p.add_argument('--view-hold', type=float, default=0.0,
                    help='keep the live view open this many seconds after the last episode')
+
+
+def task_progress(state: dict) -> str:
+    """How far the task got: the coverage for push_t, the object's distance to its goal otherwise."""
+    if 'coverage' in state:
+        return f'final coverage {state["coverage"]:.3f}'
+    return f'final distance {state.get("distance", float("nan")):.3f} m'
 
 
 def run(args) -> int:
@@ -44,6 +52,8 @@ def run(args) -> int:
     values = {k: v for k, v in (('task', args.task), ('model', args.model), ('sigma', args.sigma))
               if v is not None}
     graph = load_graph(task_graph(args.graph, args.task), {**key_values(args.arg, '--arg'), **values}, key_values(args.set, '--set'))
+    from ros2_imitation.sim.tasks import make_task
+    timeout = args.timeout or make_task(graph.node('sim').parameters.get('task', 'push_cube')).timeout
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f'demo: graph {graph.name!r} ({", ".join(n.name for n in graph.nodes)}), '
@@ -72,7 +82,7 @@ def run(args) -> int:
             for i in range(args.episodes):
                 seed = args.seed + i
                 t_wall = time.monotonic()
-                result = runner.run(seed, args.timeout, also=tuple(graph.episode_resets))
+                result = runner.run(seed, timeout, also=tuple(graph.episode_resets))
                 results.append(result)
                 died = bringup.poll()
                 if died:
@@ -82,8 +92,8 @@ def run(args) -> int:
                        if latency else '')
                 print(f'episode {i + 1}/{args.episodes} seed {seed}: '
                       f'{"SUCCESS" if result.success else "failure"} after {result.duration:.1f} s sim '
-                      f'({time.monotonic() - t_wall:.1f} s wall), final distance '
-                      f'{result.final_state.get("distance", float("nan")):.3f} m{lat}', flush=True)
+                      f'({time.monotonic() - t_wall:.1f} s wall), {task_progress(result.final_state)}{lat}',
+                      flush=True)
             if args.view and args.view_hold > 0:
                 time.sleep(args.view_hold)
         finally:

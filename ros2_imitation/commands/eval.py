@@ -6,7 +6,8 @@ def add_arguments(p):
     p.add_argument('--task', default='push_cube')
     p.add_argument('--episodes', type=int, default=50)
     p.add_argument('--seed', type=int, default=0, help='first episode seed (then +1 each)')
-    p.add_argument('--timeout', type=float, default=20.0, help='episode length limit (sim seconds)')
+    p.add_argument('--timeout', type=float, default=None,
+                   help="episode length limit (sim seconds; default the task's: 20, push_t 60)")
     p.add_argument('--steps', type=int, default=None, help='inference steps (default: the checkpoint\'s)')
     p.add_argument('--scheduler', choices=('ddpm', 'ddim'), default=None)
     p.add_argument('--noise-mode', choices=('replica', 'train_only', 'off'), default=None,

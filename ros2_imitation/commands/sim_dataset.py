@@ -7,7 +7,8 @@ def add_arguments(p):
     p.add_argument('--episodes', type=int, required=True)
     p.add_argument('--seed', type=int, default=10000, help='first episode seed (keep apart from eval seeds 0..)')
     p.add_argument('--out', required=True, help='zarr dataset to write')
-    p.add_argument('--timeout', type=float, default=20.0, help='episode length limit (sim seconds)')
+    p.add_argument('--timeout', type=float, default=None,
+                   help="episode length limit (sim seconds; default the task's: 20, push_t 60)")
     p.add_argument('--image-size', default='96x96', help='WIDTHxHEIGHT of the camera')
     p.add_argument('--mode', default='position', help='controller mode')
     p.add_argument('--keep-failures', action='store_true', help='also keep episodes the expert failed')
@@ -28,7 +29,7 @@ def run(args) -> int:
     agent = ExpertAgent(make_expert(args.task, rollout.sim.model))
     episodes, outcomes, bar = [], [], tqdm(range(args.seed, args.seed + args.episodes), unit='episode')
     for seed in bar:
-        result = rollout.run(agent, seed, args.timeout, record=True)
+        result = rollout.run(agent, seed, args.timeout or rollout.sim.task.timeout, record=True)
         outcomes.append({'seed': seed, 'success': result.success, 'mode': agent.expert.mode,
                          'steps': len(result.data.get('action', []))})
         if (result.success or args.keep_failures) and result.data:

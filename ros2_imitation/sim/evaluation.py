@@ -16,16 +16,17 @@ from ros2_imitation.sim.rollout import BatchPolicyAgent, Rollout, wilson_interva
 from ros2_imitation.sim.tasks import make_task
 
 
-def evaluate(policy, seeds, task: str = 'push_cube', timeout: float = 20.0, batch: int = 10,
+def evaluate(policy, seeds, task: str = 'push_cube', timeout: float | None = None, batch: int = 10,
              continuity: str = 'inpaint', latency: float = 0.0, mode: str = 'position',
              control_rate: float = 500.0, execute: int | None = None, record_frames: bool = False,
              task_features: bool | None = None, progress=None) -> dict:
     """Success rate with a 95% Wilson interval over `seeds`. `execute`: actions run per chunk
-    (default the checkpoint's n_action_steps). task_features: the state carries the task's
+    (default the checkpoint's n_action_steps); timeout: sim seconds, default the task's. task_features: the state carries the task's
     privileged state after the arm joints (rollout.task_features); default: when the state is
     longer than the arm (and, for pick_place, the gripper opening). progress(result) is called after
     each episode. Each episode is seeded by its own seed, as PolicyAgent seeds it, whatever the batch."""
     cfg = policy.config
+    timeout = timeout or make_task(task).timeout
     size = (cfg.image_shape[1], cfg.image_shape[0]) if cfg.image_keys else (96, 96)
     timing = ChunkTiming(size=cfg.horizon, execute=execute or cfg.n_action_steps)
     seeds = list(seeds)

@@ -29,6 +29,7 @@ from ros2_imitation.sim.expert_base import (  # noqa: F401  (re-exported: the ex
     wrap,
 )
 from ros2_imitation.sim.experts_pick import PickPlaceExpert
+from ros2_imitation.sim.experts_push_t import PushTExpert
 
 ARM_JOINTS = scene.ARM_JOINTS
 
@@ -164,7 +165,7 @@ class ReachExpert(ScriptedExpert):
         return out or [Waypoint(target, yaw, speed * 0.5, 'hold')]
 
 
-EXPERTS = {cls.task: cls for cls in (PushCubeExpert, ReachExpert, PickPlaceExpert)}
+EXPERTS = {cls.task: cls for cls in (PushCubeExpert, ReachExpert, PickPlaceExpert, PushTExpert)}
 
 
 def make_expert(task: str, model, **kwargs) -> ScriptedExpert:

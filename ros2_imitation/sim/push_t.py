@@ -73,6 +73,7 @@ class PushT(Task):
     SUCCESS_COVERAGE = 0.95
     MASS = 0.15
     REST_HEIGHT = 0.005                            # m above its resting height: still flat on the table
+    timeout = 60.0                                 # a push at a time: the expert needs 20-45 s
 
     def xml(self) -> str:
         def boxes(prefix, z, half_h, rgba, extra):

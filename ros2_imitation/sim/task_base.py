@@ -13,6 +13,7 @@ class Task:
     gripper_action = False
     wrist_camera = False    # render the hand camera by default (PandaSim, sim_node)
     grip = False            # finger pads with grasping contacts (scene.GRIP_PAD)
+    timeout = 20.0          # s of sim time an episode may take (eval, sim-dataset, demo default)
 
     @property
     def action_dim(self) -> int:
