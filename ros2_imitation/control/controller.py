@@ -120,14 +120,11 @@ class ChunkController:
         self.follower.clear()
         if self.gripper is not None:
             self.gripper.reset()
-        self.q_cmd = None if self.q is None else self.q.copy()
-        if self.q_cmd is not None:
-            self.follower.hold(self.q_cmd, now)
+        self.q_cmd = None
+        if self.q is not None:
+            self._hold_where_measured(now)
             if self.mode == 'trajectory':
                 self._pending_trajectory = self._hold_trajectory()
-            if self.cartesian:
-                self.pose_cmd = self._measured_pose()
-                self.pose_follower.hold(*self.pose_cmd, now)
         if self.state != 'stopped':
             self.state = 'holding' if self.q_cmd is not None else 'waiting'
         self.reason = why
@@ -220,17 +217,22 @@ class ChunkController:
             return None
         return self.gripper.update(now)
 
+    def _hold_where_measured(self, now: float) -> None:
+        """Command where the arm measurably is, and hold it there: the joint follower, and in
+        cartesian_target the pose follower at the measured tip pose (the one place both are set)."""
+        self.q_cmd = self.q.copy()
+        self.follower.hold(self.q_cmd, now)
+        if self.cartesian:
+            self.pose_cmd = self._measured_pose()
+            self.pose_follower.hold(*self.pose_cmd, now)
+
     def stop(self, now: float, why: str = 'stop requested'):
         if self.gripper is not None:
             self.gripper.hold()
         if self.q is not None:
-            self.q_cmd = self.q.copy()
-            self.follower.hold(self.q_cmd, now)
+            self._hold_where_measured(now)
             if self.mode == 'trajectory':
                 self._pending_trajectory = self._hold_trajectory()
-            if self.cartesian:
-                self.pose_cmd = self._measured_pose()
-                self.pose_follower.hold(*self.pose_cmd, now)
         self.state, self.reason = 'stopped', why
 
     def shutdown(self, now: float) -> Command | None:
@@ -263,13 +265,9 @@ class ChunkController:
             return self._lost_joint_states(now)
         self._zero_sent = False
         if self.q_cmd is None or self.state == 'waiting':
-            self.q_cmd = self.q.copy()
-            self.follower.hold(self.q_cmd, now)
-            if self.cartesian:
-                self.pose_cmd = self._measured_pose()
-                self.pose_follower.hold(*self.pose_cmd, now)
+            self._hold_where_measured(now)
             self.state, self.reason = 'holding', 'no chunk yet'
-        end = self.pose_follower.end_time if self.cartesian else self.follower.end_time
+        end = (self.pose_follower if self.cartesian else self.follower).end_time
         if self.state == 'tracking' and now > end + self.chunk_timeout:
             self.state, self.reason = 'holding', 'chunk stream stopped'
         if self.state == 'holding' and end is not None and \

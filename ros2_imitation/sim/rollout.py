@@ -100,13 +100,13 @@ class Rollout:
         # joints by the controller's IK as controller_node does with chunk_space ee; ee_state: it
         # sees the tip pose too (proprioception_node's ee_state)
         self.ee = EEChunkConverter.for_robot(self.robot) if action_space == 'ee' else None
-        self.ee_state = ArmKinematics.for_robot(self.robot) if ee_state else None
+        self.tip_kinematics = ArmKinematics.for_robot(self.robot) if ee_state else None
         self.arm_columns = EE_COLUMNS if self.ee is not None else self.robot.arm_joints
 
     def _observe(self) -> dict:
         state = self.sim.joint_positions()[:7]
-        if self.ee_state is not None:
-            p, r = self.ee_state.tip_pose(state)
+        if self.tip_kinematics is not None:
+            p, r = self.tip_kinematics.tip_pose(state)
             state = ee_columns(p[None], r[None])[0]
         if self.gripper:
             state = np.append(state, self.sim.gripper_width())
