@@ -127,7 +127,9 @@ def report(summaries, args) -> None:
     if not args.quick:
         fig.savefig(ROOT / 'docs' / 'noise_pilot.png', dpi=110)
         body = '\n'.join(lines) + ('\n\nState policies (sigma 0, DDIM-10, inpainting continuity), position control '
-                                   'at 100 Hz; the plot is `noise_pilot.png`.')
+                                   'at 100 Hz; the plot is `noise_pilot.png`. The learning rate follows one cosine '
+                                   'schedule to --steps: a curve that has not reached its plateau needs a longer '
+                                   'run in a fresh --work folder, not a resumed one.')
         write_section('noise_pilot', 'Results: the pilot', body, doc=ROOT / 'docs' / 'noise_study.md')
     plt.close(fig)
     print('\n'.join(lines))
