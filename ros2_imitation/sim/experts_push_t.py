@@ -3,17 +3,18 @@ closed fingers, one push at a time, each planned from the block's measured pose.
 
 A push: up to travel height (`lift`), over a point just outside the block (`above`), down to push
 height (`down`), along the push direction (`push`), back off (`back`); then the next push is
-planned from where the block ended up. Two kinds of push:
-- a turn: the fingers push the bar near one of its ends, across it (from under the bar or from
-  above it, whichever turns the right way), a distance proportional to the yaw error;
-- a slide: through the block's centre of mass toward the target's, from the side the pusher meets
-  first coming along that line.
-It turns while the yaw error is large and slides while the offset is, so the errors shrink push by
-push; a quasi-static pusher on a real table needs several of each, as a person does.
+planned from where the block ended up (a next push that starts close by is reached at push height).
 
-Modes: which end of the bar the turns use (`left_end`, `right_end`): the same block is turned from
-different sides, so the demonstrations are multimodal. Per-episode variations: speeds, push height,
-how far beside the bar's end the fingers push.
+Which push: every contact along the T's edges (every 5 mm, pushing along the inward normal) where
+the fingers can come down clear of the block is scored by a quasi-static model of a pushed block
+(_plan_push); the one that would leave the least centre-of-mass offset and yaw error is taken, for
+the distance the model gives (a little less, plus the slack the arm's compliance takes up). Far off,
+that means long pushes near the bar's ends that turn and slide at once; near the target, millimetre
+pushes. A quasi-static pusher needs several, as a person does; the task's timeout is 60 s.
+
+Modes: which end of the T the expert prefers when two pushes are nearly as good (`left_end`,
+`right_end`), so the same block is pushed home in different ways. Per-episode variations: speeds,
+push height, travel height.
 """
 import numpy as np
 
@@ -66,7 +67,7 @@ class PushTExpert(ScriptedExpert):
                     push_height=r.uniform(0.012, 0.018), travel_height=r.uniform(0.05, 0.06))
 
     def reset(self, seed=None) -> dict:
-        self._push = None        # (start, end, heading): the push being executed, world frame
+        self._push = None        # (start, end, hand yaw, direction): the push being executed, world frame
         self.pushes = 0
         return super().reset(seed)
 
