@@ -142,7 +142,10 @@ class Process:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                try:     # bounded: a blocking wait once hung a whole CI run on a killed bringup
+                    self.proc.wait(10.0)
+                except subprocess.TimeoutExpired:
+                    print(f'process {self.proc.pid} not reaped 10 s after SIGKILL', file=sys.stderr)
         self._log.close()
         return self.proc.returncode
 
