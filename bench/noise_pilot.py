@@ -22,34 +22,23 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from noise_study import CONTROL_RATE  # noqa: E402  (the pilot runs as the grid will)
 from report import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTROL_RATE = 100.0
 PILOT_SEEDS = 100000
 TIMEOUT = {'push_cube': 15.0, 'pick_place': 20.0}
 
 
 def make_dataset(path: Path, task: str, demos: int, first_seed: int = 10000) -> dict:
     """`demos` successful scripted demonstrations, state only; returns the expert's own figures."""
-    from tqdm import tqdm
+    from noise_study import expert_demos
 
     from ros2_imitation.policy.dataset import write_episodes
-    from ros2_imitation.sim.experts import make_expert
-    from ros2_imitation.sim.rollout import ExpertAgent, Rollout
     meta = path.with_suffix('.json')
     if path.exists() and meta.exists():
         return json.loads(meta.read_text())
-    rollout = Rollout(task=task, render=False, task_features=True, control_rate=CONTROL_RATE)
-    agent = ExpertAgent(make_expert(task, rollout.sim.model))
-    episodes, seed, tries = [], first_seed, 0
-    with tqdm(total=demos, desc=f'{task} demos', unit='demo') as bar:
-        while len(episodes) < demos:
-            result = rollout.run(agent, seed, TIMEOUT[task], record=True)
-            seed, tries = seed + 1, tries + 1
-            if result.success:
-                episodes.append(result.data)
-                bar.update(1)
+    episodes, tries = expert_demos(task, demos, first_seed, timeout=TIMEOUT[task])
     write_episodes(path, episodes, overwrite=True)
     info = {'demos': demos, 'expert_tries': tries, 'expert_success': demos / tries,
             'frames': int(sum(len(e['action']) for e in episodes))}

@@ -67,28 +67,36 @@ def plan(args):
 
 
 # ---- data ----------------------------------------------------------------------------------------
-def make_datasets(work: Path, top: int, sizes) -> None:
-    """`top` successful demonstrations each, clean and noise-collected; subsets of the first N."""
+def expert_demos(task: str, count: int, first_seed: int, noise: float | None = None,
+                 timeout: float | None = None, label: str = '') -> tuple[list, int]:
+    """(`count` successful scripted demonstrations, state only, the tries it took), from `first_seed`
+    on, at the study's control rate; `noise`: the expert's actions perturbed (noise-injected collection)."""
     from tqdm import tqdm
 
-    from ros2_imitation.policy.dataset import write_episodes
     from ros2_imitation.sim.experts import ActionNoise, make_expert
     from ros2_imitation.sim.rollout import ExpertAgent, Rollout
-    for data, first_seed, noise in (('clean', 10000, None), ('noisy', 20000, COLLECTION_NOISE)):
-        paths = {n: work / 'data' / f'{data}{n}.zarr' for n in sizes}
-        if all(p.exists() for p in paths.values()):
-            continue
-        rollout = Rollout(render=False, task_features=True, control_rate=CONTROL_RATE)
-        agent = ExpertAgent(make_expert('push_cube', rollout.sim.model),
-                            ActionNoise(std=noise) if noise else None)
-        episodes, seed, bar = [], first_seed, tqdm(total=top, desc=f'{data} demos', unit='demo')
-        while len(episodes) < top:
-            result = rollout.run(agent, seed, 20.0, record=True)
+    from ros2_imitation.sim.tasks import episode_timeout
+    rollout = Rollout(task=task, render=False, task_features=True, control_rate=CONTROL_RATE)
+    agent = ExpertAgent(make_expert(task, rollout.sim.model), ActionNoise(std=noise) if noise else None)
+    episodes, seed = [], first_seed
+    with tqdm(total=count, desc=f'{label or task} demos', unit='demo') as bar:
+        while len(episodes) < count:
+            result = rollout.run(agent, seed, episode_timeout(task, timeout), record=True)
             seed += 1
             if result.success:
                 episodes.append({k: v for k, v in result.data.items() if k != 'image'})
                 bar.update(1)
-        bar.close()
+    return episodes, seed - first_seed
+
+
+def make_datasets(work: Path, top: int, sizes) -> None:
+    """`top` successful demonstrations each, clean and noise-collected; subsets of the first N."""
+    from ros2_imitation.policy.dataset import write_episodes
+    for data, first_seed, noise in (('clean', 10000, None), ('noisy', 20000, COLLECTION_NOISE)):
+        paths = {n: work / 'data' / f'{data}{n}.zarr' for n in sizes}
+        if all(p.exists() for p in paths.values()):
+            continue
+        episodes, _ = expert_demos('push_cube', top, first_seed, noise, 20.0, label=data)
         for n, path in paths.items():
             write_episodes(path, episodes[:n], overwrite=True)
 

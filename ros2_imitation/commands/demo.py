@@ -52,8 +52,8 @@ def run(args) -> int:
     values = {k: v for k, v in (('task', args.task), ('model', args.model), ('sigma', args.sigma))
               if v is not None}
     graph = load_graph(task_graph(args.graph, args.task), {**key_values(args.arg, '--arg'), **values}, key_values(args.set, '--set'))
-    from ros2_imitation.sim.tasks import make_task
-    timeout = args.timeout or make_task(graph.node('sim').parameters.get('task', 'push_cube')).timeout
+    from ros2_imitation.sim.tasks import episode_timeout
+    timeout = episode_timeout(graph.node('sim').parameters.get('task', 'push_cube'), args.timeout)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f'demo: graph {graph.name!r} ({", ".join(n.name for n in graph.nodes)}), '

@@ -23,13 +23,14 @@ def run(args) -> int:
     from ros2_imitation.policy.dataset import write_replay_buffer
     from ros2_imitation.sim.experts import make_expert
     from ros2_imitation.sim.rollout import ExpertAgent, Rollout
+    from ros2_imitation.sim.tasks import episode_timeout
 
     width, height = (int(v) for v in args.image_size.lower().split('x'))
     rollout = Rollout(task=args.task, mode=args.mode, camera_size=(width, height))
     agent = ExpertAgent(make_expert(args.task, rollout.sim.model))
     episodes, outcomes, bar = [], [], tqdm(range(args.seed, args.seed + args.episodes), unit='episode')
     for seed in bar:
-        result = rollout.run(agent, seed, args.timeout or rollout.sim.task.timeout, record=True)
+        result = rollout.run(agent, seed, episode_timeout(args.task, args.timeout), record=True)
         outcomes.append({'seed': seed, 'success': result.success, 'mode': agent.expert.mode,
                          'steps': len(result.data.get('action', []))})
         if (result.success or args.keep_failures) and result.data:

@@ -90,7 +90,8 @@ class ArmKinematics:
 
     def rotation_error(self, rotation, target) -> np.ndarray:
         """(3,) the rotation vector taking `rotation` to `target`, in the base frame's axes."""
-        return np.asarray(self._pin.log3(np.asarray(target) @ np.asarray(rotation).T))
+        from ros2_imitation.control.task_space import rotation_vector
+        return rotation_vector(np.asarray(target) @ np.asarray(rotation).T)
 
     def tip_path(self, positions) -> np.ndarray:
         """(N, 3) tip positions in the base frame for (N, dof) joint positions."""

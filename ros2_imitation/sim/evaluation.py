@@ -13,7 +13,7 @@ from ros2_imitation.robot import RobotProfile
 from ros2_imitation.runtime.chunking import ChunkTiming
 from ros2_imitation.runtime.runner import policy_joint_names, policy_state_names
 from ros2_imitation.sim.rollout import BatchPolicyAgent, Rollout, wilson_interval
-from ros2_imitation.sim.tasks import make_task
+from ros2_imitation.sim.tasks import episode_timeout, make_task
 
 
 def evaluate(policy, seeds, task: str = 'push_cube', timeout: float | None = None, batch: int = 10,
@@ -26,7 +26,7 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float | None = Non
     longer than the arm (and, for pick_place, the gripper opening). progress(result) is called after
     each episode. Each episode is seeded by its own seed, as PolicyAgent seeds it, whatever the batch."""
     cfg = policy.config
-    timeout = timeout or make_task(task).timeout
+    timeout = episode_timeout(task, timeout)
     size = (cfg.image_shape[1], cfg.image_shape[0]) if cfg.image_keys else (96, 96)
     timing = ChunkTiming(size=cfg.horizon, execute=execute or cfg.n_action_steps)
     seeds = list(seeds)

@@ -214,6 +214,11 @@ class PickPlace(Task):
 TASKS = {cls.name: cls for cls in (PushCube, Reach, PickPlace, PushT)}
 
 
+def episode_timeout(task: str, timeout: float | None = None) -> float:
+    """The episode length limit (sim seconds): `timeout` when given, else the task's own (push_t 60)."""
+    return float(timeout) if timeout else make_task(task).timeout
+
+
 def make_task(name: str) -> Task:
     try:
         return TASKS[name]()
