@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         result = rollout.run(agent, seed, rollout.sim.task.timeout)
         wins += result.success
         durations.append(result.duration)
-        best.append(max((h.get('coverage', np.nan) for h in result.history), default=np.nan))
+        best.append(np.nan if result.best_coverage is None else result.best_coverage)
         modes[expert.mode] = modes.get(expert.mode, 0) + 1
     lines = [f'- success: **{wins}/{args.episodes}** (seeds {args.seed}-{args.seed + args.episodes - 1}, '
              f'control {args.rate:g} Hz, timeout {rollout.sim.task.timeout:g} s)',

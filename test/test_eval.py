@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 import yaml
 import zarr
 
@@ -67,3 +68,10 @@ def test_an_end_effector_policy_trains_and_runs_through_the_ik(tmp_path):
     assert cli.main(['eval', '--model', str(out / 'policy'), '--episodes', '2', '--timeout', '1.5',
                      '--json', str(report)]) == 0
     assert json.loads(report.read_text())['episodes'] == 2
+    # on push_t, eval reports each episode's best coverage, their mean and Diffusion Policy's score
+    assert cli.main(['eval', '--model', str(out / 'policy'), '--task', 'push_t', '--episodes', '2',
+                     '--timeout', '1.0', '--json', str(report)]) == 0
+    summary = json.loads(report.read_text())
+    assert len(summary['best_coverage']) == 2 and all(0.0 <= c < 0.95 for c in summary['best_coverage'])
+    assert summary['mean_max_coverage'] == pytest.approx(np.mean(summary['best_coverage']))
+    assert summary['push_t_score'] == pytest.approx(np.mean(summary['best_coverage']) / 0.95, abs=1e-4)

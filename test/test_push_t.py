@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ros2_imitation.sim.env import PandaSim
-from ros2_imitation.sim.push_t import AREA, BAR, STEM, UNIT, PushT, coverage, t_points
+from ros2_imitation.sim.push_t import AREA, BAR, STEM, UNIT, PushT, coverage, push_t_score, t_points
 
 TARGET = PushT.TARGET
 
@@ -24,6 +24,12 @@ def test_coverage_is_one_on_target_and_falls_with_offset_and_turn():
     # symmetric: the overlap of A on B has the same area as B on A (both Ts have the same area)
     a, b = (0.5, 0.0, 0.3), (0.51, 0.01, 0.5)
     assert coverage(a, b) == pytest.approx(coverage(b, a), abs=0.005)
+
+
+def test_the_push_t_score_is_diffusion_policys_capped_best_reward():
+    # gym-pusht's reward is coverage / 0.95 capped at 1; Diffusion Policy averages each episode's best
+    assert push_t_score([0.95, 1.0, 0.475]) == pytest.approx((1 + 1 + 0.5) / 3)
+    assert push_t_score([0.0]) == 0.0 and np.isnan(push_t_score([]))
 
 
 def test_episodes_start_off_target_from_their_seed_and_the_block_rests_flat():
@@ -59,6 +65,8 @@ def test_the_scripted_expert_pushes_the_t_home_from_both_ends():
     for seed in (20001, 20002, 20003):
         result = rollout.run(agent, seed, rollout.sim.task.timeout)
         results.append((seed, result.success, result.final_state['coverage'], expert.pushes))
+        assert result.best_coverage == max(h['coverage'] for h in result.history)
+        assert result.best_coverage >= result.final_state['coverage']
         modes.add(expert.mode)
         assert expert.pushes >= 2
     assert sum(ok for _, ok, _, _ in results) >= 2, results

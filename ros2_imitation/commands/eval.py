@@ -55,6 +55,9 @@ def run(args) -> int:
     low, high = summary['ci95']
     print(f"{args.task}: success {len(summary['successes'])}/{summary['episodes']} = {summary['success_rate']:.0%} "
           f"(95% CI {low:.0%}-{high:.0%}), RMS jerk {summary['rms_jerk']:.1f} rad/s^3, {summary['wall_s']:.0f} s")
+    if 'mean_max_coverage' in summary:
+        print(f"{args.task}: mean max coverage {summary['mean_max_coverage']:.3f}, Diffusion Policy's Push-T score "
+              f"(mean best min(1, coverage / 0.95)) {summary['push_t_score']:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     if args.video:

@@ -64,7 +64,17 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float | None = Non
             'noise_sigma': cfg.noise_sigma, 'noise_mode': cfg.noise_mode,
             'scheduler': cfg.inference_scheduler, 'inference_steps': cfg.num_inference_steps,
             'execute': timing.execute, 'continuity': continuity, 'latency_s': latency, 'batch': n_slots,
-            'wall_s': time.monotonic() - start, 'results': results}
+            'wall_s': time.monotonic() - start, **_coverage_figures(results), 'results': results}
+
+
+def _coverage_figures(results) -> dict:
+    """push_t: each episode's best coverage, their mean, and Diffusion Policy's Push-T score."""
+    best = [r.best_coverage for r in results]
+    if not best or any(b is None for b in best):
+        return {}
+    from ros2_imitation.sim.push_t import push_t_score
+    return {'best_coverage': [round(b, 4) for b in best], 'mean_max_coverage': float(np.mean(best)),
+            'push_t_score': push_t_score(best)}
 
 
 def _run_batched(agent, rollouts, seeds, timeout, record_frames, finished):

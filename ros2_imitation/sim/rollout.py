@@ -38,6 +38,12 @@ class RolloutResult:
     data: dict = field(default_factory=dict)   # with record: per policy step image, state, action
     rms_jerk: float = 0.0   # of the measured arm joints at the control rate (rad/s^3): smoothness
 
+    @property
+    def best_coverage(self) -> float | None:
+        """push_t: the episode's highest coverage of the target (None for a task without coverage)."""
+        covers = [h['coverage'] for h in self.history if 'coverage' in h]
+        return max(covers) if covers else None
+
 
 class GripperFollower:
     """The gripper column of a chunk, followed the way the joints are (control.TrajectoryFollower,
