@@ -294,3 +294,28 @@ def test_teleop_source_in_sim(tmp_path, ros_env, probe):
     moved = action[-1, :3] - action[0, :3]
     print(f'teleop demonstration: {len(action)} steps, the tip moved {np.round(moved * 1000)} mm')
     assert 0.05 < moved[1] < 0.3 and abs(moved[0]) < 0.02 and abs(moved[2]) < 0.02
+
+
+def test_dart_labels_come_every_step_from_the_expert_node(tmp_path):
+    """--noise-labels dart through the graph: the expert executes its noisy chunk every 0.8 s and
+    publishes a label, its plan from the measured arm, every 0.1 s (sim/collection.py)."""
+    import os
+
+    from conftest import next_domain_id
+    env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain_id()), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+               PYTHONUNBUFFERED='1')
+    out = tmp_path / 'demos'
+    proc = Process([sys.executable, '-m', 'ros2_imitation.cli', 'record-demos', '--task', 'push_cube',
+                    '--episodes', '1', '--out', str(out), '--seed', '20', '--noise', '0.015', '--clean-fraction',
+                    '0.0', '--noise-labels', 'dart', '--timeout', '4', '--headless'],
+                   env, str(tmp_path / 'record_demos.log'))
+    try:
+        wait_for(lambda: proc.proc.poll() is not None, 150, interval=0.5, what='record-demos to finish')
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.output()[-3000:]
+    info = yaml.safe_load((out / 'episode_0000' / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    counts = {t['topic_metadata']['name']: t['message_count'] for t in info['topics_with_message_count']}
+    chunks, labels = counts['/ros2_imitation/action_chunk'], counts['/ros2_imitation/expert_label']
+    print(f'dart labels through the graph: {chunks} executed chunks, {labels} labels in 4 s of sim')
+    assert info['custom_data']['noisy'] == 'true' and 3 <= chunks <= 7 and labels >= 5 * chunks

@@ -52,10 +52,15 @@ def add_arguments(p):
                         '0.01-0.02 keeps the expert successful, 0.03 is already large)')
     p.add_argument('--clean-fraction', type=float, default=0.5, metavar='F',
                    help='with --noise: fraction of episodes recorded without noise (default 0.5)')
+    p.add_argument('--noise-labels', choices=('plan', 'dart'), default='plan',
+                   help="with --noise: the label of a noisy episode: plan (the clean chunk the noisy one came "
+                        "from) or dart (every step, the expert's plan from the state the arm is in; "
+                        "docs/noise_study.md, H5)")
     p.add_argument('--seed', type=int, default=0, help='seed of the first episode; episode i uses seed+i')
     p.add_argument('--expert-seed', type=int, default=None,
                    help='seed of the expert mode / noise draws (default: --seed)')
-    p.add_argument('--timeout', type=float, default=15.0, help='episode length limit, sim seconds (default 15)')
+    p.add_argument('--timeout', type=float, default=None,
+                   help="episode length limit, sim seconds (default the task's: 20, push_t 60)")
     p.add_argument('--real-time-factor', type=float, default=1.0,
                    help='sim speed (default 1.0; above 1 only if the controller keeps its loop rate)')
     p.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap', help='bag storage (default mcap)')
@@ -97,13 +102,16 @@ def record(args, log=print) -> dict:
         raise SystemExit('record-demos: --episodes must be >= 1')
     if not 0.0 <= args.clean_fraction <= 1.0 or args.noise < 0:
         raise SystemExit('record-demos: need --noise >= 0 and 0 <= --clean-fraction <= 1')
+    from ros2_imitation.sim.tasks import episode_timeout
+    args.timeout = episode_timeout(args.task, args.timeout)
     if args.headless or not os.environ.get('DISPLAY'):
         os.environ.setdefault('MUJOCO_GL', 'egl')
     out = Path(args.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     graph_args = key_values(args.arg, '--arg')
     graph_args.update(task=args.task, output_dir=str(out), storage=args.storage, action_noise=float(args.noise),
-                      clean_fraction=float(args.clean_fraction), real_time_factor=float(args.real_time_factor),
+                      clean_fraction=float(args.clean_fraction), noise_labels=args.noise_labels,
+                      real_time_factor=float(args.real_time_factor),
                       expert_seed=int(args.seed if args.expert_seed is None else args.expert_seed))
     overrides = key_values(args.set, '--set')
     graph = load_graph(task_graph('record_sim', args.task), graph_args, overrides)

@@ -4,8 +4,10 @@ It acts through the same controller as a policy: every `execute_steps` x `chunk_
 publishes a JointTrajectory chunk of `chunk_size` points (header.stamp = when the first point
 applies, `lead` s ahead) on `chunk_topic`, re-planned from /joint_states and the latest
 /sim/task_state. With `action_noise` > 0 it executes the chunk plus smooth noise (per episode with
-probability 1 - clean_fraction) while `label_topic` always carries the clean chunk, same stamp and
-times: the label to learn from. ~/info (latched JSON) describes the episode: mode, noisy, noise.
+probability 1 - clean_fraction) while `label_topic` carries the clean chunk to learn from
+(sim/collection.py): `noise_labels: plan`, the chunk it meant, same stamp and times; `dart`, every
+`chunk_dt` its plan from the state the arm is in. ~/info (latched JSON) describes the episode: mode,
+noisy, noise, labels.
 
 Time: the chunk stamps are on the sim clock, taken from the /joint_states header stamps (the
 sim's clock at each state), so the node needs no /clock subscription (500 Hz of callbacks): run it
@@ -44,7 +46,7 @@ class ExpertNode(Node):
         super().__init__('expert')
         p = {name: declare(self, name, default) for name, default in dict(
             task='push_cube', seed=-1, modes='', chunk_size=16, chunk_dt=0.1, execute_steps=8, lead=0.1,
-            speed=0.12, push_speed=0.08, action_noise=0.0, noise_tau=0.4, clean_fraction=0.5,
+            speed=0.12, push_speed=0.08, action_noise=0.0, noise_tau=0.4, clean_fraction=0.5, noise_labels='plan',
             auto_reset=True, start_active=True, state_timeout=1.0, clock='joint_states', robot='panda',
             chunk_topic='/ros2_imitation/action_chunk', label_topic='/ros2_imitation/expert_label',
             task_state_topic='/sim/task_state', joint_states_topic='/joint_states').items()}
@@ -63,6 +65,8 @@ class ExpertNode(Node):
             self.expert = experts.make_expert(p['task'], model, **kwargs)
             self.noise = experts.ActionNoise(float(p['action_noise']), float(p['clean_fraction']),
                                              float(p['noise_tau']), timing.dt, seed=seeds[1])
+            from ros2_imitation.sim.collection import NoisyCollection
+            self.collection = NoisyCollection(self.expert, self.noise, str(p['noise_labels']))
             self.joints = list(experts.ARM_JOINTS)
             if getattr(self.expert, 'GRIPPER', False):   # 8 columns: + the profile's gripper column
                 robot = RobotProfile.load(str(p['robot']))
@@ -83,7 +87,7 @@ class ExpertNode(Node):
         self._state_count = 0
         self._fresh_after = 0         # plan only on task states numbered above this
         self._episode = None          # the sim episode being acted on
-        self._next_plan = 0.0
+        self._next_plan = self._next_label = 0.0
         self._active = bool(p['start_active'])
         self._episode_info = {}
         self.chunk_pub = self.create_publisher(JointTrajectory, p['chunk_topic'], COMMAND_QOS)
@@ -102,13 +106,11 @@ class ExpertNode(Node):
     # ---- episodes ----
     def _new_episode(self) -> dict:
         """Caller holds the lock (or is __init__)."""
-        info = self.expert.reset()
-        self.noise.reset()
-        info.update(self.noise.info())
+        info = self.collection.reset()
         info['expert_episode'] = self.expert.episodes
         self._episode_info = info
         self._episode = None
-        self._next_plan = 0.0
+        self._next_plan = self._next_label = 0.0
         self._fresh_after = self._state_count
         return info
 
@@ -154,7 +156,9 @@ class ExpertNode(Node):
         now = to_sec(msg.header.stamp) if self.p['clock'] == 'joint_states' else now_sec(self)
         with self._lock:
             self._q = q
-            if not self._active or now == 0.0 or now < self._next_plan:
+            due = now >= self._next_plan
+            relabel = self.collection.noisy and self.collection.labels == 'dart' and now >= self._next_label
+            if not self._active or now == 0.0 or not (due or relabel):
                 return
             if self._state is None or self._state_count <= self._fresh_after:
                 return       # no task state of this episode yet
@@ -165,18 +169,21 @@ class ExpertNode(Node):
                 self._episode = state.get('episode')
                 self._episode_info.update(sim_episode=self._episode, seed=state.get('seed'))
                 self.info_pub.publish(String(data=json.dumps(self._episode_info)))
-            chunk = self.expert.plan(now, q, state)
-            executed = np.array(chunk.positions, dtype=float)
-            executed[:, :len(self.arm)] += self.noise(chunk.times)   # the gripper goes clean
-            self._next_plan = now + self.expert.timing.period
+            executed, label = self.collection.step(now, q, state, due)
+            if due:
+                self._next_plan = now + self.expert.timing.period
+            self._next_label = now + self.expert.timing.dt
+            chunk = self.collection.last
         if chunk.ik_error > 0.005:
             self.log.warn('IK', f'best effort {chunk.ik_error * 1000:.1f} mm off in phase {chunk.phase}')
         if not self.context.ok():
             return       # shutting down
-        label = trajectory_to_msg(Trajectory.from_absolute(self.joints, chunk.times, chunk.positions))
-        self.chunk_pub.publish(trajectory_to_msg(Trajectory.from_absolute(self.joints, chunk.times, executed))
-                               if self.noise.active else label)
-        self.label_pub.publish(label)
+        if executed is not None:
+            self.chunk_pub.publish(trajectory_to_msg(Trajectory.from_absolute(self.joints, *executed)))
+        # the label: the clean chunk (plan or dart); in a clean episode, what was executed
+        clean = (label.times, label.positions) if label is not None else executed
+        if clean is not None:
+            self.label_pub.publish(trajectory_to_msg(Trajectory.from_absolute(self.joints, *clean)))
 
 
 def main(args=None):

@@ -141,8 +141,11 @@ class Rollout:
     def episode(self, seed: int, timeout: float, record_frames: bool = False, record: bool = False):
         """One episode as a generator, so many can share one batched policy (evaluation.py): at
         each observation it yields (t, observation, q, task state) and is sent back None (no new
-        chunk) or (times, positions, label) -- label: the clean (times, positions) an agent meant,
-        or None. Its return value (StopIteration.value) is the RolloutResult."""
+        chunk) or (times, positions, label) -- label: the clean (times, positions) the data is
+        labelled with from now on (sim/collection.py), or None; times and positions None: a new
+        label only. With `record`, the step's action is read after the answer: from the label when
+        there is one, else from the chunk that was active when the step was observed.
+        Its return value (StopIteration.value) is the RolloutResult."""
         sim = self.sim
         sim.reset(seed)
         ctrl = ChunkController(self.robot, self.mode, self.control_rate, ee=self.ee)
@@ -165,39 +168,43 @@ class Rollout:
                 if record_frames and 'image' in obs:   # the wrist camera beside the fixed one, if any
                     frames.append(np.hstack([obs['image'], obs['wrist_image']]) if 'wrist_image' in obs
                                   else obs['image'])
-                if record and active is not None:
-                    for key in ('image', 'wrist_image', 'state'):
-                        if key in obs:
-                            data[key].append(obs[key])
-                    action = _position_at(label if label is not None else active, t + self.timing.dt)
-                    grip = grip_label if label is not None else grip_active
-                    if grip is not None:
-                        action = np.append(action, np.interp(t + self.timing.dt, *grip))
-                    data['action'].append(action)
-                if state['success']:
+                recorded = (active, grip_active) if record and active is not None else None
+                if state['success'] and recorded is None:
                     break
             control = step % self.control_every == 0
             if control:
                 measured.append(sim.joint_positions()[:7])
                 ctrl.on_joint_state(names, sim.joint_positions(), sim.joint_velocities(), t)
-            answer = (yield t, obs, sim.joint_positions(), state) if observed else None
+            answer = (yield t, obs, sim.joint_positions(), state) if observed and not state['success'] else None
             if answer is not None:
                 times, positions, clean = answer
-                arm, widths = _split(positions, gripper is not None, len(self.arm_columns))
-                active = Trajectory.from_absolute(self.arm_columns, times, arm)
-                # an agent that executes perturbed actions labels them with what it meant to do
-                label = grip_label = None
-                if clean:
+                if clean:       # an agent that executes perturbed actions labels them with a clean plan
                     clean_arm, clean_widths = _split(clean[1], gripper is not None, len(self.arm_columns))
                     label = Trajectory.from_absolute(self.arm_columns, clean[0], clean_arm)
                     grip_label = None if clean_widths is None else (np.asarray(clean[0], float), clean_widths)
-                reason = ctrl.on_chunk(active, t)
-                if reason:
-                    raise RuntimeError(f'agent chunk rejected at t={t:.2f}: {reason}')
-                chunks += 1
-                if widths is not None:
-                    gripper.replace(times, widths, t)
-                    grip_active = (np.asarray(times, float), widths)
+                elif positions is not None:
+                    label = grip_label = None
+                if positions is not None:
+                    arm, widths = _split(positions, gripper is not None, len(self.arm_columns))
+                    active = Trajectory.from_absolute(self.arm_columns, times, arm)
+                    reason = ctrl.on_chunk(active, t)
+                    if reason:
+                        raise RuntimeError(f'agent chunk rejected at t={t:.2f}: {reason}')
+                    chunks += 1
+                    if widths is not None:
+                        gripper.replace(times, widths, t)
+                        grip_active = (np.asarray(times, float), widths)
+            if observed and recorded is not None:
+                for key in ('image', 'wrist_image', 'state'):
+                    if key in obs:
+                        data[key].append(obs[key])
+                chunk, grip = (label, grip_label) if label is not None else recorded
+                action = _position_at(chunk, t + self.timing.dt)
+                if grip is not None:
+                    action = np.append(action, np.interp(t + self.timing.dt, *grip))
+                data['action'].append(action)
+                if state['success']:
+                    break
             if control:
                 command = ctrl.update(t)
                 if command is not None:
@@ -248,35 +255,33 @@ def task_features(task_state: dict) -> np.ndarray:
 class ExpertAgent:
     """A scripted expert as a rollout agent (privileged task state in), on its own planning clock.
 
-    With `noise` (an experts.ActionNoise) it executes perturbed chunks and returns the clean chunk
-    as the label -- noise-injected collection: the data shows recoveries, labelled with the correction.
+    With `noise` (an experts.ActionNoise) it executes perturbed chunks and labels the data with a
+    clean one (sim/collection.py: `labels` plan, the chunk it meant, or dart, its correction from each
+    state) -- noise-injected collection: the data shows recoveries, labelled with the correction.
     """
 
-    def __init__(self, expert, noise=None):
+    def __init__(self, expert, noise=None, labels: str = 'plan'):
+        from ros2_imitation.sim.collection import NoisyCollection
         self.expert, self.noise = expert, noise
+        self.collection = NoisyCollection(expert, noise, labels)
         self.clock = QueryClock(expert.timing.period)
         self.info = {}      # this episode's mode, variation, noise and worst IK error
 
     def reset(self, seed: int):
         self.clock.reset()
-        self.info = dict(self.expert.reset(seed), max_ik_error=0.0)
-        if self.noise is not None:
-            self.noise.rng = np.random.default_rng(seed)   # the same perturbations for a seed
-            self.noise.reset()
-            self.info.update(self.noise.info())
+        self.info = dict(self.collection.reset(seed), max_ik_error=0.0)
 
     def act(self, now, obs, q, task_state):
-        if not self.clock.due(now):
+        due = self.clock.due(now)
+        if due:
+            self.clock.done(now)
+        executed, label = self.collection.step(now, q, task_state, due)
+        if executed is None and label is None:
             return None
-        self.clock.done(now)
-        chunk = self.expert.plan(now, q, task_state)
-        self.info['max_ik_error'] = max(self.info['max_ik_error'], chunk.ik_error)
         self.info.update(self.expert.progress())      # e.g. pick_place's slips, as they happen
-        if self.noise is None:
-            return chunk.times, chunk.positions, None
-        noisy = chunk.positions.copy()
-        noisy[:, :7] += self.noise(chunk.times)        # the arm only: the gripper is commanded clean
-        return chunk.times, noisy, (chunk.times, chunk.positions)
+        self.info['max_ik_error'] = max(self.info['max_ik_error'], self.collection.last.ik_error)
+        times, positions = executed if executed is not None else (None, None)
+        return times, positions, None if label is None else (label.times, label.positions)
 
 
 def rollout_observation(obs: dict, stream: str, image: bool):
