@@ -150,3 +150,30 @@ def test_each_camera_of_a_two_camera_policy_gets_its_own_frames():
     assert np.array_equal(newest['wrist_image'], obs['wrist_image'])
     assert not np.array_equal(obs['image'], obs['wrist_image'])
     np.testing.assert_allclose(newest['state'], obs['state'], rtol=1e-6)
+
+
+class _NaNAgent:
+    """Holds the arm where it starts, and every other query sends a chunk with a NaN in it."""
+
+    def reset(self, seed):
+        self.calls = 0
+
+    def act(self, now, obs, q, task_state):
+        self.calls += 1
+        times = now + 0.1 * np.arange(1, 9)
+        positions = np.tile(np.asarray(q[:7], dtype=float), (8, 1))
+        if self.calls % 2 == 0:
+            positions[3, 2] = np.nan
+        return times, positions, None
+
+
+def test_a_refused_chunk_is_counted_with_its_reason_unless_strict():
+    """A learned policy's bad chunk is refused by the controller and counted, as on the robot; the
+    episode goes on. A scripted expert (strict, the default) must never send one."""
+    agent = _NaNAgent()
+    result = Rollout(render=False, control_rate=100.0, strict=False).run(agent, 3, 2.0)
+    assert result.duration >= 1.9 and len(result.rejected) == agent.calls // 2 >= 5
+    assert result.chunks == agent.calls - len(result.rejected)
+    assert all('finite' in reason or 'NaN' in reason for _, reason in result.rejected), result.rejected[0]
+    with pytest.raises(RuntimeError, match='agent chunk rejected'):
+        Rollout(render=False, control_rate=100.0).run(_NaNAgent(), 3, 2.0)

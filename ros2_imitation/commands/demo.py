@@ -107,7 +107,8 @@ def run(args) -> int:
         'latency_p99_ms': float(latency['latency_p99_ms']) if latency else None,
         'inference_ms': float(latency['inference_ms']) if latency else None,
         'per_episode': [{'seed': r.seed, 'success': r.success, 'duration_s': r.duration,
-                         'final_distance': r.final_state.get('distance')} for r in results],
+                         'final_distance': r.final_state.get('distance'),
+                         'final_coverage': r.final_state.get('coverage')} for r in results],
     }
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     if args.json:

@@ -41,7 +41,8 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float | None = Non
     n_slots = max(1, min(batch, len(seeds)))
     rollouts = [Rollout(task=task, mode=mode, control_rate=control_rate, camera_size=size,
                         render=bool(cfg.image_keys), timing=timing,
-                        task_features=task_features, action_space=cfg.action_space, ee_state=ee_state)
+                        task_features=task_features, action_space=cfg.action_space, ee_state=ee_state,
+                        strict=False)
                 for _ in range(n_slots)]
     start, results = time.monotonic(), []
 
@@ -61,6 +62,9 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float | None = Non
             'successes': [r.seed for r in results if r.success],
             'mean_duration_s': float(np.mean([r.duration for r in results])),
             'rms_jerk': float(np.mean([r.rms_jerk for r in results])),
+            # chunks the controller refused (e.g. a tip pose the IK cannot reach), as it would on the robot
+            'chunks_rejected': int(sum(len(r.rejected) for r in results)),
+            'rejection_reasons': sorted({reason.split(':')[-1].strip()[:80] for r in results for _, reason in r.rejected}),
             'noise_sigma': cfg.noise_sigma, 'noise_mode': cfg.noise_mode,
             'scheduler': cfg.inference_scheduler, 'inference_steps': cfg.num_inference_steps,
             'execute': timing.execute, 'continuity': continuity, 'latency_s': latency, 'batch': n_slots,

@@ -37,6 +37,7 @@ class RolloutResult:
     chunks: int = 0
     data: dict = field(default_factory=dict)   # with record: per policy step image, state, action
     rms_jerk: float = 0.0   # of the measured arm joints at the control rate (rad/s^3): smoothness
+    rejected: list = field(default_factory=list)   # (t, reason) of each chunk the controller refused
 
     @property
     def best_coverage(self) -> float | None:
@@ -87,11 +88,17 @@ class GripperFollower:
 
 
 class Rollout:
+    """Episodes of the sim with the chunk controller in process. A chunk the controller refuses (a
+    reason from ChunkController.on_chunk) ends the episode with a RuntimeError when `strict` (a scripted
+    expert must never send one); otherwise (a learned policy, as on the robot) it is counted in the
+    result's `rejected` with its reason, and the controller goes on with what it had."""
+
     def __init__(self, task: str = 'push_cube', mode: str = 'position', control_rate: float = 500.0,
                  physics_rate: float = 500.0, camera_size=(96, 96), render: bool = True,
                  timing: ChunkTiming = ChunkTiming(), robot: str = 'panda',
                  task_features: bool = False, wrist_camera: bool | None = None,
-                 action_space: str = 'joint', ee_state: bool = False):
+                 action_space: str = 'joint', ee_state: bool = False, strict: bool = True):
+        self.strict = strict
         from ros2_imitation.sim import PandaSim
         self.sim = PandaSim(task=task, physics_rate=physics_rate, camera_width=camera_size[0],
                             camera_height=camera_size[1], render=render, wrist_camera=wrist_camera)
@@ -149,7 +156,7 @@ class Rollout:
         sim = self.sim
         sim.reset(seed)
         ctrl = ChunkController(self.robot, self.mode, self.control_rate, ee=self.ee)
-        frames, states, chunks = [], [], 0
+        frames, states, chunks, rejected = [], [], 0, []
         data = {'image': [], 'wrist_image': [], 'state': [], 'action': []} if record else {}
         measured = []
         active = label = None
@@ -186,11 +193,16 @@ class Rollout:
                     label = grip_label = None
                 if positions is not None:
                     arm, widths = _split(positions, gripper is not None, len(self.arm_columns))
-                    active = Trajectory.from_absolute(self.arm_columns, times, arm)
-                    reason = ctrl.on_chunk(active, t)
-                    if reason:
+                    chunk = Trajectory.from_absolute(self.arm_columns, times, arm)
+                    reason = ctrl.on_chunk(chunk, t)
+                    if reason and self.strict:
                         raise RuntimeError(f'agent chunk rejected at t={t:.2f}: {reason}')
-                    chunks += 1
+                    if reason:
+                        rejected.append((round(t, 3), reason))
+                        widths = None            # the gripper goes on with its last plan too
+                    else:
+                        active = chunk
+                        chunks += 1
                     if widths is not None:
                         gripper.replace(times, widths, t)
                         grip_active = (np.asarray(times, float), widths)
@@ -218,7 +230,7 @@ class Rollout:
         h = self.control_every * sim.dt
         jerk = np.diff(np.asarray(measured), n=3, axis=0) / h ** 3 if len(measured) > 3 else np.zeros((1, 7))
         return RolloutResult(seed, bool(state['success']), float(state['time']), state, frames, states,
-                             chunks, data, float(np.sqrt(np.mean(jerk ** 2))))
+                             chunks, data, float(np.sqrt(np.mean(jerk ** 2))), rejected)
 
 
 def _split(positions, gripper: bool, n_arm: int = 7) -> tuple:

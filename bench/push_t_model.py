@@ -1,0 +1,103 @@
+"""The shipped push_t policy beside Diffusion Policy's Push-T table (docs/benchmarks.md, `push_t_model`).
+
+Evaluates a push_t policy in process (sim + chunk controller + the policy's end-effector chunks
+through the IK, 500 Hz control as the sim graphs) on held-out seeds, twice on the same seeds: with
+test-time noise injection as shipped (`replica`) and without it (`train_only`), so the two are paired
+episode by episode (McNemar's exact test). Reports success (coverage >= 0.95), mean max coverage, and
+Diffusion Policy's Push-T score (the mean of each episode's best min(1, coverage / 0.95)), beside the
+figures Diffusion Policy and LeRobot publish.
+
+    python bench/push_t_model.py --model models/push_t --episodes 50     # ~15 min on 2 cores
+Writes <model>/eval_seeds_<a>-<b>[_train_only].json and the push_t_model section of docs/benchmarks.md.
+"""
+import argparse
+import json
+import math
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import write_section  # noqa: E402
+
+# Published Push-T figures (max over checkpoints / mean of the last checkpoints, of the Push-T score)
+PUBLISHED = [
+    ('Diffusion Policy (CNN), state', '0.95 / 0.91', '2D Push-T, 200 human demonstrations, GPU, thousands of epochs'),
+    ('Diffusion Policy (CNN), image', '0.91 / 0.84', 'the same, 96x96 image + agent position, ResNet-18'),
+    ('LeRobot diffusion, image', '63.8 % success', 'LeRobot\'s pusht checkpoint, success rate'),
+]
+
+
+def mcnemar_exact(a: list, b: list) -> tuple:
+    """(a-only successes, b-only successes, two-sided exact p) over paired outcomes."""
+    only_a = sum(x and not y for x, y in zip(a, b))
+    only_b = sum(y and not x for x, y in zip(a, b))
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+    return only_a, only_b, p
+
+
+def run_eval(job) -> dict:
+    model, seeds, noise_mode, out = job
+    import torch
+    torch.set_num_threads(1)
+    from ros2_imitation.policy import load_policy
+    from ros2_imitation.sim.evaluation import evaluate
+    policy = load_policy(model, noise_mode=noise_mode)
+    summary = evaluate(policy, seeds, task='push_t', batch=10)
+    results = summary.pop('results')
+    summary.update(model=str(model), noise_mode_evaluated=noise_mode,
+                   outcomes=[bool(r.success) for r in results])
+    Path(out).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--model', type=Path, default=Path('models/push_t'))
+    parser.add_argument('--episodes', type=int, default=50)
+    parser.add_argument('--seed', type=int, default=0, help='first held-out seed')
+    parser.add_argument('--graph', type=Path, default=None,
+                        help='a `demo --task push_t --json` summary to quote (through the full ROS graph)')
+    args = parser.parse_args(argv)
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    tag = f'eval_seeds_{seeds[0]}-{seeds[-1]}'
+    jobs = [(str(args.model), seeds, mode, args.model / f'{tag}{suffix}.json')
+            for mode, suffix in (('replica', ''), ('train_only', '_train_only'))]
+    with ProcessPoolExecutor(2) as pool:
+        shipped, plain = pool.map(run_eval, jobs)
+    only_r, only_t, p = mcnemar_exact(shipped['outcomes'], plain['outcomes'])
+    rows = ['| policy | Push-T score (max / mean) | success (coverage >= 0.95) | setting |', '|---|---|---|---|']
+    rows += [f'| {name} | {score} | | {setting} |' if 'success' not in score else
+             f'| {name} | | {score} | {setting} |' for name, score, setting in PUBLISHED]
+    for s, label in ((shipped, 'test-time noise as shipped (replica)'), (plain, 'the same model, no test-time noise')):
+        low, high = s['ci95']
+        rows.append(f'| **ours**, image + tip pose, {label} | {s["push_t_score"]:.2f} (one model) | '
+                    f'**{sum(s["outcomes"])}/{len(seeds)}** ({low:.0%}-{high:.0%}), mean max coverage '
+                    f'{s["mean_max_coverage"]:.3f} | 3D Panda, {len(seeds)} held-out seeds |')
+    if args.graph:
+        g = json.loads(args.graph.read_text())
+        wins = sum(e['success'] for e in g['per_episode'])
+        rows.append(f'| **ours** through the full ROS graph (`demo --task push_t`) | | '
+                    f'{wins}/{g["episodes"]}, latency p50 {g["latency_p50_ms"]:.0f} ms | separate processes over '
+                    f'DDS, real time, seeds {g["seeds"][0]}-{g["seeds"][-1]} |')
+    body = '\n'.join(rows) + f"""
+
+Paired on the same {len(seeds)} seeds: replica alone succeeded on {only_r}, no-noise alone on {only_t}
+(McNemar exact p = {p:.2f}); one model and one task, so this is an observation for the noise study
+(docs/noise_study.md), not its test. Mean episode {shipped['mean_duration_s']:.1f} s (timeout 60 s).
+
+What differs from Diffusion Policy's Push-T: ours is a 7-joint arm pushing a 3 cm high T block on a
+table in MuJoCo (contact, friction, the fingers' footprint), with end-effector actions (tip position and
+6D rotation) through the controller's IK at 500 Hz; theirs is a 2D point pusher in pymunk. Our
+demonstrations come from a scripted expert (188 successful of 200, seeds 10000..), theirs from 200 human
+demonstrations; our policy is a 5 M-parameter U-Net with a small ResNet encoder trained on a 2-core CPU
+for 20 000 steps, theirs ResNet-18 trained on a GPU for thousands of epochs. Their score is max / mean
+over checkpoints; ours is the one shipped checkpoint (the EMA weights at the last step)."""
+    print(body)
+    write_section('push_t_model', 'push_t: the shipped policy beside Diffusion Policy\'s Push-T', body)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
