@@ -29,17 +29,9 @@ PUBLISHED = [
 ]
 
 
-def mcnemar_exact(a: list, b: list) -> tuple:
-    """(a-only successes, b-only successes, two-sided exact p) over paired outcomes."""
-    only_a = sum(x and not y for x, y in zip(a, b))
-    only_b = sum(y and not x for x, y in zip(a, b))
-    n, k = only_a + only_b, min(only_a, only_b)
-    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
-    return only_a, only_b, p
-
-
-def sign_test(a: list, b: list) -> tuple:
-    """(pairs where a > b, pairs where b > a, two-sided exact sign-test p), ties dropped."""
+def paired_exact(a: list, b: list) -> tuple:
+    """(pairs where a > b, pairs where b > a, two-sided exact binomial p), ties dropped: McNemar's
+    exact test on paired successes (True > False), the sign test on paired numbers."""
     wins_a = sum(x > y for x, y in zip(a, b))
     wins_b = sum(y > x for x, y in zip(a, b))
     n, k = wins_a + wins_b, min(wins_a, wins_b)
@@ -80,11 +72,11 @@ def main(argv=None) -> int:
             for mode, suffix in (('replica', ''), ('train_only', '_train_only'))]
     with ProcessPoolExecutor(2) as pool:
         shipped, plain = pool.map(run_eval, jobs)
-    only_r, only_t, p = mcnemar_exact(shipped['outcomes'], plain['outcomes'])
+    only_r, only_t, p = paired_exact(shipped['outcomes'], plain['outcomes'])
     import numpy as np
     diff = np.array(shipped['best_coverage']) - np.array(plain['best_coverage'])
     half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
-    more_r, more_t, p_cover = sign_test(shipped['best_coverage'], plain['best_coverage'])
+    more_r, more_t, p_cover = paired_exact(shipped['best_coverage'], plain['best_coverage'])
     rows = ['| policy | Push-T score (max / mean) | success (coverage >= 0.95) | setting |', '|---|---|---|---|']
     rows += [f'| {name} | {score} | | {setting} |' if 'success' not in score else
              f'| {name} | | {score} | {setting} |' for name, score, setting in PUBLISHED]
