@@ -271,9 +271,15 @@ def test_teleop_source_in_sim(tmp_path, ros_env, probe):
     from ros2_imitation import cli
     from ros2_imitation.qos import SENSOR_QOS
     with Operator(tmp_path, ros_env, 'teleop') as operator:
+        from sensor_msgs.msg import JointState
         twist = probe.create_publisher(Twist, '/spacenav/twist', SENSOR_QOS)
         joy = probe.create_publisher(Joy, '/spacenav/joy', SENSOR_QOS)
-        operator.start_episode(lambda: twist.get_subscription_count() > 0, 'the first prompt and teleop_node')
+        states = []
+        probe.create_subscription(JointState, '/joint_states', states.append, SENSOR_QOS)
+        # the operator starts once the arm is up: the sim publishing its joint states and teleop_node
+        # listening to both inputs (a start before the sim was up once recorded no motion at all)
+        operator.start_episode(lambda: twist.get_subscription_count() > 0 and joy.get_subscription_count() > 0
+                               and len(states) > 250, 'the first prompt, the sim and teleop_node')
         t0 = time.monotonic()
         while time.monotonic() - t0 < 3.0:          # deadman held, the cap pushed left (+y) for 2 s
             msg = Twist()
