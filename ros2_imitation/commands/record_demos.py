@@ -52,7 +52,8 @@ def add_arguments(p):
                         '0.01-0.02 keeps the expert successful, 0.03 is already large)')
     p.add_argument('--clean-fraction', type=float, default=0.5, metavar='F',
                    help='with --noise: fraction of episodes recorded without noise (default 0.5)')
-    p.add_argument('--noise-labels', choices=('plan', 'dart'), default='plan',
+    from ros2_imitation.sim.collection import LABELS
+    p.add_argument('--noise-labels', choices=LABELS, default=LABELS[0],
                    help="with --noise: the label of a noisy episode: plan (the clean chunk the noisy one came "
                         "from) or dart (every step, the expert's plan from the state the arm is in; "
                         "docs/noise_study.md, H5)")
