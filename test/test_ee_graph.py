@@ -96,10 +96,14 @@ def test_cartesian_target_mode_publishes_equilibrium_poses_inside_the_limits(tmp
         # a chunk that holds the tip where it is (with no chunk for 2.3 s the controller rests and
         # sends nothing, as every mode does: the test must not depend on how long discovery took)
         p0, r0 = KIN.tip_pose(arm(joints.messages[-1]))
-        now = stamp(joints.messages[-1])
-        pub.publish(ee_trajectory_to_msg(Trajectory.from_absolute(
-            EE_COLUMNS, now + 0.1 + 0.1 * np.arange(3), ee_columns(np.tile(p0, (3, 1)), [r0] * 3)), BASE, TIP))
-        wait_for(lambda: len(poses.messages) > 10, 30, what='the controller holding the tip pose')
+
+        def hold_here():    # sent again until poses arrive: the pose subscription may match late
+            now = stamp(joints.messages[-1])
+            pub.publish(ee_trajectory_to_msg(Trajectory.from_absolute(
+                EE_COLUMNS, now + 0.1 + 0.1 * np.arange(3), ee_columns(np.tile(p0, (3, 1)), [r0] * 3)), BASE, TIP))
+            time.sleep(0.5)
+            return len(poses.messages) > 10
+        wait_for(hold_here, 30, what='the controller holding the tip pose')
         held = poses.messages[-1].pose.position
         assert np.allclose([held.x, held.y, held.z], p0, atol=1e-3) and poses.messages[-1].header.frame_id == BASE
         now = stamp(joints.messages[-1])
