@@ -22,34 +22,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from noise_study import CONTROL_RATE  # noqa: E402  (the pilot runs as the grid will)
 from report import write_section  # noqa: E402
+from study_common import CONTROL_RATE, PILOT_SEEDS, TIMEOUT, TRAIN, make_dataset, study_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-PILOT_SEEDS = 100000
-TIMEOUT = {'push_cube': 15.0, 'pick_place': 20.0}
-
-
-def make_dataset(path: Path, task: str, demos: int, first_seed: int = 10000) -> dict:
-    """`demos` successful scripted demonstrations, state only; returns the expert's own figures."""
-    from noise_study import expert_demos
-
-    from ros2_imitation.policy.dataset import write_episodes
-    meta = path.with_suffix('.json')
-    if path.exists() and meta.exists():
-        return json.loads(meta.read_text())
-    episodes, tries = expert_demos(task, demos, first_seed, timeout=TIMEOUT[task])
-    write_episodes(path, episodes, overwrite=True)
-    info = {'demos': demos, 'expert_tries': tries, 'expert_success': demos / tries,
-            'frames': int(sum(len(e['action']) for e in episodes))}
-    meta.write_text(json.dumps(info))
-    return info
 
 
 def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Path) -> dict:
     import torch
     torch.set_num_threads(1)
-    from ros2_imitation.policy import PolicyConfig
     from ros2_imitation.policy.train import train
     from ros2_imitation.sim.evaluation import evaluate
 
@@ -72,10 +53,8 @@ def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Pa
         print(f'step {step}: success {result["success_rate"]:.2f}', flush=True)
         return {'pilot_success': result['success_rate']}
 
-    config = PolicyConfig(image_keys=(), down_dims=(64, 128, 256), horizon=16, n_action_steps=8,
-                          noise_sigma=0.0, noise_mode='off', seed=0)
     start = time.monotonic()
-    train(out / 'data.zarr', config, out / 'run', steps=steps, batch_size=64, lr=3e-4, val_fraction=0.0,
+    train(out / 'data.zarr', study_config(), out / 'run', steps=steps, **TRAIN,
           checkpoint_every=every, keep_checkpoints=1, eval_fn=eval_fn, resume=True, progress=True)
     summary = {'task': task, 'data': data, 'steps': steps, 'curve': curve,
                'train_eval_s_this_run': round(time.monotonic() - start)}
@@ -133,12 +112,18 @@ def main(argv=None) -> int:
     parser.add_argument('--episodes', type=int, default=50)
     parser.add_argument('--work', type=Path, default=ROOT / 'runs' / 'noise_pilot')
     parser.add_argument('--quick', action='store_true', help='2 demos, 200 steps, 4 episodes, a scratch --work')
+    parser.add_argument('--report', action='store_true', help='run nothing: rewrite the section from --work')
     args = parser.parse_args(argv)
     tasks, sizes = args.task or ['pick_place'], args.demos or [100]
     if args.quick:
         tasks, sizes, args.steps, args.every, args.episodes = ['push_cube'], [2], 200, 100, 4
         args.work = args.work.parent / 'noise_pilot_quick'
-    summaries = [pilot(t, n, args.steps, args.every, args.episodes, args.work) for t in tasks for n in sizes]
+    if not args.report:
+        for t in tasks:
+            for n in sizes:
+                pilot(t, n, args.steps, args.every, args.episodes, args.work)
+    # the section shows every pilot kept under --work, not only the ones this command ran
+    summaries = [json.loads(p.read_text()) for p in sorted(args.work.glob('*/pilot.json'))]
     report(summaries, args)
     return 0
 

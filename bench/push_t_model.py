@@ -13,13 +13,13 @@ delete it to evaluate again) and the push_t_model section of docs/benchmarks.md.
 """
 import argparse
 import json
-import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section  # noqa: E402
+from study_common import paired_exact  # noqa: E402
 
 # Published Push-T figures (max over checkpoints / mean of the last checkpoints, of the Push-T score)
 PUBLISHED = [
@@ -27,16 +27,6 @@ PUBLISHED = [
     ('Diffusion Policy (CNN), image', '0.91 / 0.84', 'the same, 96x96 image + agent position, ResNet-18'),
     ('LeRobot diffusion, image', '63.8 % success', 'LeRobot\'s pusht checkpoint, success rate'),
 ]
-
-
-def paired_exact(a: list, b: list) -> tuple:
-    """(pairs where a > b, pairs where b > a, two-sided exact binomial p), ties dropped: McNemar's
-    exact test on paired successes (True > False), the sign test on paired numbers."""
-    wins_a = sum(x > y for x, y in zip(a, b))
-    wins_b = sum(y > x for x, y in zip(a, b))
-    n, k = wins_a + wins_b, min(wins_a, wins_b)
-    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
-    return wins_a, wins_b, p
 
 
 def run_eval(job) -> dict:

@@ -1,9 +1,9 @@
 """Every benchmark, one after another, each writing its section of docs/benchmarks.md.
 
     python bench/run_all.py --quick    # < 15 min on a 2-core machine: every figure, smaller samples
-    python bench/run_all.py            # the full figures (the noise study alone is ~1.5 h on 2 cores)
+    python bench/run_all.py            # the full figures (the noise study's grid alone takes many hours)
 
-The noise study is resumable (runs/noise_study*/); the soak (bench/soak.py, 10 minutes) runs only
+The noise study is resumable (runs/noise_grid/, runs/noise_study_quick/); the soak (bench/soak.py, 10 minutes) runs only
 with --soak.
 """
 import argparse

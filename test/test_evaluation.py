@@ -1,4 +1,5 @@
 """Batched closed-loop evaluation, privileged task features and noise-injected collection."""
+import json
 import sys
 from pathlib import Path
 
@@ -35,6 +36,21 @@ def test_task_features_carry_object_and_goal():
     np.testing.assert_allclose(features[:2], state['object_position'][:2])
     np.testing.assert_allclose(features[-2:], state['goal_position'][:2])
     assert rollout._observe()['state'].shape == (13,)
+
+
+def test_task_features_keep_the_t_blocks_heading():
+    """push_t's T is symmetric only under a full turn: its yaw enters as (cos a, sin a), so two
+    poses a quarter turn apart stay apart (a cube's (cos 4a, sin 4a) would merge them)."""
+    rollout = Rollout(task='push_t', render=False, task_features=True)
+    rollout.sim.reset(5)
+    state = rollout.sim.task_state()
+    features = task_features(state)
+    yaw = state['object_yaw']
+    np.testing.assert_allclose(features[2:4], [np.cos(yaw), np.sin(yaw)], atol=1e-6)
+    turned = task_features(dict(state, object_yaw=yaw + np.pi / 2))
+    assert np.linalg.norm(turned[2:4] - features[2:4]) > 1.0
+    cube = task_features({k: v for k, v in state.items() if k != 'yaw_symmetry'})
+    np.testing.assert_allclose(cube[2:4], [np.cos(4 * yaw), np.sin(4 * yaw)], atol=1e-6)
 
 
 def test_batched_evaluation_runs_every_seed_once_and_is_deterministic(state_policy):
@@ -106,14 +122,34 @@ def test_dart_labels_are_the_experts_plan_from_the_perturbed_state():
 
 
 def test_noise_study_pipeline(tmp_path):
+    """The registered grid's pipeline on a tiny budget: datasets (clean and DART-labelled noisy),
+    trainings, paired evaluations (DDIM and DDPM) and the analysis with its McNemar rows."""
     sys.path.insert(0, str(ROOT / 'bench'))
     import noise_study
-    assert noise_study.main(['--quick', '--steps', '4', '--episodes', '2', '--no-write',
+    assert noise_study.main(['--quick', '--steps', '4', '--episodes', '2', '--seeds', '1', '--no-write',
                              '--work', str(tmp_path)]) == 0
     evals = sorted(p.name for p in (tmp_path / 'evals').glob('*.json'))
-    # sigma 0 (replica) and 0.05 (replica, train_only), the ablation's two chunk lengths, the collection pair
-    assert len(evals) == 7, evals
-    assert any('noisy10' in e for e in evals) and any('_h20_' in e and '_x1.json' in e for e in evals)
+    # the registered arm replica + train_only under both samplers, sigma 0, and the DART arm
+    assert evals == sorted(f'push_cube4_{name}.json' for name in (
+        'gauss0.1_seed0_ddim10_replica', 'gauss0.1_seed0_ddim10_train_only', 'gauss0.1_seed0_ddpm100_replica',
+        'gauss0.1_seed0_ddpm100_train_only', 'sigma0_seed0_ddim10_off', 'dart_sigma0_seed0_ddim10_off')), evals
+    row = json.loads((tmp_path / 'evals' / 'push_cube4_gauss0.1_seed0_ddpm100_replica.json').read_text())
+    assert (row['scheduler'], row['continuity'], row['noise_mode'], row['episodes']) == ('ddpm', 'replan', 'replica', 2)
+    dart = json.loads((tmp_path / 'data' / 'push_cube4_dart.json').read_text())
+    assert (dart['labels'], dart['noise'], dart['demos']) == ('dart', 0.03, 4)
+
+
+def test_noise_study_statistics():
+    """McNemar's exact p, Holm and the seed-level t interval against hand-computed values."""
+    sys.path.insert(0, str(ROOT / 'bench'))
+    from study_common import holm, paired_exact, t_interval
+    # 8 discordant pairs, 1 against 7: p = 2 * (1 + 8) / 256
+    a = [True] * 7 + [False] + [True] * 5
+    b = [False] * 7 + [True] + [True] * 5
+    assert paired_exact(a, b) == (7, 1, pytest.approx(18 / 256))
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    mean, low, high = t_interval([0.1, 0.2, 0.3])
+    assert mean == pytest.approx(0.2) and high - mean == pytest.approx(4.303 * 0.1 / 3 ** 0.5)
 
 
 def test_each_camera_of_a_two_camera_policy_gets_its_own_frames():

@@ -129,5 +129,6 @@ class PushT(Task):
         return dict(task=self.name, success=bool(cover >= self.SUCCESS_COVERAGE), coverage=round(cover, 4),
                     object_position=rounded([pose[0], pose[1], HEIGHT / 2]), object_yaw=round(pose[2], 6),
                     goal_position=rounded([*self.TARGET[:2], 0.0]), goal_yaw=round(self.TARGET[2], 6),
+                    yaw_symmetry=1,                # a T looks the same only after a full turn
                     flat=flat, ee_position=rounded(ee))
 

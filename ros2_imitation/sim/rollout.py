@@ -255,10 +255,11 @@ def _position_at(traj: Trajectory, t: float) -> np.ndarray:
 
 def task_features(task_state: dict) -> np.ndarray:
     """The task's privileged state as a policy input (state-based policies, studies): object xy,
-    object yaw as (cos 4a, sin 4a) -- a cube looks the same every quarter turn -- and goal xy."""
+    object yaw as (cos ka, sin ka) with k the object's symmetry (`yaw_symmetry`: a cube, the default,
+    looks the same every quarter turn, k = 4; push_t's T only after a full one, k = 1), and goal xy."""
     features = []
     if 'object_position' in task_state:
-        yaw = 4.0 * task_state.get('object_yaw', 0.0)
+        yaw = task_state.get('yaw_symmetry', 4) * task_state.get('object_yaw', 0.0)
         features += [*task_state['object_position'][:2], np.cos(yaw), np.sin(yaw)]
     features += list(task_state['goal_position'][:2])
     return np.asarray(features, dtype=np.float64)
