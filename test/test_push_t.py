@@ -88,3 +88,36 @@ def test_the_expert_plans_pushes_that_reduce_the_error_and_land_beside_the_block
         front = np.linspace(start[:2], end[:2], 50) + expert.FACE * u       # the fingers' leading face
         assert inside_t(to_frame(front, pose)).any()                          # pushes into it
         assert abs(np.linalg.norm(u) - 1) < 1e-9 and start[2] == end[2] < 0.03
+
+
+def test_the_hand_camera_can_join_push_t_data_and_its_policies(tmp_path):
+    """push_t renders only the fixed camera by default; `sim-dataset --wrist-camera enabled` records the
+    hand camera beside it, and evaluation turns it on for a policy with a `wrist_image` input."""
+    import zarr
+
+    from ros2_imitation import cli
+    from ros2_imitation.policy import DiffusionPolicy, PolicyConfig
+    from ros2_imitation.sim.evaluation import evaluate
+    out = tmp_path / 'wrist.zarr'
+    assert cli.main(['sim-dataset', '--task', 'push_t', '--episodes', '1', '--timeout', '0.5', '--keep-failures',
+                     '--wrist-camera', 'enabled', '--out', str(out)]) == 0
+    data = zarr.open_group(str(out), mode='r')['data']
+    assert data['wrist_image'].shape == data['image'].shape and data['image'].shape[0] > 0
+    assert not np.array_equal(data['wrist_image'][0], data['image'][0])
+
+    config = PolicyConfig(image_keys=('image', 'wrist_image'), image_shape=(96, 96, 3), crop_shape=(88, 88),
+                          encoder_channels=(8, 16), num_keypoints=8, down_dims=(16, 32), state_dim=7,
+                          action_dim=7, num_inference_steps=2, diffusion_step_embed_dim=16)
+    policy = DiffusionPolicy(config)
+    policy.set_stats({'state': {'min': -np.ones(7, np.float32), 'max': np.ones(7, np.float32)},
+                      'action': {'min': np.full(7, -0.5, np.float32), 'max': np.full(7, 0.5, np.float32)}})
+    seen, predict = [], policy.predict_chunk
+
+    def recording(obs, **kwargs):
+        seen.append({k: np.array(v) for k, v in obs.items()})
+        return predict(obs, **kwargs)
+    policy.predict_chunk = recording
+    evaluate(policy, [0], task='push_t', timeout=0.3, batch=1, control_rate=100.0)
+    assert seen, 'the policy was not queried'
+    # its own frames, not the fixed camera's twice (what a policy gets when the hand camera is off)
+    assert all(not np.array_equal(obs['wrist_image'], obs['image']) for obs in seen)

@@ -11,6 +11,9 @@ def add_arguments(p):
                    help="episode length limit (sim seconds; default the task's: 20, push_t 60)")
     p.add_argument('--image-size', default='96x96', help='WIDTHxHEIGHT of the camera')
     p.add_argument('--mode', default='position', help='controller mode')
+    p.add_argument('--wrist-camera', choices=('auto', 'enabled', 'disabled'), default='auto',
+                   help="also record the hand camera as wrist_image (auto: the task's default, on for "
+                        "pick_place; as sim_node's wrist_camera parameter)")
     p.add_argument('--keep-failures', action='store_true', help='also keep episodes the expert failed')
     p.add_argument('--overwrite', action='store_true')
 
@@ -26,7 +29,8 @@ def run(args) -> int:
     from ros2_imitation.sim.tasks import episode_timeout
 
     width, height = (int(v) for v in args.image_size.lower().split('x'))
-    rollout = Rollout(task=args.task, mode=args.mode, camera_size=(width, height))
+    wrist = {'auto': None, 'enabled': True, 'disabled': False}[args.wrist_camera]
+    rollout = Rollout(task=args.task, mode=args.mode, camera_size=(width, height), wrist_camera=wrist)
     agent = ExpertAgent(make_expert(args.task, rollout.sim.model))
     episodes, outcomes, bar = [], [], tqdm(range(args.seed, args.seed + args.episodes), unit='episode')
     for seed in bar:

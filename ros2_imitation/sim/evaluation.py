@@ -41,6 +41,8 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float | None = Non
     n_slots = max(1, min(batch, len(seeds)))
     rollouts = [Rollout(task=task, mode=mode, control_rate=control_rate, camera_size=size,
                         render=bool(cfg.image_keys), timing=timing,
+                        # the hand camera whenever the policy has an input for it, whatever the task's default
+                        wrist_camera=True if 'wrist_image' in cfg.image_keys else None,
                         task_features=task_features, action_space=cfg.action_space, ee_state=ee_state,
                         strict=False)
                 for _ in range(n_slots)]
