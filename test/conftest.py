@@ -247,6 +247,27 @@ def probe(ros_env):
     thread.join(timeout=2)
 
 
+def two_camera_policy(dim: int, recorded: list):
+    """A tiny untrained policy with `image` and `wrist_image` inputs (state and action `dim` wide) that
+    appends each observation it is queried with to `recorded`."""
+    import numpy as np
+
+    from ros2_imitation.policy import DiffusionPolicy, PolicyConfig
+    config = PolicyConfig(image_keys=('image', 'wrist_image'), image_shape=(96, 96, 3), crop_shape=(88, 88),
+                          encoder_channels=(8, 16), num_keypoints=8, down_dims=(16, 32), state_dim=dim,
+                          action_dim=dim, num_inference_steps=2, diffusion_step_embed_dim=16)
+    policy = DiffusionPolicy(config)
+    policy.set_stats({'state': {'min': -np.ones(dim, np.float32), 'max': np.ones(dim, np.float32)},
+                      'action': {'min': np.full(dim, -0.5, np.float32), 'max': np.full(dim, 0.5, np.float32)}})
+    predict = policy.predict_chunk
+
+    def recording(obs, **kwargs):
+        recorded.append({k: np.array(v) for k, v in obs.items()})
+        return predict(obs, **kwargs)
+    policy.predict_chunk = recording
+    return policy
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = 'condition'):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

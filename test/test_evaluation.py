@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import two_camera_policy
 from ros2_imitation.policy import DiffusionPolicy, PolicyConfig
 from ros2_imitation.sim.evaluation import evaluate
 from ros2_imitation.sim.experts import make_expert
@@ -161,19 +162,8 @@ def test_each_camera_of_a_two_camera_policy_gets_its_own_frames():
     from ros2_imitation.runtime.runner import policy_joint_names
     from ros2_imitation.sim.rollout import BatchPolicyAgent
     torch.manual_seed(0)
-    config = PolicyConfig(image_keys=('image', 'wrist_image'), image_shape=(96, 96, 3), crop_shape=(88, 88),
-                          encoder_channels=(8, 16), num_keypoints=8, down_dims=(16, 32), state_dim=8,
-                          action_dim=8, num_inference_steps=2, diffusion_step_embed_dim=16)
-    policy = DiffusionPolicy(config)
-    policy.set_stats({'state': {'min': -np.ones(8, np.float32), 'max': np.ones(8, np.float32)},
-                      'action': {'min': np.full(8, -0.5, np.float32), 'max': np.full(8, 0.5, np.float32)}})
     seen = []
-    predict = policy.predict_chunk
-
-    def recording(obs, **kwargs):
-        seen.append({k: np.array(v) for k, v in obs.items()})
-        return predict(obs, **kwargs)
-    policy.predict_chunk = recording
+    policy = two_camera_policy(8, seen)
     rollout = Rollout(task='pick_place')
     episode = rollout.episode(3, 1.0)
     agent = BatchPolicyAgent(policy, 1, joint_names=policy_joint_names(rollout.robot, 8))

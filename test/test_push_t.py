@@ -1,6 +1,7 @@
 """The push_t task (sim/push_t.py): Push-T's coverage on the table, the seeded start, the block at rest."""
 import numpy as np
 import pytest
+from conftest import two_camera_policy
 
 from ros2_imitation.sim.env import PandaSim
 from ros2_imitation.sim.push_t import AREA, BAR, STEM, UNIT, PushT, coverage, push_t_score, t_points
@@ -96,7 +97,6 @@ def test_the_hand_camera_can_join_push_t_data_and_its_policies(tmp_path):
     import zarr
 
     from ros2_imitation import cli
-    from ros2_imitation.policy import DiffusionPolicy, PolicyConfig
     from ros2_imitation.sim.evaluation import evaluate
     out = tmp_path / 'wrist.zarr'
     assert cli.main(['sim-dataset', '--task', 'push_t', '--episodes', '1', '--timeout', '0.5', '--keep-failures',
@@ -105,18 +105,8 @@ def test_the_hand_camera_can_join_push_t_data_and_its_policies(tmp_path):
     assert data['wrist_image'].shape == data['image'].shape and data['image'].shape[0] > 0
     assert not np.array_equal(data['wrist_image'][0], data['image'][0])
 
-    config = PolicyConfig(image_keys=('image', 'wrist_image'), image_shape=(96, 96, 3), crop_shape=(88, 88),
-                          encoder_channels=(8, 16), num_keypoints=8, down_dims=(16, 32), state_dim=7,
-                          action_dim=7, num_inference_steps=2, diffusion_step_embed_dim=16)
-    policy = DiffusionPolicy(config)
-    policy.set_stats({'state': {'min': -np.ones(7, np.float32), 'max': np.ones(7, np.float32)},
-                      'action': {'min': np.full(7, -0.5, np.float32), 'max': np.full(7, 0.5, np.float32)}})
-    seen, predict = [], policy.predict_chunk
-
-    def recording(obs, **kwargs):
-        seen.append({k: np.array(v) for k, v in obs.items()})
-        return predict(obs, **kwargs)
-    policy.predict_chunk = recording
+    seen = []
+    policy = two_camera_policy(7, seen)
     evaluate(policy, [0], task='push_t', timeout=0.3, batch=1, control_rate=100.0)
     assert seen, 'the policy was not queried'
     # its own frames, not the fixed camera's twice (what a policy gets when the hand camera is off)
