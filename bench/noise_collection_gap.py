@@ -16,6 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section  # noqa: E402
+from study_common import CONTROL_RATE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +28,7 @@ def main() -> int:
     from ros2_imitation.sim.experts import ActionNoise, make_expert
     from ros2_imitation.sim.rollout import ExpertAgent, Rollout
     kin = ArmKinematics.for_robot(RobotProfile.load('panda'))
-    rollout = Rollout(render=False, task_features=True, control_rate=100.0)
+    rollout = Rollout(render=False, task_features=True, control_rate=CONTROL_RATE)
 
     def tip_gaps(action, state):
         """(tip position gap m, hand rotation gap rad) between label and measured arm, per step."""
