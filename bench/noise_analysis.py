@@ -17,11 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 ALPHA = 0.05
 
 
-def load(work: Path) -> dict:
-    """(cell, arm, seed, sampler, mode) -> {episode seed: success}."""
+def load(work: Path, steps: dict) -> dict:
+    """(cell, arm, seed, sampler, mode) -> {episode seed: success}, for the models trained exactly as
+    long as their cell's plateau (`steps`: cell name -> training steps); others are left out."""
     table = {}
     for path in sorted((work / 'evals').glob('*.json')):
         row = json.loads(path.read_text())
+        if row['train_steps'] != steps.get(row['cell']):
+            continue
         wins = set(row['successes'])
         table[row['cell'], row['arm'], row['seed'], row['sampler'], row['mode']] = \
             {s: s in wins for s in row['seeds']}
@@ -110,7 +113,7 @@ def compute_hours(work: Path) -> tuple[float, int, int]:
 def analyse(work: Path, cells: dict, needed: int, quick: bool = False, write: bool = True) -> str:
     """`needed`: the training seeds a cell needs before its verdict counts."""
     from noise_study import REGISTERED, cell_name
-    table = load(work)
+    table = load(work, {cell_name(*cell): info['steps'] for cell, info in cells.items()})
     hours, n_train, n_eval = compute_hours(work)
     lines = [f'Grid under `{work.relative_to(ROOT) if work.is_relative_to(ROOT) else work}`: {n_train} models trained, '
              f'{n_eval} evaluations, {hours:.1f} single-core hours so far.', '',

@@ -123,6 +123,9 @@ def run_unit(job) -> list[dict]:
     from ros2_imitation.sim.evaluation import evaluate
 
     out = work / 'runs' / f'{cell_name(task, demos)}_{arm.name}_seed{seed}'
+    if (out / 'train.json').exists() and json.loads((out / 'train.json').read_text())['steps'] != cell['steps']:
+        raise RuntimeError(f'{out} was trained {json.loads((out / "train.json").read_text())["steps"]} steps, '
+                           f'the cell now needs {cell["steps"]}: move it (and its evaluations) aside')
     if not (out / 'train.json').exists():
         data = dataset(work, pilots, task, demos, arm.data, quick)
         start = time.monotonic()
