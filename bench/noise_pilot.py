@@ -94,7 +94,9 @@ def report(summaries, args) -> None:
     fig.tight_layout()
     if not args.quick:
         fig.savefig(ROOT / 'docs' / 'noise_pilot.png', dpi=110)
-        body = '\n'.join(lines) + ('\n\nState policies (sigma 0, DDIM-10, inpainting continuity), position control '
+        body = '\n'.join(lines) + ('\n\nEach row: `python bench/noise_pilot.py --task <task> --demos <demos>` '
+                                   '(resumable; a row that stops short of 20k is a pilot still to finish). '
+                                   'State policies (sigma 0, DDIM-10, inpainting continuity), position control '
                                    'at 100 Hz; the plot is `noise_pilot.png`. The learning rate follows one cosine '
                                    'schedule to --steps: a curve that has not reached its plateau needs a longer '
                                    'run in a fresh --work folder, not a resumed one.')
