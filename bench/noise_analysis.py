@@ -198,6 +198,7 @@ def plot(table, cells: list[str], path: Path) -> None:
                                     fmt='_', color='black', capsize=4)
         for ax in (top, bottom):
             ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
+            ax.set_xlim(-0.6, len(labels) - 0.4)
             ax.grid(alpha=0.3)
         top.set_title(cell)
         top.set_ylim(-0.02, 1.02)
