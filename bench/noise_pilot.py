@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section  # noqa: E402
-from study_common import CONTROL_RATE, PILOT_SEEDS, TIMEOUT, TRAIN, make_dataset, study_config  # noqa: E402
+from study_common import CONTROL_RATE, PILOT_SEEDS, TASKS, TIMEOUT, TRAIN, make_dataset, study_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Pa
         if step in done:
             return None
         result = evaluate(policy, range(PILOT_SEEDS, PILOT_SEEDS + episodes), task=task,
-                          timeout=TIMEOUT[task], batch=episodes, control_rate=CONTROL_RATE, task_features=True)
+                          timeout=TIMEOUT.get(task), batch=episodes, control_rate=CONTROL_RATE, task_features=True)
         row = {'step': step, 'success_rate': result['success_rate'], 'ci95': result['ci95'],
                'eval_s': round(result['wall_s'], 1)}
         curve.append(row)
@@ -107,7 +107,7 @@ def report(summaries, args) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--task', action='append', choices=sorted(TIMEOUT), help='repeatable')
+    parser.add_argument('--task', action='append', choices=TASKS, help='repeatable')
     parser.add_argument('--demos', type=int, action='append', help='repeatable; every task gets each size')
     parser.add_argument('--steps', type=int, default=20000)
     parser.add_argument('--every', type=int, default=2000)

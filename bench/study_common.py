@@ -9,7 +9,8 @@ import math
 from pathlib import Path
 
 CONTROL_RATE = 100.0        # Hz in the study's rollouts: the experts succeed as at 500 Hz, 3x cheaper
-TIMEOUT = {'push_cube': 15.0, 'pick_place': 20.0, 'push_t': 60.0}
+TASKS = ('push_cube', 'pick_place', 'push_t')
+TIMEOUT = {'push_cube': 15.0}   # the earlier study's limit (docs/noise_study.md, deviation 2); others: the task's own
 DEMO_SEEDS = 10000          # scripted demonstrations; noise-injected ones from 20000
 PILOT_SEEDS = 100000        # the pilot's evaluation seeds, never used again
 TRAIN = {'batch_size': 64, 'lr': 3e-4, 'val_fraction': 0.0}   # the pilot's and the grid's optimiser

@@ -24,12 +24,13 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ros2_imitation.policy.dataset import write_replay_buffer
+    from ros2_imitation.sim import PandaSim
     from ros2_imitation.sim.experts import make_expert
     from ros2_imitation.sim.rollout import ExpertAgent, Rollout
     from ros2_imitation.sim.tasks import episode_timeout
 
     width, height = (int(v) for v in args.image_size.lower().split('x'))
-    wrist = {'auto': None, 'enabled': True, 'disabled': False}[args.wrist_camera]
+    wrist = PandaSim.WRIST_CAMERA[args.wrist_camera]
     rollout = Rollout(task=args.task, mode=args.mode, camera_size=(width, height), wrist_camera=wrist)
     agent = ExpertAgent(make_expert(args.task, rollout.sim.model))
     episodes, outcomes, bar = [], [], tqdm(range(args.seed, args.seed + args.episodes), unit='episode')

@@ -165,7 +165,7 @@ class SimNode(Node):
         p = self.p
         try:
             from ros2_imitation.sim import PandaSim
-            wrist = {'auto': None, 'enabled': True, 'disabled': False}[p['wrist_camera']]
+            wrist = PandaSim.WRIST_CAMERA[p['wrist_camera']]
             self.sim = PandaSim(task=p['task'], physics_rate=p['physics_rate'],
                                 camera_width=p['camera_width'], camera_height=p['camera_height'],
                                 wrist_camera=wrist)

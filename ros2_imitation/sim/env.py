@@ -57,6 +57,8 @@ class PandaSim:
     RESET_NOISE = 0.02          # rad, std of the seeded perturbation of the home pose
 
     CAMERAS = ('external', 'wrist')
+    # the wrist_camera setting of sim_node and sim-dataset: auto is the task's default
+    WRIST_CAMERA = {'auto': None, 'enabled': True, 'disabled': False}
 
     def __init__(self, task: str = 'push_cube', physics_rate: float = 500.0,
                  camera_width: int = 96, camera_height: int = 96, render: bool = True,
