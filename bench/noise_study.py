@@ -162,6 +162,8 @@ def main(argv=None) -> int:
                         help="bench/noise_pilot.py's --work: the training lengths and clean datasets")
     parser.add_argument('--jobs', type=int, default=1, help='worker processes (one torch thread each)')
     parser.add_argument('--cells', nargs='+', default=None, help='only these cells, e.g. push_cube10')
+    parser.add_argument('--arms', nargs='+', default=None, choices=[a.name for a in ARMS],
+                        help='only these arms, in this order (default: all, in priority order)')
     parser.add_argument('--steps', type=int, default=200, help='--quick only: training steps')
     parser.add_argument('--seeds', type=int, default=None)
     parser.add_argument('--episodes', type=int, default=None)
@@ -180,6 +182,8 @@ def main(argv=None) -> int:
         cells = {cell: cell_status(*cell, args.pilots) for cell in CELLS
                  if args.cells is None or cell_name(*cell) in args.cells}
         arms, samplers = ARMS, tuple(SAMPLERS)
+        if args.arms:
+            arms = tuple(next(a for a in ARMS if a.name == name) for name in args.arms)
     for cell, info in cells.items():
         print(f'{cell_name(*cell)}: {info["status"]}' + (f', {info["steps"]} training steps' if info['steps'] else ''))
     units = [] if args.report else plan(cells, arms, seeds, samplers)

@@ -304,7 +304,7 @@ def test_teleop_source_in_sim(tmp_path, ros_env, probe):
 
 def test_dart_labels_come_every_step_from_the_expert_node(tmp_path):
     """--noise-labels dart through the graph: the expert executes its noisy chunk every 0.8 s and
-    publishes a label, its plan from the measured arm, every 0.1 s (sim/collection.py)."""
+    publishes a label, its plan from the measured arm, every 0.025 s (label_period; sim/collection.py)."""
     import os
 
     from conftest import next_domain_id
@@ -324,4 +324,4 @@ def test_dart_labels_come_every_step_from_the_expert_node(tmp_path):
     counts = {t['topic_metadata']['name']: t['message_count'] for t in info['topics_with_message_count']}
     chunks, labels = counts['/ros2_imitation/action_chunk'], counts['/ros2_imitation/expert_label']
     print(f'dart labels through the graph: {chunks} executed chunks, {labels} labels in 4 s of sim')
-    assert info['custom_data']['noisy'] == 'true' and 3 <= chunks <= 7 and labels >= 5 * chunks
+    assert info['custom_data']['noisy'] == 'true' and 3 <= chunks <= 7 and labels >= 15 * chunks   # 32 per chunk when nothing lags

@@ -6,7 +6,8 @@ applies, `lead` s ahead) on `chunk_topic`, re-planned from /joint_states and the
 /sim/task_state. With `action_noise` > 0 it executes the chunk plus smooth noise (per episode with
 probability 1 - clean_fraction) while `label_topic` carries the clean chunk to learn from
 (sim/collection.py): `noise_labels: plan`, the chunk it meant, same stamp and times; `dart`, every
-`chunk_dt` its plan from the state the arm is in. ~/info (latched JSON) describes the episode: mode,
+`label_period` s (0.025: a quarter of the 10 Hz dataset step, so bag2dataset's label for a step -- the
+latest one received -- was planned at most that long before it) its plan from the state the arm is in. ~/info (latched JSON) describes the episode: mode,
 noisy, noise, labels.
 
 Time: the chunk stamps are on the sim clock, taken from the /joint_states header stamps (the
@@ -47,6 +48,7 @@ class ExpertNode(Node):
         p = {name: declare(self, name, default) for name, default in dict(
             task='push_cube', seed=-1, modes='', chunk_size=16, chunk_dt=0.1, execute_steps=8, lead=0.1,
             speed=0.12, push_speed=0.08, action_noise=0.0, noise_tau=0.4, clean_fraction=0.5, noise_labels='plan',
+            label_period=0.025,
             auto_reset=True, start_active=True, state_timeout=1.0, clock='joint_states', robot='panda',
             chunk_topic='/ros2_imitation/action_chunk', label_topic='/ros2_imitation/expert_label',
             task_state_topic='/sim/task_state', joint_states_topic='/joint_states').items()}
@@ -75,6 +77,8 @@ class ExpertNode(Node):
                 self.joints.append(robot.gripper.command_name)
         except (ValueError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from exc
+        if not float(p['label_period']) > 0:
+            raise StartupError(f"label_period must be > 0 s, got {p['label_period']!r}")
         if p['clock'] not in ('joint_states', 'node'):
             raise StartupError(f"clock must be joint_states or node, got {p['clock']!r}")
         self.p = p
@@ -172,7 +176,7 @@ class ExpertNode(Node):
             executed, label = self.collection.step(now, q, state, due)
             if due:
                 self._next_plan = now + self.expert.timing.period
-            self._next_label = now + self.expert.timing.dt
+            self._next_label = now + float(self.p['label_period'])
             chunk = self.collection.last
         if chunk.ik_error > 0.005:
             self.log.warn('IK', f'best effort {chunk.ik_error * 1000:.1f} mm off in phase {chunk.phase}')
