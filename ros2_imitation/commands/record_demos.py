@@ -103,6 +103,10 @@ def record(args, log=print) -> dict:
         raise SystemExit('record-demos: --episodes must be >= 1')
     if not 0.0 <= args.clean_fraction <= 1.0 or args.noise < 0:
         raise SystemExit('record-demos: need --noise >= 0 and 0 <= --clean-fraction <= 1')
+    if args.noise > 0:
+        print('record-demos: warning: noise-injected demonstrations trained worse policies than clean ones in '
+              'the registered study (docs/noise_study.md, H5: about 10 points less success even with DART '
+              'labels); the mode is being removed. Record clean demonstrations for training.', file=sys.stderr)
     from ros2_imitation.sim.tasks import episode_timeout
     args.timeout = episode_timeout(args.task, args.timeout)
     if args.headless or not os.environ.get('DISPLAY'):

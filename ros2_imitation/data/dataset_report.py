@@ -153,8 +153,8 @@ def interpret(ratio: float) -> str:
         return (f'Near-deterministic (ratio {ratio:.2f} < {DETERMINISTIC_BELOW}): similar states get almost the '
                 'same action, so H(action | state) is low and, by the information-bottleneck argument, the '
                 'generalization gap is left unconstrained: expect the policy to memorize these demonstrations. '
-                'More varied data helps: several demonstrators, varied initial states, noise-injected '
-                'collection with DART labels (record-demos --noise-labels dart; docs/noise_study.md, H5).')
+                'More varied data helps: more demonstrations, several demonstrators, varied initial states '
+                '(noise-injected collection did not: docs/noise_study.md, H5).')
     if ratio > VARIABLE_ABOVE:
         return (f'Highly variable (ratio {ratio:.2f} > {VARIABLE_ABOVE}): similar states get very different '
                 'actions (multimodal strategies, noisy teleoperation, or state alone does not determine the '
