@@ -7,8 +7,8 @@ applies, `lead` s ahead) on `chunk_topic`, re-planned from /joint_states and the
 probability 1 - clean_fraction) while `label_topic` carries the clean chunk to learn from
 (sim/collection.py): `noise_labels: plan`, the chunk it meant, same stamp and times; `dart`, every
 `label_period` s (0.025: a quarter of the 10 Hz dataset step, so bag2dataset's label for a step -- the
-latest one received -- was planned at most that long before it) its plan from the state the arm is in. ~/info (latched JSON) describes the episode: mode,
-noisy, noise, labels.
+latest one received -- was planned at most that long before it) its plan from the state the arm is in.
+~/info (latched JSON) describes the episode: mode, noisy, noise, labels.
 
 Time: the chunk stamps are on the sim clock, taken from the /joint_states header stamps (the
 sim's clock at each state), so the node needs no /clock subscription (500 Hz of callbacks): run it
@@ -77,7 +77,8 @@ class ExpertNode(Node):
                 self.joints.append(robot.gripper.command_name)
         except (ValueError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from exc
-        if not float(p['label_period']) > 0:
+        self._label_period = float(p['label_period'])
+        if not self._label_period > 0:
             raise StartupError(f"label_period must be > 0 s, got {p['label_period']!r}")
         if p['clock'] not in ('joint_states', 'node'):
             raise StartupError(f"clock must be joint_states or node, got {p['clock']!r}")
@@ -176,7 +177,7 @@ class ExpertNode(Node):
             executed, label = self.collection.step(now, q, state, due)
             if due:
                 self._next_plan = now + self.expert.timing.period
-            self._next_label = now + float(self.p['label_period'])
+            self._next_label = now + self._label_period
             chunk = self.collection.last
         if chunk.ik_error > 0.005:
             self.log.warn('IK', f'best effort {chunk.ik_error * 1000:.1f} mm off in phase {chunk.phase}')
