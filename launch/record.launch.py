@@ -1,7 +1,7 @@
 """Demonstration recording in sim: config/graphs/record_sim.yaml (sim, chunk controller, scripted
 expert, episode recorder).
 
-    ros2 launch ros2_imitation record.launch.py task:=push_cube output_dir:=$HOME/demos action_noise:=0.015
+    ros2 launch ros2_imitation record.launch.py task:=push_cube output_dir:=$HOME/demos
     ros2 run ros2_imitation ros2-imitation record-demos --attach --episodes 50 --out $HOME/demos   # drives them
 
 or drive episodes by hand with the services (docs/recording.md): /expert/pause, /controller/stop +

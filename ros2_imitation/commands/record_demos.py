@@ -5,7 +5,7 @@ talking over DDS) and drives it from this process, per episode:
 
   expert ~/pause, controller ~/stop + ~/resume   the arm goes compliant (hold_timeout 0)
   sim seed + ~/reset                              seeded initial state
-  recorder ~/start, expert ~/reset                new mode / noise draw, the expert acts
+  recorder ~/start, expert ~/reset                new mode draw, the expert acts
   ... until the task succeeds or --timeout sim seconds pass ...
   recorder ~/stop_success | ~/stop_failure        outcome in the bag's custom_data
                                                   (or ~/discard with --discard-failures)
@@ -27,7 +27,7 @@ from pathlib import Path
 from ros2_imitation.commands._record_physical import PHYSICAL_TOPICS, record_interactive
 from ros2_imitation.graph.session import GraphDied, log_episode
 
-HELP = 'record demonstrations, one rosbag2 per episode: scripted expert in sim (with noise), leader arm, kinesthetic'
+HELP = 'record demonstrations, one rosbag2 per episode: scripted expert in sim, leader arm, kinesthetic, teleop'
 
 
 class AttachError(RuntimeError):
@@ -47,19 +47,9 @@ def add_arguments(p):
                         '(the wrist camera recorded, 8-column chunks: arm + panda_gripper)')
     p.add_argument('--episodes', type=int, default=10, help='number of episodes (default 10)')
     p.add_argument('--out', required=True, help='folder for the bags (created; existing bags are kept)')
-    p.add_argument('--noise', type=float, default=0.0, metavar='STD',
-                   help='std (rad) of the smooth noise added to executed expert actions (default 0; '
-                        '0.01-0.02 keeps the expert successful, 0.03 is already large)')
-    p.add_argument('--clean-fraction', type=float, default=0.5, metavar='F',
-                   help='with --noise: fraction of episodes recorded without noise (default 0.5)')
-    from ros2_imitation.sim.collection import LABELS
-    p.add_argument('--noise-labels', choices=LABELS, default=LABELS[0],
-                   help="with --noise: the label of a noisy episode: plan (the clean chunk the noisy one came "
-                        "from) or dart (every step, the expert's plan from the state the arm is in; "
-                        "docs/noise_study.md, H5)")
     p.add_argument('--seed', type=int, default=0, help='seed of the first episode; episode i uses seed+i')
     p.add_argument('--expert-seed', type=int, default=None,
-                   help='seed of the expert mode / noise draws (default: --seed)')
+                   help='seed of the expert mode draws (default: --seed)')
     p.add_argument('--timeout', type=float, default=None,
                    help="episode length limit, sim seconds (default the task's: 20, push_t 60)")
     p.add_argument('--real-time-factor', type=float, default=1.0,
@@ -75,7 +65,7 @@ def add_arguments(p):
     p.add_argument('--attach', action='store_true',
                    help='drive a record_sim graph that is already running (e.g. `ros2 launch ros2_imitation '
                         'record.launch.py`) instead of starting one: its recorder is told to write into --out; '
-                        'its other arguments (task, noise, storage) apply')
+                        'its other arguments (task, storage) apply')
     p.add_argument('--quiet', action='store_true', help='no progress bar or per-episode lines (the summary is printed)')
     g = p.add_argument_group('physical arms (--source leader | kinesthetic | teleop)')
     g.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
@@ -101,12 +91,6 @@ def record(args, log=print) -> dict:
 
     if args.episodes < 1:
         raise SystemExit('record-demos: --episodes must be >= 1')
-    if not 0.0 <= args.clean_fraction <= 1.0 or args.noise < 0:
-        raise SystemExit('record-demos: need --noise >= 0 and 0 <= --clean-fraction <= 1')
-    if args.noise > 0:
-        print('record-demos: warning: noise-injected demonstrations trained worse policies than clean ones in '
-              'the registered study (docs/noise_study.md, H5: about 10 points less success even with DART '
-              'labels); the mode is being removed. Record clean demonstrations for training.', file=sys.stderr)
     from ros2_imitation.sim.tasks import episode_timeout
     args.timeout = episode_timeout(args.task, args.timeout)
     if args.headless or not os.environ.get('DISPLAY'):
@@ -114,8 +98,7 @@ def record(args, log=print) -> dict:
     out = Path(args.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     graph_args = key_values(args.arg, '--arg')
-    graph_args.update(task=args.task, output_dir=str(out), storage=args.storage, action_noise=float(args.noise),
-                      clean_fraction=float(args.clean_fraction), noise_labels=args.noise_labels,
+    graph_args.update(task=args.task, output_dir=str(out), storage=args.storage,
                       real_time_factor=float(args.real_time_factor),
                       expert_seed=int(args.seed if args.expert_seed is None else args.expert_seed))
     overrides = key_values(args.set, '--set')
@@ -156,7 +139,7 @@ def record(args, log=print) -> dict:
                 elif not args.quiet:
                     log(f'[record-demos] episode {i + 1}/{args.episodes} seed {seed}: '
                         f'{"success" if result["success"] else "failure"} in {result["duration"]:.1f} s '
-                        f'({result.get("mode")}, noisy {result.get("noisy")})')
+                        f'({result.get("mode")})')
             if progress is not None:
                 progress.close()
         finally:
@@ -223,7 +206,7 @@ def _episode(runner, calls, seed: int, args) -> dict:
         calls('/recorder/discard')
         path, messages = None, 0
     return dict(seed=seed, success=success, duration=float(state['time']), distance=state.get('distance'),
-                bag=path, messages=messages, mode=expert.get('mode'), noisy=expert.get('noisy'),
+                bag=path, messages=messages, mode=expert.get('mode'),
                 missing_topics=started.get('missing_topics', []))
 
 
@@ -239,14 +222,13 @@ def _progress(args):
 
 def _summary(results, wall: float, episodes_wall: float, out: Path) -> dict:
     n = len(results)
-    modes, noisy = {}, 0
+    modes = {}
     for r in results:
         modes[r['mode']] = modes.get(r['mode'], 0) + 1
-        noisy += bool(r['noisy'])
     # where the recorder says it put the bags (absolute paths on its own machine)
     folders = sorted({str(Path(r['bag']).parent) for r in results if r['bag']})
     return dict(out=str(out), bag_folders=folders, episodes=n, successes=sum(r['success'] for r in results),
-                kept=sum(r['bag'] is not None for r in results), noisy_episodes=noisy, modes=modes,
+                kept=sum(r['bag'] is not None for r in results), modes=modes,
                 mean_episode_sim_s=round(sum(r['duration'] for r in results) / max(n, 1), 2),
                 wall_s=round(wall, 1), wall_per_episode_s=round(episodes_wall / max(n, 1), 2))
 

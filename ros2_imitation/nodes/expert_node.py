@@ -3,12 +3,13 @@
 It acts through the same controller as a policy: every `execute_steps` x `chunk_dt` of sim time it
 publishes a JointTrajectory chunk of `chunk_size` points (header.stamp = when the first point
 applies, `lead` s ahead) on `chunk_topic`, re-planned from /joint_states and the latest
-/sim/task_state. With `action_noise` > 0 it executes the chunk plus smooth noise (per episode with
-probability 1 - clean_fraction) while `label_topic` carries the clean chunk to learn from
-(sim/collection.py): `noise_labels: plan`, the chunk it meant, same stamp and times; `dart`, every
-`label_period` s (0.025: a quarter of the 10 Hz dataset step, so bag2dataset's label for a step -- the
-latest one received -- was planned at most that long before it) its plan from the state the arm is in.
-~/info (latched JSON) describes the episode: mode, noisy, noise, labels.
+/sim/task_state. `label_topic` carries the same chunk (the action label bag2dataset prefers, as
+leader_arm_node publishes what the operator commanded). ~/info (latched JSON) describes the episode:
+its mode and variations, sim episode and seed.
+
+Noise-injected collection (executing perturbed chunks, labelled with the clean plan or DART's
+correction) is no longer offered: in the registered study it trained worse policies than clean
+demonstrations, with either label (docs/noise_study.md, H5). sim/collection.py keeps it for that study.
 
 Time: the chunk stamps are on the sim clock, taken from the /joint_states header stamps (the
 sim's clock at each state), so the node needs no /clock subscription (500 Hz of callbacks): run it
@@ -16,9 +17,9 @@ with use_sim_time false, as config/graphs/record_sim.yaml does (`clock: node` us
 
 Columns: the arm joints; an expert with a gripper (pick_place) adds the gripper opening in metres,
 named by the robot profile's `gripper.command_name` (robot.py: the gripper convention), so the
-controller splits it off as it does a gripper policy's. Action noise perturbs the arm columns only.
+controller splits it off as it does a gripper policy's.
 
-Services (std_srvs/Trigger): ~/reset clears the plan and draws a new mode and noise for the next
+Services (std_srvs/Trigger): ~/reset clears the plan and draws a new mode for the next
 episode (it acts on the first task state that arrives after the call; the reply's message is the
 episode JSON); ~/pause stops sending chunks until the next ~/reset. With auto_reset it also starts
 a new episode by itself when the sim's episode counter changes.
@@ -47,9 +48,8 @@ class ExpertNode(Node):
         super().__init__('expert')
         p = {name: declare(self, name, default) for name, default in dict(
             task='push_cube', seed=-1, modes='', chunk_size=16, chunk_dt=0.1, execute_steps=8, lead=0.1,
-            speed=0.12, push_speed=0.08, action_noise=0.0, noise_tau=0.4, clean_fraction=0.5, noise_labels='plan',
-            label_period=0.025,
-            auto_reset=True, start_active=True, state_timeout=1.0, clock='joint_states', robot='panda',
+            speed=0.12, push_speed=0.08, auto_reset=True, start_active=True, state_timeout=1.0,
+            clock='joint_states', robot='panda',
             chunk_topic='/ros2_imitation/action_chunk', label_topic='/ros2_imitation/expert_label',
             task_state_topic='/sim/task_state', joint_states_topic='/joint_states').items()}
         try:
@@ -58,17 +58,13 @@ class ExpertNode(Node):
             from ros2_imitation.sim import experts, scene
             model = mujoco.MjModel.from_xml_string(scene.build_xml())    # kinematics only
             timing = ChunkTiming(int(p['chunk_size']), float(p['chunk_dt']), int(p['execute_steps']),
-                                         float(p['lead']))
-            seeds = np.random.SeedSequence(None if int(p['seed']) < 0 else int(p['seed'])).spawn(2)
+                                 float(p['lead']))
+            seed = None if int(p['seed']) < 0 else int(p['seed'])
             modes = [m.strip() for m in str(p['modes']).split(',') if m.strip()] or None
-            kwargs = dict(timing=timing, seed=seeds[0], modes=modes, speed=float(p['speed']))
+            kwargs = dict(timing=timing, seed=seed, modes=modes, speed=float(p['speed']))
             if p['task'] == 'push_cube':
                 kwargs['push_speed'] = float(p['push_speed'])
             self.expert = experts.make_expert(p['task'], model, **kwargs)
-            self.noise = experts.ActionNoise(float(p['action_noise']), float(p['clean_fraction']),
-                                             float(p['noise_tau']), timing.dt, seed=seeds[1])
-            from ros2_imitation.sim.collection import NoisyCollection
-            self.collection = NoisyCollection(self.expert, self.noise, str(p['noise_labels']))
             self.joints = list(experts.ARM_JOINTS)
             if getattr(self.expert, 'GRIPPER', False):   # 8 columns: + the profile's gripper column
                 robot = RobotProfile.load(str(p['robot']))
@@ -77,9 +73,6 @@ class ExpertNode(Node):
                 self.joints.append(robot.gripper.command_name)
         except (ValueError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from exc
-        self._label_period = float(p['label_period'])
-        if not self._label_period > 0:
-            raise StartupError(f"label_period must be > 0 s, got {p['label_period']!r}")
         if p['clock'] not in ('joint_states', 'node'):
             raise StartupError(f"clock must be joint_states or node, got {p['clock']!r}")
         self.p = p
@@ -92,7 +85,7 @@ class ExpertNode(Node):
         self._state_count = 0
         self._fresh_after = 0         # plan only on task states numbered above this
         self._episode = None          # the sim episode being acted on
-        self._next_plan = self._next_label = 0.0
+        self._next_plan = 0.0
         self._active = bool(p['start_active'])
         self._episode_info = {}
         self.chunk_pub = self.create_publisher(JointTrajectory, p['chunk_topic'], COMMAND_QOS)
@@ -105,17 +98,16 @@ class ExpertNode(Node):
         self._new_episode()
         self.get_logger().info(
             f'{p["task"]} expert, modes {list(self.expert.modes)}, chunks of {timing.size} x {timing.dt} s '
-            f'every {timing.period:.2f} s, action noise {p["action_noise"]} rad '
-            f'(clean fraction {p["clean_fraction"]})')
+            f'every {timing.period:.2f} s')
 
     # ---- episodes ----
     def _new_episode(self) -> dict:
         """Caller holds the lock (or is __init__)."""
-        info = self.collection.reset()
+        info = dict(self.expert.reset())
         info['expert_episode'] = self.expert.episodes
         self._episode_info = info
         self._episode = None
-        self._next_plan = self._next_label = 0.0
+        self._next_plan = 0.0
         self._fresh_after = self._state_count
         return info
 
@@ -124,7 +116,7 @@ class ExpertNode(Node):
             info = self._new_episode()
             self._active = True
         response.success, response.message = True, json.dumps(info)
-        self.get_logger().info(f'new episode: mode {info["mode"]}, noisy {info["noisy"]}')
+        self.get_logger().info(f'new episode: mode {info["mode"]}')
         return response
 
     def _pause(self, _request, response):
@@ -148,8 +140,7 @@ class ExpertNode(Node):
             if self._active and self._episode is not None and episode != self._episode:
                 if self.p['auto_reset']:
                     info = self._new_episode()
-                    self.get_logger().info(f'sim episode {episode} started: mode {info["mode"]}, '
-                                           f'noisy {info["noisy"]}')
+                    self.get_logger().info(f'sim episode {episode} started: mode {info["mode"]}')
                 else:
                     self._active = False
 
@@ -161,9 +152,7 @@ class ExpertNode(Node):
         now = to_sec(msg.header.stamp) if self.p['clock'] == 'joint_states' else now_sec(self)
         with self._lock:
             self._q = q
-            due = now >= self._next_plan
-            relabel = self.collection.noisy and self.collection.labels == 'dart' and now >= self._next_label
-            if not self._active or now == 0.0 or not (due or relabel):
+            if not self._active or now == 0.0 or now < self._next_plan:
                 return
             if self._state is None or self._state_count <= self._fresh_after:
                 return       # no task state of this episode yet
@@ -174,21 +163,15 @@ class ExpertNode(Node):
                 self._episode = state.get('episode')
                 self._episode_info.update(sim_episode=self._episode, seed=state.get('seed'))
                 self.info_pub.publish(String(data=json.dumps(self._episode_info)))
-            executed, label = self.collection.step(now, q, state, due)
-            if due:
-                self._next_plan = now + self.expert.timing.period
-            self._next_label = now + self._label_period
-            chunk = self.collection.last
+            chunk = self.expert.plan(now, q, state)
+            self._next_plan = now + self.expert.timing.period
         if chunk.ik_error > 0.005:
             self.log.warn('IK', f'best effort {chunk.ik_error * 1000:.1f} mm off in phase {chunk.phase}')
         if not self.context.ok():
             return       # shutting down
-        if executed is not None:
-            self.chunk_pub.publish(trajectory_to_msg(Trajectory.from_absolute(self.joints, *executed)))
-        # the label: the clean chunk (plan or dart); in a clean episode, what was executed
-        clean = (label.times, label.positions) if label is not None else executed
-        if clean is not None:
-            self.label_pub.publish(trajectory_to_msg(Trajectory.from_absolute(self.joints, *clean)))
+        msg = trajectory_to_msg(Trajectory.from_absolute(self.joints, chunk.times, chunk.positions))
+        self.chunk_pub.publish(msg)
+        self.label_pub.publish(msg)         # the label: what was executed
 
 
 def main(args=None):
