@@ -48,6 +48,8 @@ def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Pa
                           timeout=TIMEOUT.get(task), batch=episodes, control_rate=CONTROL_RATE, task_features=True)
         row = {'step': step, 'success_rate': result['success_rate'], 'ci95': result['ci95'],
                'eval_s': round(result['wall_s'], 1)}
+        if 'mean_max_coverage' in result:      # push_t: graded progress below the success line
+            row['mean_max_coverage'] = round(result['mean_max_coverage'], 3)
         curve.append(row)
         curve_path.write_text(json.dumps({'task': task, 'data': data, 'steps': steps, 'curve': curve}, indent=1))
         print(f'step {step}: success {result["success_rate"]:.2f}', flush=True)
@@ -81,7 +83,9 @@ def report(summaries, args) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for s in summaries:
         rows = sorted(s['curve'], key=lambda r: r['step'])
-        points = ', '.join(f'{r["step"] / 1000:g}k: {r["success_rate"]:.2f}' for r in rows)
+        points = ', '.join(f'{r["step"] / 1000:g}k: {r["success_rate"]:.2f}'
+                           + (f' (coverage {r["mean_max_coverage"]:.2f})' if 'mean_max_coverage' in r else '')
+                           for r in rows)
         stop = plateau(rows, minimum=0 if args.quick else 10000)
         lines.append(f'| {s["task"]} | {s["data"]["demos"]} | {s["data"]["expert_success"]:.2f} | {points} | '
                      f'{stop if stop is not None else "not yet"} |')
