@@ -1,5 +1,6 @@
 """Noise-injected collection (ROS-free): what a scripted expert executes and what it is labelled with,
-one rule for the in-process agent (rollout.ExpertAgent) and expert_node.
+the rule of the in-process agent (rollout.ExpertAgent) that the noise study's benches use (H5). The
+product no longer records this way: expert_node executes and labels the clean chunk.
 
 The expert plans a chunk when its clock says one is due; with noise (an experts.ActionNoise) it
 executes that chunk plus the noise. The label -- what the dataset's `action` is read from -- is:
