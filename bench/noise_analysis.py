@@ -1,5 +1,5 @@
 """The noise study's registered analysis (docs/noise_study.md, "Analysis"), over the evaluation files
-bench/noise_study.py leaves under its --work: McNemar's exact test on paired episodes (the same model
+bench/noise_study.py keeps (bench/results/noise_study/evals, committed): McNemar's exact test on paired episodes (the same model
 seed and the same episode seed in both arms), the per-seed paired difference with a t interval over
 training seeds, Holm over each task's secondary family, the smallest detectable effect, the verdicts
 by the registered rules, and the plot. Writes the `noise_results` section of docs/noise_study.md.
@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 ALPHA = 0.05
 
 
-def load(work: Path, steps: dict) -> dict:
+def load(store: Path, steps: dict) -> dict:
     """(cell, arm, seed, sampler, mode) -> {episode seed: success}, for the models trained exactly as
     long as their cell's plateau (`steps`: cell name -> training steps); others are left out."""
     table = {}
-    for path in sorted((work / 'evals').glob('*.json')):
+    for path in sorted((store / 'evals').glob('*.json')):
         row = json.loads(path.read_text())
         if row['train_steps'] != steps.get(row['cell']):
             continue
@@ -104,19 +104,20 @@ def secondary(table, cell: str) -> list[tuple]:
     return [(name, c) for name, c in rows if c is not None]
 
 
-def compute_hours(work: Path) -> tuple[float, int, int]:
-    trains = [json.loads(p.read_text())['seconds'] for p in (work / 'runs').glob('*/train.json')]
-    evals = [json.loads(p.read_text())['wall_s'] for p in (work / 'evals').glob('*.json')]
+def compute_hours(store: Path) -> tuple[float, int, int]:
+    trains = [json.loads(p.read_text())['seconds'] for p in (store / 'trains').glob('*.json')]
+    evals = [json.loads(p.read_text())['wall_s'] for p in (store / 'evals').glob('*.json')]
     return (sum(trains) + sum(evals)) / 3600, len(trains), len(evals)
 
 
-def analyse(work: Path, cells: dict, needed: int, quick: bool = False, write: bool = True) -> str:
-    """`needed`: the training seeds a cell needs before its verdict counts."""
+def analyse(store: Path, cells: dict, needed: int, quick: bool = False, write: bool = True) -> str:
+    """`store`: where the evaluations and trainings are kept; `needed`: the training seeds a cell needs
+    before its verdict counts."""
     from noise_study import REGISTERED, cell_name
-    table = load(work, {cell_name(*cell): info['steps'] for cell, info in cells.items()})
-    hours, n_train, n_eval = compute_hours(work)
-    lines = [f'Grid under `{work.relative_to(ROOT) if work.is_relative_to(ROOT) else work}`: {n_train} models trained, '
-             f'{n_eval} evaluations, {hours:.1f} single-core hours so far.', '',
+    table = load(store, {cell_name(*cell): info['steps'] for cell, info in cells.items()})
+    hours, n_train, n_eval = compute_hours(store)
+    lines = [f'Results kept in `{store.relative_to(ROOT) if store.is_relative_to(ROOT) else store}`: {n_train} models '
+             f'trained, {n_eval} evaluations, {hours:.1f} single-core hours.', '',
              '| cell | training length (pilot plateau) | status |', '|---|---|---|']
     for cell, info in cells.items():
         steps = f'{info["steps"]} steps' + (f' (pilot {info["pilot_success"]:.0%})' if 'pilot_success' in info else '')

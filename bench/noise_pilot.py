@@ -11,7 +11,9 @@ rerun continues where it stopped and re-evaluates nothing it has logged.
     python bench/noise_pilot.py --task pick_place --demos 100       # ~40 min on one core
     python bench/noise_pilot.py --task push_cube --demos 10
     python bench/noise_pilot.py --quick                             # the pipeline in ~2 minutes
-Writes <work>/<task><demos>/pilot.json, docs/noise_pilot.png and the pilot section of docs/noise_study.md.
+Writes <work>/<task><demos>/pilot.json and its committed copy bench/results/noise_study/pilots/<task><demos>.json
+(what the grid and this report read in a fresh checkout), docs/noise_pilot.png and the pilot section of
+docs/noise_study.md.
 """
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ from report import write_section  # noqa: E402
 from study_common import CONTROL_RATE, PILOT_SEEDS, TASKS, TIMEOUT, TRAIN, make_dataset, study_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+STORE = ROOT / 'bench' / 'results' / 'noise_study' / 'pilots'
 
 
-def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Path) -> dict:
+def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Path, store: Path | None) -> dict:
     import torch
     torch.set_num_threads(1)
     from ros2_imitation.policy.train import train
@@ -41,6 +44,12 @@ def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Pa
     curve = json.loads(curve_path.read_text())['curve'] if curve_path.exists() else []
     done = {row['step'] for row in curve}
 
+    def save(summary: dict) -> None:
+        curve_path.write_text(json.dumps(summary, indent=1))
+        if store is not None:
+            store.mkdir(parents=True, exist_ok=True)
+            (store / f'{task}{demos}.json').write_text(json.dumps(summary, indent=1) + '\n')
+
     def eval_fn(policy, step):
         if step in done:
             return None
@@ -51,7 +60,7 @@ def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Pa
         if 'mean_max_coverage' in result:      # push_t: graded progress below the success line
             row['mean_max_coverage'] = round(result['mean_max_coverage'], 3)
         curve.append(row)
-        curve_path.write_text(json.dumps({'task': task, 'data': data, 'steps': steps, 'curve': curve}, indent=1))
+        save({'task': task, 'data': data, 'steps': steps, 'curve': curve})
         print(f'step {step}: success {result["success_rate"]:.2f}', flush=True)
         return {'pilot_success': result['success_rate']}
 
@@ -60,7 +69,7 @@ def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Pa
           checkpoint_every=every, keep_checkpoints=1, eval_fn=eval_fn, resume=True, progress=True)
     summary = {'task': task, 'data': data, 'steps': steps, 'curve': curve,
                'train_eval_s_this_run': round(time.monotonic() - start)}
-    curve_path.write_text(json.dumps(summary, indent=1))
+    save(summary)
     return summary
 
 
@@ -127,9 +136,10 @@ def main(argv=None) -> int:
     if not args.report:
         for t in tasks:
             for n in sizes:
-                pilot(t, n, args.steps, args.every, args.episodes, args.work)
-    # the section shows every pilot kept under --work, not only the ones this command ran
-    summaries = [json.loads(p.read_text()) for p in sorted(args.work.glob('*/pilot.json'))]
+                pilot(t, n, args.steps, args.every, args.episodes, args.work, None if args.quick else STORE)
+    # the section shows every pilot kept (committed, or under --work when quick), not only this command's
+    kept = sorted(args.work.glob('*/pilot.json')) if args.quick else sorted(STORE.glob('*.json'))
+    summaries = [json.loads(p.read_text()) for p in kept]
     report(summaries, args)
     return 0
 

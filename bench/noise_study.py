@@ -11,8 +11,12 @@ sigma 0 (H5, push_cube 10), Gaussian 0.03, uniform_paper 0.1. Every model with s
 registered arm also with DDPM-100 and `replan` continuity. The queue runs in that priority order
 (the primary test first), so a partial run answers the primary question first.
 
-Every training (with checkpoints) and evaluation is a file under --work; a rerun resumes. The analysis
-(noise_analysis.py) writes the results section of docs/noise_study.md and docs/noise_results.png.
+Trainings (with checkpoints) are files under --work; a rerun resumes them. What a result is made of
+lives in the repository, under bench/results/noise_study/ (RESULTS): each evaluation's per-episode
+outcomes (evals/), each finished training's length and time (trains/), and each cell's pilot curve
+(pilots/), so results survive a fresh checkout, a unit whose evaluations are all there is not run
+again, and the grid grows across sessions by committing that folder. The analysis (noise_analysis.py)
+writes the results section of docs/noise_study.md and docs/noise_results.png.
 
     python bench/noise_study.py --jobs 2           # the grid, resumable (hours: see the budget)
     python bench/noise_study.py --report           # run nothing; the analysis of what exists
@@ -31,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study_common import CONTROL_RATE, TRAIN, make_dataset, study_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / 'bench' / 'results' / 'noise_study'     # committed: evals/, trains/, pilots/
 CELLS = (('push_cube', 10), ('pick_place', 25), ('pick_place', 100), ('push_t', 50))
 SEEDS, EPISODES = 5, 200
 COLLECTION_NOISE = 0.03     # rad: the smooth action noise of noise-injected collection (H5)
@@ -61,10 +66,16 @@ def cell_name(task: str, demos: int) -> str:
     return f'{task}{demos}'
 
 
+def pilot_file(task: str, demos: int, pilots: Path) -> Path:
+    """The cell's pilot curve: the committed copy (RESULTS/pilots) unless --pilots holds a newer run."""
+    local = pilots / cell_name(task, demos) / 'pilot.json'
+    return local if local.exists() else RESULTS / 'pilots' / f'{cell_name(task, demos)}.json'
+
+
 def cell_status(task: str, demos: int, pilots: Path) -> dict:
     """The cell's training length from its pilot, or why it cannot run (yet)."""
     from noise_pilot import plateau
-    path = pilots / cell_name(task, demos) / 'pilot.json'
+    path = pilot_file(task, demos, pilots)
     if not path.exists():
         return {'status': 'no pilot yet', 'steps': None}
     curve = json.loads(path.read_text())['curve']
@@ -81,10 +92,14 @@ def cell_status(task: str, demos: int, pilots: Path) -> dict:
 
 
 def dataset(work: Path, pilots: Path, task: str, demos: int, data: str, quick: bool) -> Path:
-    """The clean data is the pilot's own (scripted expert, seeds 10000..); DART data is recorded
-    under --work with the same count (seeds 20000.., ActionNoise 0.03 rad, labels dart)."""
+    """The clean data is the pilot's own (scripted expert, seeds 10000..; made again, identically, when
+    --pilots lacks it); DART data is recorded under --work with the same count (seeds 20000..,
+    ActionNoise 0.03 rad, labels dart)."""
     if data == 'clean' and not quick:
-        return pilots / cell_name(task, demos) / 'data.zarr'
+        path = pilots / cell_name(task, demos) / 'data.zarr'
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dataset(path, task, demos)
+        return path
     path = work / 'data' / f'{cell_name(task, demos)}_{data}.zarr'
     path.parent.mkdir(parents=True, exist_ok=True)
     if data == 'dart':
@@ -109,20 +124,27 @@ def plan(cells: dict, arms, seeds: int, samplers) -> list:
     return units
 
 
-def eval_path(work: Path, task, demos, arm, seed, sampler, mode) -> Path:
-    return work / 'evals' / f'{cell_name(task, demos)}_{arm.name}_seed{seed}_{sampler}_{mode}.json'
+def unit_name(task, demos, arm, seed) -> str:
+    return f'{cell_name(task, demos)}_{arm.name}_seed{seed}'
+
+
+def eval_path(store: Path, task, demos, arm, seed, sampler, mode) -> Path:
+    return store / 'evals' / f'{unit_name(task, demos, arm, seed)}_{sampler}_{mode}.json'
 
 
 def run_unit(job) -> list[dict]:
     """Train the unit's model (resumable) and evaluate it in each of its modes; returns the rows."""
-    (task, demos, arm, seed, sampler), cell, work, pilots, episodes, quick = job
+    (task, demos, arm, seed, sampler), cell, work, store, pilots, episodes, quick = job
+    paths = [eval_path(store, task, demos, arm, seed, sampler, mode) for mode in arm.modes]
+    if all(p.exists() for p in paths):          # done, in this checkout or an earlier one
+        return [json.loads(p.read_text()) for p in paths]
     import torch
     torch.set_num_threads(1)
     from ros2_imitation.policy import load_policy
     from ros2_imitation.policy.train import train
     from ros2_imitation.sim.evaluation import evaluate
 
-    out = work / 'runs' / f'{cell_name(task, demos)}_{arm.name}_seed{seed}'
+    out = work / 'runs' / unit_name(task, demos, arm, seed)
     if (out / 'train.json').exists() and json.loads((out / 'train.json').read_text())['steps'] != cell['steps']:
         raise RuntimeError(f'{out} was trained {json.loads((out / "train.json").read_text())["steps"]} steps, '
                            f'the cell now needs {cell["steps"]}: move it (and its evaluations) aside')
@@ -131,12 +153,14 @@ def run_unit(job) -> list[dict]:
         start = time.monotonic()
         result = train(data, study_config(arm.sigma, arm.distribution, seed), out, steps=cell['steps'], **TRAIN,
                        checkpoint_every=None if quick else 2000, keep_checkpoints=1, resume=True, progress=False)
-        (out / 'train.json').write_text(json.dumps({'seconds': time.monotonic() - start, 'steps': cell['steps'],
-                                                    'loss': result.train_loss, 'data': str(data)}))
+        record = json.dumps({'seconds': time.monotonic() - start, 'steps': cell['steps'],
+                             'loss': result.train_loss, 'data': str(data.relative_to(ROOT) if data.is_relative_to(ROOT) else data)})
+        (out / 'train.json').write_text(record)
+        (store / 'trains').mkdir(parents=True, exist_ok=True)
+        (store / 'trains' / f'{unit_name(task, demos, arm, seed)}.json').write_text(record)
     rows = []
     scheduler, steps, continuity = SAMPLERS[sampler]
-    for mode in arm.modes:
-        path = eval_path(work, task, demos, arm, seed, sampler, mode)
+    for mode, path in zip(arm.modes, paths):
         if not path.exists():
             policy = load_policy(out / 'policy', noise_mode=mode, inference_scheduler=scheduler,
                                  num_inference_steps=min(steps, 10) if quick else steps)
@@ -173,6 +197,7 @@ def main(argv=None) -> int:
     quick = args.quick
     work = args.work or ROOT / 'runs' / ('noise_study_quick' if quick else 'noise_grid')
     work.mkdir(parents=True, exist_ok=True)
+    store = work if quick else RESULTS
     seeds = args.seeds or (2 if quick else SEEDS)
     episodes = args.episodes or (4 if quick else EPISODES)
     if quick:
@@ -187,9 +212,10 @@ def main(argv=None) -> int:
     for cell, info in cells.items():
         print(f'{cell_name(*cell)}: {info["status"]}' + (f', {info["steps"]} training steps' if info['steps'] else ''))
     units = [] if args.report else plan(cells, arms, seeds, samplers)
+    units = [u for u in units if not all(eval_path(store, *u, m).exists() for m in u[2].modes)]   # done before
     for task, demos, data in sorted({(u[0], u[1], u[2].data) for u in units}):
         dataset(work, args.pilots, task, demos, data, quick)     # here, not in two workers at once
-    jobs = [(unit, cells[unit[:2]], work, args.pilots, episodes, quick) for unit in units]
+    jobs = [(unit, cells[unit[:2]], work, store, args.pilots, episodes, quick) for unit in units]
     start = time.monotonic()
     from tqdm import tqdm
     bar = tqdm(total=len(jobs), desc='noise grid', unit='model')
@@ -205,7 +231,7 @@ def main(argv=None) -> int:
     bar.close()
     print(f'wall time {time.monotonic() - start:.0f} s')
     from noise_analysis import analyse
-    analyse(work, cells, seeds, quick=quick, write=not args.no_write)
+    analyse(store, cells, seeds, quick=quick, write=not args.no_write)
     return 0
 
 

@@ -138,6 +138,12 @@ def test_noise_study_pipeline(tmp_path):
     assert (row['scheduler'], row['continuity'], row['noise_mode'], row['episodes']) == ('ddpm', 'replan', 'replica', 2)
     dart = json.loads((tmp_path / 'data' / 'push_cube4_dart.json').read_text())
     assert (dart['labels'], dart['noise'], dart['demos']) == ('dart', 0.03, 4)
+    # a unit whose evaluations are kept is done: a rerun without the trained models trains nothing
+    import shutil
+    shutil.rmtree(tmp_path / 'runs')
+    assert noise_study.main(['--quick', '--steps', '4', '--episodes', '2', '--seeds', '1', '--no-write',
+                             '--work', str(tmp_path)]) == 0
+    assert not (tmp_path / 'runs').exists()
 
 
 def test_noise_study_statistics():
