@@ -17,7 +17,7 @@ os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 
 # ---------------------------------------------------------------- the `ros` marker
 # Tests that use ROS 2 itself (rclpy, message and service types, node processes over DDS) are marked `ros`,
-# so `pytest -m ros` runs just them: CI runs those again on the ROS 2 Jazzy wheels (make test-jazzy).
+# so `pytest -m ros` runs just them: CI runs most of those again on the ROS 2 Jazzy wheels (make test-jazzy-ci).
 # A test is one when it takes a fixture that gives it a ROS domain, or when its module imports, anywhere
 # in it, a ROS package or the graph helpers below (conftest's processes and graphs, fault/faultlib).
 ROS_FIXTURES = {'ros_env', 'probe', 'spawn'}
