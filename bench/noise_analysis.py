@@ -105,7 +105,9 @@ def secondary(table, cell: str) -> list[tuple]:
 
 
 def compute_hours(store: Path) -> tuple[float, int, int]:
-    trains = [json.loads(p.read_text())['seconds'] for p in (store / 'trains').glob('*.json')]
+    # seconds of training, less any time the process was stopped (stopped_s: paused for a CI run)
+    trains = [(lambda r: r['seconds'] - r.get('stopped_s', 0))(json.loads(p.read_text()))
+              for p in (store / 'trains').glob('*.json')]
     evals = [json.loads(p.read_text())['wall_s'] for p in (store / 'evals').glob('*.json')]
     return (sum(trains) + sum(evals)) / 3600, len(trains), len(evals)
 
