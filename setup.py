@@ -71,7 +71,7 @@ setup(
         'view': ['rerun-sdk>=0.24'],
         # Faster CPU inference (ros2_imitation/policy/runtimes.py): ONNX export + ONNX Runtime / OpenVINO.
         'fast': ['onnxruntime>=1.32', 'openvino>=2026.4', 'onnx>=1.23', 'onnxscript>=0.7'],
-        'test': ['pytest>=7', 'hypothesis>=6', 'mcap>=1.1', 'mcap-ros2-support>=0.5'],
+        'test': ['pytest>=7', 'hypothesis>=6', 'mcap>=1.1', 'mcap-ros2-support>=0.5', 'pytest-rerunfailures>=14'],
     },
     zip_safe=True,
     maintainer='ros2_imitation developers',

@@ -92,7 +92,7 @@ def cell_status(task: str, demos: int, pilots: Path) -> dict:
 
 
 def dataset(work: Path, pilots: Path, task: str, demos: int, data: str, quick: bool) -> Path:
-    """The clean data is the pilot's own (scripted expert, seeds 10000..; made again, identically, when
+    """The clean data is the pilot's own (scripted expert, seeds 10000..; made again from those seeds when
     --pilots lacks it); DART data is recorded under --work with the same count (seeds 20000..,
     ActionNoise 0.03 rad, labels dart)."""
     if data == 'clean' and not quick:
