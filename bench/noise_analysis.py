@@ -1,8 +1,8 @@
 """The noise study's registered analysis (docs/noise_study.md, "Analysis"), over the evaluation files
-bench/noise_study.py keeps (bench/results/noise_study/evals, committed): McNemar's exact test on paired episodes (the same model
-seed and the same episode seed in both arms), the per-seed paired difference with a t interval over
-training seeds, Holm over each task's secondary family, the smallest detectable effect, the verdicts
-by the registered rules, and the plot. Writes the `noise_results` section of docs/noise_study.md.
+bench/noise_study.py keeps (committed, bench/results/noise_study/evals): McNemar's exact test on paired
+episodes (the same model seed and the same episode seed in both arms), the per-seed paired
+difference with a t interval over training seeds, Holm over each task's secondary family, the
+smallest detectable effect, the verdicts by the registered rules, and the plot. Writes the `noise_results` section of docs/noise_study.md.
 """
 from __future__ import annotations
 
@@ -105,9 +105,8 @@ def secondary(table, cell: str) -> list[tuple]:
 
 
 def compute_hours(store: Path) -> tuple[float, int, int]:
-    # seconds of training, less any time the process was stopped (stopped_s: paused for a CI run)
-    trains = [(lambda r: r['seconds'] - r.get('stopped_s', 0))(json.loads(p.read_text()))
-              for p in (store / 'trains').glob('*.json')]
+    records = [json.loads(p.read_text()) for p in (store / 'trains').glob('*.json')]
+    trains = [r['seconds'] - r.get('stopped_s', 0) for r in records]     # less any time it was stopped
     evals = [json.loads(p.read_text())['wall_s'] for p in (store / 'evals').glob('*.json')]
     return (sum(trains) + sum(evals)) / 3600, len(trains), len(evals)
 

@@ -25,10 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section  # noqa: E402
-from study_common import CONTROL_RATE, PILOT_SEEDS, TASKS, TIMEOUT, TRAIN, make_dataset, study_config  # noqa: E402
+from study_common import (CONTROL_RATE, PILOT_SEEDS, RESULTS, TASKS, TIMEOUT, TRAIN,  # noqa: E402
+                          make_dataset, study_config)
 
 ROOT = Path(__file__).resolve().parent.parent
-STORE = ROOT / 'bench' / 'results' / 'noise_study' / 'pilots'
+STORE = RESULTS / 'pilots'
 
 
 def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Path, store: Path | None) -> dict:

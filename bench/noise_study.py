@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_common import CONTROL_RATE, TRAIN, make_dataset, study_config  # noqa: E402
+from study_common import CONTROL_RATE, RESULTS, TRAIN, make_dataset, study_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / 'bench' / 'results' / 'noise_study'     # committed: evals/, trains/, pilots/
 CELLS = (('push_cube', 10), ('pick_place', 25), ('pick_place', 100), ('push_t', 50))
 SEEDS, EPISODES = 5, 200
 COLLECTION_NOISE = 0.03     # rad: the smooth action noise of noise-injected collection (H5)
@@ -136,8 +135,6 @@ def run_unit(job) -> list[dict]:
     """Train the unit's model (resumable) and evaluate it in each of its modes; returns the rows."""
     (task, demos, arm, seed, sampler), cell, work, store, pilots, episodes, quick = job
     paths = [eval_path(store, task, demos, arm, seed, sampler, mode) for mode in arm.modes]
-    if all(p.exists() for p in paths):          # done, in this checkout or an earlier one
-        return [json.loads(p.read_text()) for p in paths]
     import torch
     torch.set_num_threads(1)
     from ros2_imitation.policy import load_policy

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+RESULTS = Path(__file__).resolve().parent / 'results' / 'noise_study'   # committed: evals/, trains/, pilots/
 CONTROL_RATE = 100.0        # Hz in the study's rollouts: the experts succeed as at 500 Hz, 3x cheaper
 TASKS = ('push_cube', 'pick_place', 'push_t')
 TIMEOUT = {'push_cube': 15.0}   # the earlier study's limit (docs/noise_study.md, deviation 2); others: the task's own
