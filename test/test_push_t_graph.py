@@ -53,6 +53,8 @@ def test_an_end_effector_policy_drives_the_arm_through_the_controller_ik(tmp_pat
                      what='tip chunks from the policy, accepted by the controller IK')
         except AssertionError:
             print(run.output()[-3000:])
+            print(f'seen here: {len(chunks.messages)} tip chunks, {len(proprio.messages)} proprio, '
+                  f'{len(joints.messages)} joint states; the controller says {controller_values(diagnostics)}')
             raise
         values = controller_values(diagnostics)
     assert values['chunk_space'] == 'ee'

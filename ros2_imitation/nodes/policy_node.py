@@ -42,6 +42,8 @@ from ros2_imitation.sensors.images import image_to_rgb
 from ros2_imitation.sensors.proprioception import JointMapper, MappingError
 from ros2_imitation.viz.chunk_path import chunk_path
 
+CLOCK_PATIENCE_S = 5.0   # with use_sim_time, how long no /clock is normal start-up before it is reported
+
 # Frames with more pixels are refused before they are copied or decoded (sensors.images.image_to_rgb).
 MAX_IMAGE_PIXELS = 4096 * 4096
 
@@ -139,9 +141,14 @@ class PolicyNode(Node):
     # ---- inference thread ----
     def _loop(self):
         waiting = ''
+        started = time.monotonic()
         while self._running:
             fresh = self.runner.wait(0.1)     # a new sample of the driving stream, or 0.1 s
             now = now_sec(self)
+            if now <= 0 and time.monotonic() - started > CLOCK_PATIENCE_S:
+                # use_sim_time with no /clock yet: say so (once per quiet spell), or the node looks hung
+                self._reason = 'use_sim_time is set and no /clock message came'
+                self.log.warn('waiting for the clock', self._reason, kind='waiting for the clock')
             query = self.runner.poll(now) if now > 0 else None
             if query is None:
                 # log events (a new sample that could not be used, a stream that went quiet), not polls
@@ -164,6 +171,9 @@ class PolicyNode(Node):
                 self.chunk_pub.publish(ee_trajectory_to_msg(outcome.trajectory, *self._ee_frames) if self.ee
                                        else trajectory_to_msg(outcome.trajectory))
                 self.runner.stats.stage('publish', time.perf_counter() - t0)
+                if self.runner.stats.chunks == 1:     # the graph is live: say it once
+                    self.get_logger().info(f'first chunk sent: {len(outcome.trajectory.times)} actions, '
+                                           f'latency {outcome.latency * 1e3:.0f} ms')
                 if self.kinematics is not None and self.marker_pub.get_subscription_count():
                     self._publish_markers(outcome)   # only when someone looks: off the robot's hot path
             self._reason = '' if outcome.trajectory is not None else outcome.reason

@@ -105,23 +105,6 @@ class Reliability:
 
 RELIABILITY = Reliability()
 
-# Deadlines: these tests run real node processes against wall-clock deadlines (recovery within 20 s, a
-# chunk judged within 20 s). On a slow 2-core machine one test in ~50 now and then misses one (a
-# different test each run, each passing alone), so a test that failed on a deadline, and only on one,
-# runs again, at most twice (pytest-rerunfailures; the report counts the reruns). Any other failure,
-# a command outside the limits above all, fails at once.
-DEADLINE_ERRORS = [r'timed out after [0-9.]+ s waiting', r'no recovery[;:] controller']
-
-
-def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.hasplugin('rerunfailures'):
-        return
-    here = Path(__file__).resolve().parent
-    for item in items:
-        if Path(item.path).resolve().is_relative_to(here):
-            item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=2, only_rerun=DEADLINE_ERRORS))
-
-
 @pytest.fixture(scope='session')
 def reliability():
     return RELIABILITY
