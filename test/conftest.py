@@ -65,6 +65,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.ros)
             if reruns:
                 item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=2, only_rerun=DEADLINE_ERRORS))
+    # the tests without ROS first (no node processes, no wall-clock deadlines), each group in file order:
+    # CI installs the Jazzy venv beside them at the lowest priority, never beside a deadline (.ci/run)
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker('ros') is not None)
 
 
 # Domain ids 1..101 are valid on every rmw; offset by pid so parallel test runs rarely share one.
@@ -157,8 +160,21 @@ class Process:
                     self.proc.wait(10.0)
                 except subprocess.TimeoutExpired:
                     print(f'process {self.proc.pid} not reaped 10 s after SIGKILL', file=sys.stderr)
+        self._kill_started_nodes()
         self._log.close()
         return self.proc.returncode
+
+    def _kill_started_nodes(self):
+        """A bringup stops its nodes (each in a session of its own) itself; if it failed to, a test has
+        failed already, and its nodes must not run on into the tests after it."""
+        for line in self.output().splitlines():
+            if line.startswith('[bringup] started ') and line.endswith(')') and 'pid ' in line:
+                pid = int(line.rsplit('pid ', 1)[1].rstrip(')'))
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                    print(f'killed {line[len("[bringup] started "):]}, left running by its bringup', file=sys.stderr)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ after it; a policy_node signalled while it imports or loads its model exits the 
 """
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -143,7 +144,10 @@ def test_bringup_stops_its_graph_on_two_sigints(spawn, when):
     else:
         wait_for(lambda: '[bringup] started sim' in bringup.output(), 30, what='bringup to start a node')
     signal_twice([bringup])
-    code = bringup.proc.wait(30)
+    try:
+        code = bringup.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f'timed out after 30 s waiting for bringup to exit:\n{bringup.output()[-3000:]}') from None
     out = bringup.output()
     assert code in ORDERLY, f'bringup exited with {code}:\n{out[-3000:]}'
     assert 'Traceback' not in out, out[-3000:]
