@@ -52,7 +52,7 @@ class Bringup:
         self._folder = None
 
     def start(self, stop=None):
-        """Start every node (`stop`: a threading.Event; once set, no further node is started)."""
+        """Start every node (`stop`: a StopFlag or threading.Event; once set, no further node is started)."""
         self._folder = params_folder()
         try:
             for spec in self.graph.nodes:
@@ -87,7 +87,7 @@ class Bringup:
         return None
 
     def wait(self, timeout: float | None = None, stop=None) -> int:
-        """Block until a required node exits, the timeout passes or `stop` (a threading.Event) is
+        """Block until a required node exits, the timeout passes or `stop` (a StopFlag or threading.Event) is
         set; return bringup's exit code."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while (deadline is None or time.monotonic() < deadline) and not (stop is not None and stop.is_set()):
@@ -143,6 +143,21 @@ class Bringup:
                 signal.signal(signal.SIGTERM, self._previous)
 
 
+class StopFlag:
+    """A stop request that a signal handler may set. threading.Event.set takes a lock: a second
+    signal whose handler runs inside the first one's set() (Python runs handlers between any two
+    bytecodes) waits on that lock forever, and the graph's nodes are never stopped."""
+
+    def __init__(self):
+        self._set = False
+
+    def set(self):
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 def _terminate(signum, _frame):
     raise KeyboardInterrupt(f'signal {signum}')
 
@@ -163,7 +178,7 @@ def run(graph: Graph, duration: float | None = None) -> int:
     Exit code 0 after a signal.
     """
     bringup = Bringup(graph)
-    stop = threading.Event()
+    stop = StopFlag()      # set from a signal handler: no lock (see StopFlag)
     received = []
 
     def request_stop(signum, _frame):
