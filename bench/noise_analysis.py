@@ -2,7 +2,8 @@
 bench/noise_study.py keeps (committed, bench/results/noise_study/evals): McNemar's exact test on paired
 episodes (the same model seed and the same episode seed in both arms), the per-seed paired
 difference with a t interval over training seeds, Holm over each task's secondary family, the
-smallest detectable effect, the verdicts by the registered rules, and the plot. Writes the `noise_results` section of docs/noise_study.md.
+smallest detectable effect, the verdicts by the registered rules, and the plot. Writes the
+`noise_results` section of docs/noise_study.md.
 """
 from __future__ import annotations
 

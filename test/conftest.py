@@ -167,14 +167,18 @@ class Process:
     def _kill_started_nodes(self):
         """A bringup stops its nodes (each in a session of its own) itself; if it failed to, a test has
         failed already, and its nodes must not run on into the tests after it."""
-        for line in self.output().splitlines():
-            if line.startswith('[bringup] started ') and line.endswith(')') and 'pid ' in line:
-                pid = int(line.rsplit('pid ', 1)[1].rstrip(')'))
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                    print(f'killed {line[len("[bringup] started "):]}, left running by its bringup', file=sys.stderr)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        for pid in started_pids(self.output()):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                print(f'killed node group {pid}, left running by its bringup', file=sys.stderr)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def started_pids(output: str) -> list:
+    """The pids of the nodes a bringup started, from its "[bringup] started NAME (EXE, pid N)" lines."""
+    return [int(line.rsplit('pid ', 1)[1].rstrip(')')) for line in output.splitlines()
+            if line.startswith('[bringup] started ') and line.endswith(')') and 'pid ' in line]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import Process, alive, wait_for
+from conftest import Process, alive, started_pids, wait_for
 from std_msgs.msg import Float64MultiArray
 
 from ros2_imitation.qos import OUTPUT_QOS
@@ -152,8 +152,7 @@ def test_bringup_stops_its_graph_on_two_sigints(spawn, when):
     assert code in ORDERLY, f'bringup exited with {code}:\n{out[-3000:]}'
     assert 'Traceback' not in out, out[-3000:]
     assert 'while stopping' not in out and 'killing it' not in out, out[-3000:]
-    nodes = [int(line.rsplit('pid ', 1)[1].rstrip(')')) for line in out.splitlines()
-             if line.startswith('[bringup] started ')]
+    nodes = started_pids(out)
     assert nodes, out
     for pid in [bringup.pid, *nodes]:      # bringup's group, and each node's own
         assert not group_members(pid), f'left running in group {pid}: {group_members(pid)}'

@@ -145,8 +145,8 @@ class PolicyNode(Node):
         while self._running:
             fresh = self.runner.wait(0.1)     # a new sample of the driving stream, or 0.1 s
             now = now_sec(self)
-            if now <= 0 and time.monotonic() - started > CLOCK_PATIENCE_S:
-                # use_sim_time with no /clock yet: say so (once per quiet spell), or the node looks hung
+            if now <= 0 and not self.runner.stats.chunks and time.monotonic() - started > CLOCK_PATIENCE_S:
+                # use_sim_time and no /clock since start-up: say so (throttled), or the node looks hung
                 self._reason = 'use_sim_time is set and no /clock message came'
                 self.log.warn('waiting for the clock', self._reason, kind='waiting for the clock')
             query = self.runner.poll(now) if now > 0 else None

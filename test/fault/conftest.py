@@ -105,6 +105,7 @@ class Reliability:
 
 RELIABILITY = Reliability()
 
+
 @pytest.fixture(scope='session')
 def reliability():
     return RELIABILITY
