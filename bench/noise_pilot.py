@@ -32,15 +32,23 @@ ROOT = Path(__file__).resolve().parent.parent
 STORE = RESULTS / 'pilots'
 
 
-def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Path, store: Path | None) -> dict:
+def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Path, store: Path | None,
+          action_space: str = 'joint') -> dict:
     import torch
     torch.set_num_threads(1)
     from ros2_imitation.policy.train import train
     from ros2_imitation.sim.evaluation import evaluate
 
-    out = work / f'{task}{demos}'
+    # an end-effector pilot learns from the same demonstrations (their state_ee/action_ee) in a folder of its own
+    name = f'{task}{demos}' + ('_ee' if action_space == 'ee' else '')
+    out = work / name
     out.mkdir(parents=True, exist_ok=True)
-    data = make_dataset(out / 'data.zarr', task, demos)
+    data_path = work / f'{task}{demos}' / 'data.zarr'
+    data = make_dataset(data_path, task, demos)
+    config = study_config(action_space=action_space)
+    if action_space == 'ee' and not (data_path / 'data' / config.action_key).exists():
+        raise SystemExit(f'{data_path} has no {config.action_key} (made before the end-effector streams were '
+                         'recorded): move it away and run again to record it anew')
     curve_path = out / 'pilot.json'
     curve = json.loads(curve_path.read_text())['curve'] if curve_path.exists() else []
     done = {row['step'] for row in curve}
@@ -49,7 +57,7 @@ def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Pa
         curve_path.write_text(json.dumps(summary, indent=1))
         if store is not None:
             store.mkdir(parents=True, exist_ok=True)
-            (store / f'{task}{demos}.json').write_text(json.dumps(summary, indent=1) + '\n')
+            (store / f'{name}.json').write_text(json.dumps(summary, indent=1) + '\n')
 
     def eval_fn(policy, step):
         if step in done:
@@ -61,14 +69,14 @@ def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Pa
         if 'mean_max_coverage' in result:      # push_t: graded progress below the success line
             row['mean_max_coverage'] = round(result['mean_max_coverage'], 3)
         curve.append(row)
-        save({'task': task, 'data': data, 'steps': steps, 'curve': curve})
+        save({'task': task, 'action_space': action_space, 'data': data, 'steps': steps, 'curve': curve})
         print(f'step {step}: success {result["success_rate"]:.2f}', flush=True)
         return {'pilot_success': result['success_rate']}
 
     start = time.monotonic()
-    train(out / 'data.zarr', study_config(), out / 'run', steps=steps, **TRAIN,
+    train(data_path, config, out / 'run', steps=steps, **TRAIN,
           checkpoint_every=every, keep_checkpoints=1, eval_fn=eval_fn, resume=True, progress=True)
-    summary = {'task': task, 'data': data, 'steps': steps, 'curve': curve,
+    summary = {'task': task, 'action_space': action_space, 'data': data, 'steps': steps, 'curve': curve,
                'train_eval_s_this_run': round(time.monotonic() - start)}
     save(summary)
     return summary
@@ -97,11 +105,12 @@ def report(summaries, args) -> None:
                            + (f' (coverage {r["mean_max_coverage"]:.2f})' if 'mean_max_coverage' in r else '')
                            for r in rows)
         stop = plateau(rows, minimum=0 if args.quick else 10000)
-        lines.append(f'| {s["task"]} | {s["data"]["demos"]} | {s["data"]["expert_success"]:.2f} | {points} | '
+        task = s['task'] + (' (end-effector actions)' if s.get('action_space') == 'ee' else '')
+        lines.append(f'| {task} | {s["data"]["demos"]} | {s["data"]["expert_success"]:.2f} | {points} | '
                      f'{stop if stop is not None else "not yet"} |')
         if rows:
             ax.plot([r['step'] for r in rows], [r['success_rate'] for r in rows], 'o-',
-                    label=f'{s["task"]}, {s["data"]["demos"]} demos')
+                    label=f'{task}, {s["data"]["demos"]} demos')
     ax.set(xlabel='training step', ylabel=f'success ({args.episodes} pilot seeds)', ylim=(-0.02, 1.02),
            title='Noise study pilot: sigma 0 state policies')
     ax.legend()
@@ -123,6 +132,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--task', action='append', choices=TASKS, help='repeatable')
     parser.add_argument('--demos', type=int, action='append', help='repeatable; every task gets each size')
+    parser.add_argument('--action-space', choices=('joint', 'ee'), default='joint',
+                        help='ee: the policy sees and commands the tip pose (the same demonstrations)')
     parser.add_argument('--steps', type=int, default=20000)
     parser.add_argument('--every', type=int, default=2000)
     parser.add_argument('--episodes', type=int, default=50)
@@ -137,7 +148,8 @@ def main(argv=None) -> int:
     if not args.report:
         for t in tasks:
             for n in sizes:
-                pilot(t, n, args.steps, args.every, args.episodes, args.work, None if args.quick else STORE)
+                pilot(t, n, args.steps, args.every, args.episodes, args.work, None if args.quick else STORE,
+                      args.action_space)
     # the section shows every pilot kept (committed, or under --work when quick), not only this command's
     kept = sorted(args.work.glob('*/pilot.json')) if args.quick else sorted(STORE.glob('*.json'))
     summaries = [json.loads(p.read_text()) for p in kept]

@@ -17,13 +17,17 @@ PILOT_SEEDS = 100000        # the pilot's evaluation seeds, never used again
 TRAIN = {'batch_size': 64, 'lr': 3e-4, 'val_fraction': 0.0}   # the pilot's and the grid's optimiser
 
 
-def study_config(sigma: float = 0.0, distribution: str = 'gaussian', seed: int = 0):
+def study_config(sigma: float = 0.0, distribution: str = 'gaussian', seed: int = 0, action_space: str = 'joint'):
     """The state policy of the pilot and of every grid model: the shipped U-Net at 64-128-256,
-    horizon 16, 8 actions per chunk, DDIM-10; noise_mode is chosen at evaluation (load_policy)."""
+    horizon 16, 8 actions per chunk, DDIM-10; noise_mode is chosen at evaluation (load_policy).
+    action_space ee: it sees and commands the tip pose (the dataset's state_ee/action_ee) instead of
+    the arm joints, the task's features after it as before."""
+    from ros2_imitation.data.ee_streams import EE_KEYS
     from ros2_imitation.policy import PolicyConfig
+    keys = {'state_key': EE_KEYS['state'], 'action_key': EE_KEYS['action']} if action_space == 'ee' else {}
     return PolicyConfig(image_keys=(), down_dims=(64, 128, 256), horizon=16, n_action_steps=8,
                         noise_sigma=sigma, noise_distribution=distribution,
-                        noise_mode='replica' if sigma > 0 else 'off', seed=seed)
+                        noise_mode='replica' if sigma > 0 else 'off', seed=seed, action_space=action_space, **keys)
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -59,12 +63,21 @@ def make_dataset(path: Path, task: str, demos: int, first_seed: int = DEMO_SEEDS
     if Path(path).exists() and meta.exists():
         return json.loads(meta.read_text())
     episodes, tries = expert_demos(task, demos, first_seed, noise, TIMEOUT.get(task), labels=labels)
-    write_episodes(path, episodes, overwrite=True)
+    write_episodes(path, [with_ee_streams(e) for e in episodes], overwrite=True)
     info = {'demos': demos, 'expert_tries': tries, 'expert_success': demos / tries,
             'frames': int(sum(len(e['action']) for e in episodes)), 'first_seed': first_seed,
             'noise': noise, 'labels': labels if noise else None}
     meta.write_text(json.dumps(info))
     return info
+
+
+def with_ee_streams(episode: dict) -> dict:
+    """The episode with state_ee/action_ee beside its joint streams (data/ee_streams.py: the tip pose
+    by forward kinematics, the task's features and the gripper after it), so that the same
+    demonstrations train a joint or an end-effector policy."""
+    from ros2_imitation.data.ee_streams import ee_streams
+    from ros2_imitation.robot import RobotProfile
+    return {**episode, **ee_streams(episode, RobotProfile.load('panda'))}
 
 
 # ---- statistics ------------------------------------------------------------------------------------

@@ -146,6 +146,24 @@ def test_noise_study_pipeline(tmp_path):
     assert not (tmp_path / 'runs').exists()
 
 
+def test_an_end_effector_pilot_learns_from_the_same_demonstrations(tmp_path):
+    """noise_pilot --action-space ee: the demonstrations carry state_ee/action_ee beside the joints
+    (the tip pose, then the task's features), the policy trains on them, and its evaluation feeds it
+    the tip pose + features it learnt from (a joint state of another width would not run)."""
+    sys.path.insert(0, str(ROOT / 'bench'))
+    import noise_pilot
+    import zarr
+    summary = noise_pilot.pilot('push_cube', 2, steps=4, every=4, episodes=2, work=tmp_path, store=None,
+                                action_space='ee')
+    assert summary['action_space'] == 'ee' and [r['step'] for r in summary['curve']] == [4]
+    data = zarr.open_group(str(tmp_path / 'push_cube2' / 'data.zarr'), mode='r')['data']
+    # 9 tip-pose columns, then push_cube's 6 task features, the same values as in the joint state
+    assert data['state_ee'].shape[1] == 15 and data['state'].shape[1] == 13 and data['action_ee'].shape[1] == 9
+    assert np.allclose(data['state_ee'][:, 9:], data['state'][:, 7:])
+    config = json.loads((tmp_path / 'push_cube2_ee' / 'run' / 'policy' / 'config.json').read_text())['config']
+    assert (config['action_space'], config['state_key'], config['state_dim']) == ('ee', 'state_ee', 15)
+
+
 def test_noise_study_statistics():
     """McNemar's exact p, Holm and the seed-level t interval against hand-computed values."""
     sys.path.insert(0, str(ROOT / 'bench'))
