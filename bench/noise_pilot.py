@@ -33,18 +33,20 @@ STORE = RESULTS / 'pilots'
 
 
 def pilot(task: str, demos: int, steps: int, every: int, episodes: int, work: Path, store: Path | None,
-          action_space: str = 'joint') -> dict:
+          action_space: str = 'joint', style: str | None = None) -> dict:
     import torch
     torch.set_num_threads(1)
     from ros2_imitation.policy.train import train
     from ros2_imitation.sim.evaluation import evaluate
 
-    # an end-effector pilot learns from the same demonstrations (their state_ee/action_ee) in a folder of its own
-    name = f'{task}{demos}' + ('_ee' if action_space == 'ee' else '')
+    # an end-effector pilot learns from the same demonstrations (their state_ee/action_ee) in a folder
+    # of its own; another expert style (--expert-style) records demonstrations of its own
+    demos_name = f'{task}{demos}' + (f'_{style}' if style else '')
+    name = demos_name + ('_ee' if action_space == 'ee' else '')
     out = work / name
     out.mkdir(parents=True, exist_ok=True)
-    data_path = work / f'{task}{demos}' / 'data.zarr'
-    data = make_dataset(data_path, task, demos)
+    data_path = work / demos_name / 'data.zarr'
+    data = make_dataset(data_path, task, demos, style=style)
     config = study_config(action_space=action_space)
     if action_space == 'ee' and not (data_path / 'data' / config.action_key).exists():
         raise SystemExit(f'{data_path} has no {config.action_key} (made before the end-effector streams were '
@@ -105,7 +107,8 @@ def report(summaries, args) -> None:
                            + (f' (coverage {r["mean_max_coverage"]:.2f})' if 'mean_max_coverage' in r else '')
                            for r in rows)
         stop = plateau(rows, minimum=0 if args.quick else 10000)
-        task = s['task'] + (' (end-effector actions)' if s.get('action_space') == 'ee' else '')
+        task = s['task'] + (f' ({s["data"]["style"]} expert)' if s['data'].get('style') else '') + \
+            (' (end-effector actions)' if s.get('action_space') == 'ee' else '')
         lines.append(f'| {task} | {s["data"]["demos"]} | {s["data"]["expert_success"]:.2f} | {points} | '
                      f'{stop if stop is not None else "not yet"} |')
         if rows:
@@ -122,7 +125,12 @@ def report(summaries, args) -> None:
                                    'State policies (sigma 0, DDIM-10, inpainting continuity), position control '
                                    'at 100 Hz; the plot is `noise_pilot.png`. The learning rate follows one cosine '
                                    'schedule to --steps: a curve that has not reached its plateau needs a longer '
-                                   'run in a fresh --work folder, not a resumed one.')
+                                   'run in a fresh --work folder, not a resumed one. A row marked "end-effector '
+                                   'actions" (`--action-space ee`) learnt from the same demonstrations as the task\'s '
+                                   'joint row, seeing and commanding the tip pose (position + 6D rotation) instead of '
+                                   'the joints; its chunks go through the controller\'s IK. A row marked "reactive expert" '
+                                   '(`--expert-style reactive`) learnt from demonstrations of the push_t expert\'s '
+                                   'reactive style (sim/experts_push_t.py), recorded on the same seeds.')
         write_section('noise_pilot', 'Results: the pilot', body, doc=ROOT / 'docs' / 'noise_study.md')
     plt.close(fig)
     print('\n'.join(lines))
@@ -134,6 +142,8 @@ def main(argv=None) -> int:
     parser.add_argument('--demos', type=int, action='append', help='repeatable; every task gets each size')
     parser.add_argument('--action-space', choices=('joint', 'ee'), default='joint',
                         help='ee: the policy sees and commands the tip pose (the same demonstrations)')
+    parser.add_argument('--expert-style', default=None,
+                        help="the expert's style (push_t: phased, the default, or reactive); its own demonstrations")
     parser.add_argument('--steps', type=int, default=20000)
     parser.add_argument('--every', type=int, default=2000)
     parser.add_argument('--episodes', type=int, default=50)
@@ -149,7 +159,7 @@ def main(argv=None) -> int:
         for t in tasks:
             for n in sizes:
                 pilot(t, n, args.steps, args.every, args.episodes, args.work, None if args.quick else STORE,
-                      args.action_space)
+                      args.action_space, args.expert_style)
     # the section shows every pilot kept (committed, or under --work when quick), not only this command's
     kept = sorted(args.work.glob('*/pilot.json')) if args.quick else sorted(STORE.glob('*.json'))
     summaries = [json.loads(p.read_text()) for p in kept]

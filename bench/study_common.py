@@ -32,17 +32,19 @@ def study_config(sigma: float = 0.0, distribution: str = 'gaussian', seed: int =
 
 # ---- data ----------------------------------------------------------------------------------------
 def expert_demos(task: str, count: int, first_seed: int, noise: float | None = None,
-                 timeout: float | None = None, label: str = '', labels: str = 'plan') -> tuple[list, int]:
+                 timeout: float | None = None, label: str = '', labels: str = 'plan',
+                 style: str | None = None) -> tuple[list, int]:
     """(`count` successful scripted demonstrations, state only, the tries it took), from `first_seed`
     on, at the study's control rate; `noise`: the expert's actions perturbed by smooth noise of that
-    std (rad), labelled as `labels` says (sim/collection.py: plan or dart)."""
+    std (rad), labelled as `labels` says (sim/collection.py: plan or dart); style: the expert's
+    (default its first, sim/expert_base.ScriptedExpert.STYLES)."""
     from tqdm import tqdm
 
     from ros2_imitation.sim.experts import ActionNoise, make_expert
     from ros2_imitation.sim.rollout import ExpertAgent, Rollout
     from ros2_imitation.sim.tasks import episode_timeout
     rollout = Rollout(task=task, render=False, task_features=True, control_rate=CONTROL_RATE)
-    agent = ExpertAgent(make_expert(task, rollout.sim.model), ActionNoise(std=noise) if noise else None, labels)
+    agent = ExpertAgent(make_expert(task, rollout.sim.model, style=style), ActionNoise(std=noise) if noise else None, labels)
     episodes, seed = [], first_seed
     with tqdm(total=count, desc=f'{label or task} demos', unit='demo') as bar:
         while len(episodes) < count:
@@ -55,18 +57,18 @@ def expert_demos(task: str, count: int, first_seed: int, noise: float | None = N
 
 
 def make_dataset(path: Path, task: str, demos: int, first_seed: int = DEMO_SEEDS,
-                 noise: float | None = None, labels: str = 'plan') -> dict:
+                 noise: float | None = None, labels: str = 'plan', style: str | None = None) -> dict:
     """`demos` successful scripted demonstrations at `path` (kept: a second call reads it back);
     returns the expert's own figures, also kept beside it as <path>.json."""
     from ros2_imitation.policy.dataset import write_episodes
     meta = Path(path).with_suffix('.json')
     if Path(path).exists() and meta.exists():
         return json.loads(meta.read_text())
-    episodes, tries = expert_demos(task, demos, first_seed, noise, TIMEOUT.get(task), labels=labels)
+    episodes, tries = expert_demos(task, demos, first_seed, noise, TIMEOUT.get(task), labels=labels, style=style)
     write_episodes(path, [with_ee_streams(e) for e in episodes], overwrite=True)
     info = {'demos': demos, 'expert_tries': tries, 'expert_success': demos / tries,
             'frames': int(sum(len(e['action']) for e in episodes)), 'first_seed': first_seed,
-            'noise': noise, 'labels': labels if noise else None}
+            'noise': noise, 'labels': labels if noise else None, 'style': style}
     meta.write_text(json.dumps(info))
     return info
 

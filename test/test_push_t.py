@@ -54,13 +54,15 @@ def test_episodes_start_off_target_from_their_seed_and_the_block_rests_flat():
     assert state['success'] and state['coverage'] > 0.99
 
 
-def test_the_scripted_expert_pushes_the_t_home_from_both_ends():
-    """The expert solves seeds it was not tuned on (coverage >= 0.95 within the task's timeout),
-    push by push, and draws both modes (the end of the bar its turning pushes prefer)."""
+@pytest.mark.parametrize('style', ['phased', 'reactive'])
+def test_the_scripted_expert_pushes_the_t_home_from_both_ends(style):
+    """The expert, in either style, solves seeds it was not tuned on (coverage >= 0.95 within the
+    task's timeout), push by push, and draws both modes (the end of the bar its turning pushes prefer)."""
     from ros2_imitation.sim.experts import make_expert
     from ros2_imitation.sim.rollout import ExpertAgent, Rollout
     rollout = Rollout(task='push_t', render=False, control_rate=100.0)
-    expert = make_expert('push_t', rollout.sim.model)
+    expert = make_expert('push_t', rollout.sim.model, style=style)
+    assert expert.info()['style'] == style
     agent = ExpertAgent(expert)
     modes, results = set(), []
     for seed in (20001, 20002, 20003):
@@ -72,6 +74,39 @@ def test_the_scripted_expert_pushes_the_t_home_from_both_ends():
         assert expert.pushes >= 2
     assert sum(ok for _, ok, _, _ in results) >= 2, results
     assert all(cover > 0.85 for _, _, cover, _ in results), results
+
+
+def test_the_reactive_expert_decides_from_what_it_sees_now():
+    """Its chunk is a function of the arm's joints and the block's pose (and the episode's mode and
+    variations): an expert that has run the episode so far and a fresh one with the same episode seed
+    plan the same chunk at every probe. The phased expert remembers which push it is on, so at some
+    probe the two differ: what a policy seeing only the present cannot imitate."""
+    from ros2_imitation.sim.experts import make_expert
+    from ros2_imitation.sim.rollout import ExpertAgent, Rollout
+    seed, probes = 20002, (3.0, 6.0, 9.0, 12.0, 15.0)
+    same = {}
+    for style in ('phased', 'reactive'):
+        rollout = Rollout(task='push_t', render=False, control_rate=100.0)
+        agent = ExpertAgent(make_expert('push_t', rollout.sim.model, style=style))
+        fresh = make_expert('push_t', rollout.sim.model, style=style)
+        episode = rollout.episode(seed, 16.0)
+        agent.reset(seed)
+        request, agreed = next(episode), []
+        try:
+            while True:
+                now, obs, q, state = request
+                if probes[len(agreed)] <= now:
+                    fresh.reset(seed)          # the same mode and variations, nothing else
+                    ours, theirs = agent.expert.plan(now, q, state), fresh.plan(now, q, state)
+                    agreed.append(bool(np.allclose(ours.positions, theirs.positions, atol=1e-9)))
+                    if len(agreed) == len(probes):
+                        break
+                request = episode.send(agent.act(*request))
+        except StopIteration:
+            pass
+        same[style] = agreed
+    assert same['reactive'] == [True] * len(probes), same
+    assert not all(same['phased']), same
 
 
 def test_the_expert_plans_pushes_that_reduce_the_error_and_land_beside_the_block():

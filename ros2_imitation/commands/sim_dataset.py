@@ -14,12 +14,16 @@ def add_arguments(p):
     p.add_argument('--wrist-camera', choices=('auto', 'enabled', 'disabled'), default='auto',
                    help="also record the hand camera as wrist_image (auto: the task's default, on for "
                         "pick_place; as sim_node's wrist_camera parameter)")
+    p.add_argument('--expert-style', default=None,
+                   help="how the scripted expert decides (default its first style; push_t: phased or reactive, "
+                        "sim/experts_push_t.py)")
     p.add_argument('--keep-failures', action='store_true', help='also keep episodes the expert failed')
     p.add_argument('--overwrite', action='store_true')
 
 
 def run(args) -> int:
     import json
+    import sys
 
     from tqdm import tqdm
 
@@ -32,7 +36,11 @@ def run(args) -> int:
     width, height = (int(v) for v in args.image_size.lower().split('x'))
     wrist = PandaSim.WRIST_CAMERA[args.wrist_camera]
     rollout = Rollout(task=args.task, mode=args.mode, camera_size=(width, height), wrist_camera=wrist)
-    agent = ExpertAgent(make_expert(args.task, rollout.sim.model))
+    try:
+        agent = ExpertAgent(make_expert(args.task, rollout.sim.model, style=args.expert_style))
+    except ValueError as exc:      # no expert for the task, or not that style
+        print(f'ros2-imitation sim-dataset: {exc}', file=sys.stderr)
+        return 2
     episodes, outcomes, bar = [], [], tqdm(range(args.seed, args.seed + args.episodes), unit='episode')
     for seed in bar:
         result = rollout.run(agent, seed, episode_timeout(args.task, args.timeout), record=True)
@@ -59,7 +67,7 @@ def run(args) -> int:
                        'joint_names': names, 'arm_joint_names': list(robot.arm_joints),   # as bag2dataset's
                        'ee_names': ee_names(robot, bool(rollout.gripper)),
                        'ee_frames': [robot.kinematics.base_frame, robot.kinematics.tip_frame],
-                       'action_time_offset_steps': 1, 'episodes': outcomes,
+                       'action_time_offset_steps': 1, 'episodes': outcomes, 'expert_style': agent.expert.style,
                        'action_definition': 'the position the active expert chunk commands for t + dt'})
     wins = sum(o['success'] for o in outcomes)
     print(json.dumps({'dataset': str(path), 'episodes_written': len(episodes), 'expert_success': wins,

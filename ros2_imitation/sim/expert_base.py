@@ -114,12 +114,16 @@ class ScriptedExpert:
     task = ''
     MODES: tuple = ()
     PHASES: tuple = ()
+    STYLES: tuple = ('phased',)  # how it decides; the first is the default (push_t also has 'reactive')
     ARRIVAL_TOLERANCE = 0.03     # m: a phase is not done while the fingertip is further off
     GRIPPER = False
     OPEN = 0.08
 
     def __init__(self, model, timing: ChunkTiming = ChunkTiming(), seed=None, modes=None,
-                 speed: float = 0.12):
+                 speed: float = 0.12, style: str | None = None):
+        if style is not None and style not in self.STYLES:
+            raise ValueError(f'{self.task} expert: unknown style {style!r}; valid: {list(self.STYLES)}')
+        self.style = style or self.STYLES[0]
         self.kin = solver_for(model)
         self.timing = timing
         self.speed = float(speed)
@@ -151,7 +155,7 @@ class ScriptedExpert:
         return {}
 
     def info(self) -> dict:
-        return {'task': self.task, 'mode': self.mode,
+        return {'task': self.task, 'mode': self.mode, 'style': self.style,
                 **{k: round(float(v), 4) for k, v in self.variation.items()}}
 
     def progress(self) -> dict:

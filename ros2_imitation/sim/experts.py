@@ -55,9 +55,9 @@ class PushCubeExpert(ScriptedExpert):
     PUSH_SPEED = 0.08
 
     def __init__(self, model, timing: ChunkTiming = ChunkTiming(), seed=None, modes=None,
-                 speed: float = 0.12, push_speed: float = PUSH_SPEED):
+                 speed: float = 0.12, push_speed: float = PUSH_SPEED, style: str | None = None):
         self.push_speed = float(push_speed)
-        super().__init__(model, timing, seed, modes, speed)
+        super().__init__(model, timing, seed, modes, speed, style)
 
     def reset(self, seed=None) -> dict:
         info = super().reset(seed)

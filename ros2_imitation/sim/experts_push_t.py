@@ -15,10 +15,19 @@ pushes. A quasi-static pusher needs several, as a person does; the task's timeou
 Modes: which end of the T the expert prefers when two pushes are nearly as good (`left_end`,
 `right_end`), so the same block is pushed home in different ways. Per-episode variations: speeds,
 push height, travel height.
+
+Styles: `phased` (the default) commits to a push and walks its phases, remembering where it is;
+`reactive` decides everything again at every plan from what it sees now (the hand's pose and the
+block's), with no memory but the episode's mode and variations: the push scored as above plus REACH
+times the hand's distance from the push's path (so it keeps the push it is on rather than
+switching for a marginally better one), and the phase from where the hand is relative to that push
+(on its line at push height: push; beside its start at push height: slide there; elsewhere low:
+lift; above its start: come down; else travel over). A policy sees only the present (and one past
+observation), so an expert whose choice is a function of it leaves nothing hidden to imitate.
 """
 import numpy as np
 
-from ros2_imitation.sim.expert_base import ScriptedExpert, Waypoint, wrap
+from ros2_imitation.sim.expert_base import ScriptedExpert, Waypoint, distance_to_segment, wrap
 from ros2_imitation.sim.push_t import PushT, UNIT, inside_t, to_frame, to_world
 
 # the T's centre of mass in its own frame (bar 4 x 1 units above its origin, stem 1 x 3 below)
@@ -46,6 +55,7 @@ class PushTExpert(ScriptedExpert):
     task = 'push_t'
     MODES = ('left_end', 'right_end')
     PHASES = ('lift', 'above', 'down', 'push', 'back', 'next')
+    STYLES = ('phased', 'reactive')
     # the closed fingers' half-sizes at push height along the hand's x (the pads' thickness: the
     # hand's x leads the push) and y (across both fingers' upper pads, which reach the 3 cm block)
     FACE = 0.0105
@@ -60,6 +70,10 @@ class PushTExpert(ScriptedExpert):
     LEVER = 0.06                 # m: a yaw error counts as this lever times it
     GAIN = 0.9                   # of the modelled distance: undershoot, the next push corrects
     SLACK = 0.0015               # m added to every push: what the arm's compliance and the contact take up
+    # reactive style
+    REACH = 0.03                 # m of modelled error a push is charged per m between the hand and its path
+    LOW = 0.008                  # m above push height that still counts as at push height
+    LANE = 0.004                 # m off a push's line (or its start) that still counts as on it
 
     def draw_variation(self) -> dict:
         r = self.rng
@@ -69,6 +83,7 @@ class PushTExpert(ScriptedExpert):
     def reset(self, seed=None) -> dict:
         self._push = None        # (start, end, hand yaw, direction): the push being executed, world frame
         self.pushes = 0
+        self._decided = None     # the reactive style's last phase (only to count its pushes)
         return super().reset(seed)
 
     def progress(self) -> dict:
@@ -90,12 +105,14 @@ class PushTExpert(ScriptedExpert):
         d n / D and turns the block by d (r x n) / (C^2 D), D = 1 + (r x n)^2 / C^2 (an ellipsoidal
         limit surface, C its characteristic length). Error: the offset and LEVER x the yaw error.
         Only contacts the fingers can come down beside and reach count; among pushes nearly as good,
-        the mode's side of the T is taken (multimodal demonstrations)."""
+        the mode's side of the T is taken (multimodal demonstrations). The reactive style also charges
+        each push REACH x the hand's distance from its path."""
         offset, dyaw, pose = self.errors(state)
         error = np.array([offset[0], offset[1], self.LEVER * dyaw])
         c, s = np.cos(pose[2]), np.sin(pose[2])
         rot = np.array([[c, -s], [s, c]])
         side = 1.0 if self.mode == 'right_end' else -1.0
+        reach = self.REACH if self.style == 'reactive' else 0.0
         best = None
         for point, normal in CONTACTS:
             r, n = rot @ (point - COM), rot @ normal
@@ -107,9 +124,12 @@ class PushTExpert(ScriptedExpert):
                 continue
             left = float(np.linalg.norm(error - d * a))
             score = left - 0.002 * side * np.sign(point[0])
+            contact = to_world(point[None], pose)[0]
+            if reach:
+                score += reach * distance_to_segment(tcp[:2], contact - (self.FACE + self.CLEAR) * n,
+                                                     contact + (d * self.GAIN + self.SLACK - self.FACE) * n)
             if best is not None and score >= best[0]:
                 continue
-            contact = to_world(point[None], pose)[0]
             if self._overlaps(contact - (self.FACE + self.MARGIN + 0.001) * n, n, pose):
                 continue                                  # the fingers do not fit there
             best = (score, contact, n, d)
@@ -125,7 +145,6 @@ class PushTExpert(ScriptedExpert):
             back += 0.003
         start = np.append(contact - back * u, z)
         end = np.append(contact + (distance * self.GAIN + self.SLACK - self.FACE) * u, z)
-        self.pushes += 1
         return start, end, heading, u
 
     def _heading(self, u, yaw: float) -> float:
@@ -151,13 +170,32 @@ class PushTExpert(ScriptedExpert):
         return super().plan(now, q, state)
 
     def check(self, tcp, yaw, state):
+        if self.style == 'reactive':
+            self._push = self._plan_push(state, tcp, yaw)
+            phase = self._phase_at(tcp)
+            self.pushes += int(phase == 'push' and self._decided != 'push')
+            self.phase = self._decided = phase
+            return
         stalled = self._push is not None and self._now - self._push_since > self.STALL
         if self._push is None or self.phase == 'next' or stalled:
             self.recoveries += int(stalled)
             self._push = self._plan_push(state, tcp, yaw)
+            self.pushes += 1
             self._push_since = self._now
             near = np.linalg.norm(self._push[0][:2] - tcp[:2]) < self.HOP and tcp[2] < 0.03
             self.phase = 'down' if near else 'lift'
+
+    def _phase_at(self, tcp) -> str:
+        """The reactive style's phase: where the hand is relative to the push it has chosen."""
+        start, end, _, u = self._push
+        rel = tcp[:2] - start[:2]
+        along, across = float(rel @ u), abs(float(rel @ np.array([-u[1], u[0]])))
+        low = tcp[2] < self.variation['push_height'] + self.LOW
+        if low and across < self.LANE and -self.LANE < along < float((end - start)[:2] @ u):
+            return 'push'
+        if low:     # beside the start (not past it, where the block is): slide there; else lift
+            return 'down' if np.linalg.norm(rel) < self.HOP and along < 0.002 else 'lift'
+        return 'down' if np.linalg.norm(rel) < self.LANE else 'above'
 
     def waypoints(self, tcp, yaw, state):
         var = self.variation
