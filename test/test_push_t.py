@@ -128,14 +128,20 @@ def test_the_expert_plans_pushes_that_reduce_the_error_and_land_beside_the_block
 
 def test_the_hand_camera_can_join_push_t_data_and_its_policies(tmp_path):
     """push_t renders only the fixed camera by default; `sim-dataset --wrist-camera enabled` records the
-    hand camera beside it, and evaluation turns it on for a policy with a `wrist_image` input."""
+    hand camera beside it, and evaluation turns it on for a policy with a `wrist_image` input. The
+    dataset says which expert style recorded it (--expert-style)."""
     import zarr
 
     from ros2_imitation import cli
     from ros2_imitation.sim.evaluation import evaluate
     out = tmp_path / 'wrist.zarr'
     assert cli.main(['sim-dataset', '--task', 'push_t', '--episodes', '1', '--timeout', '0.5', '--keep-failures',
-                     '--wrist-camera', 'enabled', '--out', str(out)]) == 0
+                     '--wrist-camera', 'enabled', '--expert-style', 'reactive', '--out', str(out)]) == 0
+    assert zarr.open_group(str(out), mode='r')['meta'].attrs['expert_style'] == 'reactive'
+    # a style the task's expert does not have: one line naming the valid ones, nothing written
+    assert cli.main(['sim-dataset', '--task', 'push_cube', '--episodes', '1', '--expert-style', 'reactive',
+                     '--out', str(tmp_path / 'no.zarr')]) == 2
+    assert not (tmp_path / 'no.zarr').exists()
     data = zarr.open_group(str(out), mode='r')['data']
     assert data['wrist_image'].shape == data['image'].shape and data['image'].shape[0] > 0
     assert not np.array_equal(data['wrist_image'][0], data['image'][0])
