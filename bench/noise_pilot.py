@@ -107,8 +107,9 @@ def report(summaries, args) -> None:
                            + (f' (coverage {r["mean_max_coverage"]:.2f})' if 'mean_max_coverage' in r else '')
                            for r in rows)
         stop = plateau(rows, minimum=0 if args.quick else 10000)
-        task = s['task'] + (f' ({s["data"]["style"]} expert)' if s['data'].get('style') else '') + \
-            (' (end-effector actions)' if s.get('action_space') == 'ee' else '')
+        marks = ([f'{s["data"]["style"]} expert'] if s['data'].get('style') else []) + \
+            (['end-effector actions'] if s.get('action_space') == 'ee' else [])
+        task = s['task'] + (f' ({", ".join(marks)})' if marks else '')
         lines.append(f'| {task} | {s["data"]["demos"]} | {s["data"]["expert_success"]:.2f} | {points} | '
                      f'{stop if stop is not None else "not yet"} |')
         if rows:
