@@ -65,7 +65,7 @@ def make_dataset(path: Path, task: str, demos: int, first_seed: int = DEMO_SEEDS
     if Path(path).exists() and meta.exists():
         return json.loads(meta.read_text())
     episodes, tries = expert_demos(task, demos, first_seed, noise, TIMEOUT.get(task), labels=labels, style=style)
-    write_episodes(path, [with_ee_streams(e) for e in episodes], overwrite=True)
+    write_episodes(path, with_ee_streams(episodes), overwrite=True)
     info = {'demos': demos, 'expert_tries': tries, 'expert_success': demos / tries,
             'frames': int(sum(len(e['action']) for e in episodes)), 'first_seed': first_seed,
             'noise': noise, 'labels': labels if noise else None, 'style': style}
@@ -73,13 +73,16 @@ def make_dataset(path: Path, task: str, demos: int, first_seed: int = DEMO_SEEDS
     return info
 
 
-def with_ee_streams(episode: dict) -> dict:
-    """The episode with state_ee/action_ee beside its joint streams (data/ee_streams.py: the tip pose
+def with_ee_streams(episodes: list) -> list:
+    """The episodes with state_ee/action_ee beside their joint streams (data/ee_streams.py: the tip pose
     by forward kinematics, the task's features and the gripper after it), so that the same
-    demonstrations train a joint or an end-effector policy."""
+    demonstrations train a joint or an end-effector policy. The URDF is read once."""
+    from ros2_imitation.control.kinematics import ArmKinematics
     from ros2_imitation.data.ee_streams import ee_streams
     from ros2_imitation.robot import RobotProfile
-    return {**episode, **ee_streams(episode, RobotProfile.load('panda'))}
+    robot = RobotProfile.load('panda')
+    kinematics = ArmKinematics.for_robot(robot)
+    return [{**e, **ee_streams(e, robot, kinematics)} for e in episodes]
 
 
 # ---- statistics ------------------------------------------------------------------------------------

@@ -310,9 +310,12 @@ def policy_joint_names(robot, action_dim: int, action_space: str = 'joint') -> t
 
 def policy_state_names(robot, config) -> tuple:
     """The names of the state a policy sees, as proprioception_node publishes them: the tip pose
-    (ee_state) for an end-effector policy trained on state_ee, else the arm joints; + the gripper."""
+    (ee_state) for a policy trained on state_ee, or an end-effector policy whose state is that size,
+    else the arm joints; + the gripper. (A study's state policy has the task's features after these.)"""
     from ros2_imitation.control.ee_chunk import EE_COLUMNS
-    if config.action_space == 'ee' and config.state_dim in (len(EE_COLUMNS), len(EE_COLUMNS) + 1):
+    from ros2_imitation.data.ee_streams import EE_KEYS
+    if config.state_key == EE_KEYS['state'] or \
+            (config.action_space == 'ee' and config.state_dim in (len(EE_COLUMNS), len(EE_COLUMNS) + 1)):
         return policy_joint_names(robot, config.state_dim, 'ee')
     return policy_joint_names(robot, config.state_dim)
 

@@ -9,7 +9,6 @@ import time
 import numpy as np
 
 from ros2_imitation.control.ee_chunk import EE_COLUMNS
-from ros2_imitation.data.ee_streams import EE_KEYS
 from ros2_imitation.robot import RobotProfile
 from ros2_imitation.runtime.chunking import ChunkTiming
 from ros2_imitation.runtime.runner import policy_joint_names, policy_state_names
@@ -34,9 +33,8 @@ def evaluate(policy, seeds, task: str = 'push_cube', timeout: float | None = Non
     # the state's own part: the arm joints, and the gripper opening for a task with a gripper action
     robot = RobotProfile.load('panda')
     gripper = int(make_task(task).gripper_action)
-    # an end-effector policy acts on tip poses and sees them when its state is that size (the rule
-    # policy_node maps by), or when it learnt from state_ee with the task's features after the tip pose
-    ee_state = policy_state_names(robot, cfg)[0] == EE_COLUMNS[0] or cfg.state_key == EE_KEYS['state']
+    # an end-effector policy acts on tip poses; it sees them by the rule policy_node maps by
+    ee_state = policy_state_names(robot, cfg)[0] == EE_COLUMNS[0]
     arm = (len(EE_COLUMNS) if ee_state else len(robot.arm_joints)) + gripper
     if task_features is None:
         task_features = bool(cfg.state_dim and cfg.state_dim > arm)
