@@ -16,14 +16,13 @@ from report import write_section  # noqa: E402
 
 
 def measure(rate: float, seconds: float, mode: str) -> dict:
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory
 
     from ros2_imitation.control.trajectory import Trajectory
     from ros2_imitation.graph.bringup import Bringup
+    from ros2_imitation.graph.client import ClientNode
     from ros2_imitation.graph.spec import load_graph
     from ros2_imitation.nodes.common import to_sec
     from ros2_imitation.nodes.conversions import trajectory_to_msg
@@ -35,21 +34,19 @@ def measure(rate: float, seconds: float, mode: str) -> dict:
                                                       'controller.diagnostics_rate': 2.0})
     windows, joints = [], []
     with Bringup(graph, log=lambda *_: None):
-        context = rclpy.Context()
-        rclpy.init(context=context)
-        node = rclpy.create_node('bench_probe', context=context)
+        client = ClientNode('bench_probe', spin=False)
+        node, executor = client.node, client.executor
         node.create_subscription(DiagnosticArray, '/diagnostics', lambda m: windows.append(
             {kv.key: kv.value for kv in m.status[0].values}), COMMAND_QOS)
         node.create_subscription(JointState, '/joint_states', lambda m: joints.append(to_sec(m.header.stamp)),
                                  SENSOR_QOS)
         pub = node.create_publisher(JointTrajectory, '/ros2_imitation/action_chunk', COMMAND_QOS)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
         deadline = time.monotonic() + 60
         while not joints or not any(w.get('state') == 'holding' for w in windows):
             executor.spin_once(timeout_sec=0.05)
             if time.monotonic() > deadline:
-                raise RuntimeError('the sim_control graph did not come up in 60 s')
+                raise RuntimeError(f'the sim_control graph did not come up in 60 s ({len(joints)} joint states, '
+                                   f'controller states {sorted({w.get("state") for w in windows})})')
         windows.clear()
         end = time.monotonic() + seconds
         next_pub = 0.0
@@ -61,8 +58,7 @@ def measure(rate: float, seconds: float, mode: str) -> dict:
                 q = robot.home + 0.15 * np.sin(2 * np.pi * 0.3 * times)[:, None]
                 pub.publish(trajectory_to_msg(Trajectory.from_absolute(robot.arm_joints, times, q)))
                 next_pub = now + 0.8
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        client.close()
     usable = [w for w in windows if 'loop_period_p50_ms' in w][1:]  # the first window includes start-up
     return {
         'rate': rate,

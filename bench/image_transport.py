@@ -21,23 +21,19 @@ from report import write_section  # noqa: E402
 TOPIC = '/camera/camera/color/image_raw'
 
 
-def _node(name):
-    import rclpy
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    return rclpy.create_node(name, context=context), context
+def _client(name):
+    from ros2_imitation.graph.client import ClientNode
+    return ClientNode(name, spin=False)
 
 
 def publish(width: int, height: int, rate: float, seconds: float) -> None:
     """The publisher process: prints how many images it sent."""
-    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
     from ros2_imitation.qos import image_qos
-    node, context = _node('bench_camera')
+    client = _client('bench_camera')
+    node, executor = client.node, client.executor
     pub = node.create_publisher(Image, TOPIC, image_qos('reliable'))
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
     frame = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
     msg = Image(height=height, width=width, encoding='rgb8', step=3 * width, data=frame.tobytes())
     msg.header.frame_id = 'camera_color_optical_frame'
@@ -52,22 +48,21 @@ def publish(width: int, height: int, rate: float, seconds: float) -> None:
             sent += 1
     time.sleep(0.5)
     print(json.dumps({'sent': sent}), flush=True)
+    client.close()
 
 
 def measure(width: int, height: int, rate: float, seconds: float, reliability: str = 'best_effort') -> dict:
-    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
     from ros2_imitation.nodes.common import to_sec
     from ros2_imitation.qos import image_qos
-    node, context = _node('bench_policy')
+    client = _client('bench_policy')
+    node, executor = client.node, client.executor
     latencies = []
 
     def on_image(msg):
         latencies.append(node.get_clock().now().nanoseconds * 1e-9 - to_sec(msg.header.stamp))
     node.create_subscription(Image, TOPIC, on_image, image_qos(reliability))
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
     publisher = subprocess.Popen([sys.executable, __file__, '--publish', f'{width}x{height}', '--rate', str(rate),
                                   '--seconds', str(seconds)], stdout=subprocess.PIPE, text=True, env=os.environ)
     while publisher.poll() is None:
@@ -75,8 +70,7 @@ def measure(width: int, height: int, rate: float, seconds: float, reliability: s
     for _ in range(20):                    # anything still in flight
         executor.spin_once(timeout_sec=0.01)
     sent = json.loads(publisher.stdout.read().strip().splitlines()[-1])['sent']
-    node.destroy_node()
-    context.try_shutdown()
+    client.close()
     ms = 1e3 * np.asarray(latencies)
     return {'size': f'{width}x{height}', 'reliability': reliability, 'mb_per_s': width * height * 3 * rate / 1e6, 'sent': sent,
             'received': len(ms), 'dropped': max(0, sent - len(ms)),

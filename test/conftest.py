@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -68,6 +67,31 @@ def pytest_collection_modifyitems(config, items):
     # the tests without ROS first (no node processes, no wall-clock deadlines), each group in file order:
     # CI installs the Jazzy venv beside them at the lowest priority, never beside a deadline (.ci/run)
     items[:] = sorted(items, key=lambda item: item.get_closest_marker('ros') is not None)
+
+
+# Teardown watchdog: a `ros` test's teardown destroys DDS participants in this process, which once hung a
+# CI run for minutes inside Fast DDS with the GIL held (see ros2_imitation/graph/client.py), where no
+# Python timeout can act. faulthandler's watchdog is a C thread: past TEARDOWN_WATCHDOG_S it writes every
+# thread's stack to the real stderr and ends the run (exit 1), so a hang fails with its cause at once.
+TEARDOWN_WATCHDOG_S = float(os.environ.get('ROS2_IMITATION_TEARDOWN_WATCHDOG_S', 180.0))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    if item.get_closest_marker('ros') is None:
+        yield
+        return
+    import faulthandler
+    try:   # pytest's faulthandler plugin keeps a copy of the terminal's stderr, out of reach of capture
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+        fd = item.config.stash.get(fault_handler_stderr_fd_key, 2)
+    except ImportError:
+        fd = 2
+    faulthandler.dump_traceback_later(TEARDOWN_WATCHDOG_S, exit=True, file=fd)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 # Domain ids 1..101 are valid on every rmw; offset by pid so parallel test runs rarely share one.
@@ -222,19 +246,13 @@ class GraphRun:
     """`ros2-imitation bringup GRAPH ...` in its own domain, plus a spinning probe node on it."""
 
     def __init__(self, log_path, *cli_args):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
+        from ros2_imitation.graph.client import ClientNode
         self.env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain_id()), PYTHONUNBUFFERED='1',
                         ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
         self.proc = Process([sys.executable, '-m', 'ros2_imitation.cli', 'bringup', *cli_args],
                             self.env, str(log_path))
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=int(self.env['ROS_DOMAIN_ID']))
-        self.node = rclpy.create_node('probe', context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self._probe = ClientNode('probe', int(self.env['ROS_DOMAIN_ID']))
+        self.node, self.context = self._probe.node, self._probe.context
 
     def record(self, msg_type, topic, qos=None) -> Recorder:
         return Recorder(self.node, msg_type, topic, qos)
@@ -243,12 +261,9 @@ class GraphRun:
         return self.proc.output()
 
     def close(self):
-        import rclpy
         if self.proc._log.closed:
             return
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        self._probe.close()
         self.proc.stop()
 
     def __enter__(self):
@@ -261,21 +276,9 @@ class GraphRun:
 @pytest.fixture
 def probe(ros_env):
     """An rclpy node in the test process, on the test's domain, spun in a background thread."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=int(ros_env['ROS_DOMAIN_ID']))
-    node = rclpy.create_node('test_probe', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    yield node
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown(context=context)
-    thread.join(timeout=2)
+    from ros2_imitation.graph.client import ClientNode
+    with ClientNode('test_probe', int(ros_env['ROS_DOMAIN_ID'])) as client:
+        yield client.node
 
 
 def two_camera_policy(dim: int, recorded: list):

@@ -3,7 +3,6 @@ for leader, the leader_arm bridge; for teleop, teleop_node: a SpaceMouse or game
 effector through a controller with chunk_space ee) are started -- with --sim, also the sim and
 controller of record_sim -- and the operator starts and ends each episode from the keyboard."""
 import json
-import os
 import time
 from pathlib import Path
 
@@ -46,13 +45,11 @@ def physical_graph(args, out: Path):
 
 def record_interactive(args, log=print, read=input) -> dict:
     """Operator-driven episodes: Enter starts, then s(uccess, default) / f(ailure) / d(iscard) ends."""
-    import rclpy
-
     from ros2_imitation.graph.bringup import Bringup
+    from ros2_imitation.graph.client import ClientNode
     out = Path(args.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     graph = physical_graph(args, out)
-    domain = os.environ.get('ROS_DOMAIN_ID')
 
     def ask(prompt: str) -> str:
         try:
@@ -62,16 +59,8 @@ def record_interactive(args, log=print, read=input) -> dict:
 
     results, t_start = [], time.monotonic()
     with Bringup(graph, log=(lambda m: None) if args.quiet else log) as bringup:
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=int(domain) if domain else None)
-        node = rclpy.create_node('record_demos', context=context)
-        import threading
-
-        from rclpy.executors import SingleThreadedExecutor
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        client = ClientNode('record_demos')
+        node = client.node
         try:
             calls = GraphSession(node, liveness(bringup))
             calls.wait_services(['/recorder/start', '/recorder/stop_success', '/recorder/stop_failure',
@@ -105,9 +94,7 @@ def record_interactive(args, log=print, read=input) -> dict:
                 log(f'[record-demos] saved {saved["path"]}: {"success" if success else "failure"}, '
                     f'{saved["message_count"]} messages')
         finally:
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown(context=context)
+            client.close()
     summary = dict(out=str(out), source=args.source, episodes=len(results),
                    kept=sum(r['bag'] is not None for r in results),
                    successes=sum(r['success'] for r in results), wall_s=round(time.monotonic() - t_start, 1))

@@ -12,33 +12,19 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import os
-    import threading
     import time
 
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
+    from ros2_imitation.graph.client import ClientNode
     from ros2_imitation.viz.live_view import LiveView
-    domain = os.environ.get('ROS_DOMAIN_ID')
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=int(domain) if domain else None)
-    node = rclpy.create_node('live_view', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    try:
-        view = LiveView(node, args.robot, args.camera, args.markers, web_port=args.port,
-                        grpc_port=args.port + 786, open_browser=args.open)
-        print(f'live view: {view.url}', flush=True)
-        threading.Thread(target=executor.spin, daemon=True).start()
-        deadline = time.monotonic() + args.seconds if args.seconds > 0 else float('inf')
-        while time.monotonic() < deadline:
-            time.sleep(0.2)
-        print(f'live view: received {view.counts}', flush=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
+    with ClientNode('live_view') as client:
+        try:
+            view = LiveView(client.node, args.robot, args.camera, args.markers, web_port=args.port,
+                            grpc_port=args.port + 786, open_browser=args.open)
+            print(f'live view: {view.url}', flush=True)
+            deadline = time.monotonic() + args.seconds if args.seconds > 0 else float('inf')
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+            print(f'live view: received {view.counts}', flush=True)
+        except KeyboardInterrupt:
+            pass
     return 0

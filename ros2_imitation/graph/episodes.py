@@ -10,14 +10,13 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from ros2_imitation.graph.client import ClientNode
 from ros2_imitation.qos import SENSOR_QOS, STATE_QOS
 
 
@@ -35,9 +34,8 @@ class EpisodeRunner:
     def __init__(self, sim: str = '/sim', image_topic: str = '/camera/camera/color/image_raw',
                  record_frames: bool = False, domain_id: int | None = None):
         self.sim = sim
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node('episode_runner', context=self.context)
+        self._client = ClientNode('episode_runner', domain_id)
+        self.node = self._client.node
         self._lock = threading.Lock()
         self._state = None
         self._history = []
@@ -45,10 +43,6 @@ class EpisodeRunner:
         self.node.create_subscription(String, f'{sim}/task_state', self._on_state, STATE_QOS)
         if record_frames:
             self.node.create_subscription(Image, image_topic, self._on_image, SENSOR_QOS)
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
-        self._thread.start()
 
     def _on_state(self, msg: String):
         state = json.loads(msg.data)
@@ -144,11 +138,4 @@ class EpisodeRunner:
         return EpisodeResult(seed, bool(state['success']), float(state['time']), state, frames, history)
 
     def close(self):
-        self._executor.shutdown()
-        self._thread.join(timeout=5.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        # Free the DDS participant now, not in the interpreter's teardown: with a graph still running
-        # (record-demos --attach) its threads are busy then, and the process could end in an abort
-        # ("terminate called without an active exception") after its work was done.
-        self.context.destroy()
+        self._client.close()

@@ -473,10 +473,10 @@ class GripperServer:
 
     def close(self):
         self.executor.shutdown()
+        self.thread.join(timeout=5)     # the destroys below run here, not in the executor's wait
         if self.server is not None:
             self.server.destroy()
         self.node.destroy_node()
-        self.thread.join(timeout=2)
 
 
 DEADBAND = 0.005    # m: controller_node's gripper_deadband (its default, the graphs')
