@@ -4,8 +4,9 @@ HELP = 'run the full stack in the embedded simulation: seeded episodes, success,
 def add_arguments(p):
     p.add_argument('--episodes', type=int, default=3)
     p.add_argument('--task', default=None,
-                   help='push_cube (default of the graph), reach or pick_place (runs the GRAPH_pick_place '
-                        'variant when there is one: demo_pick_place, two cameras and the gripper)')
+                   help='push_cube (default of the graph), reach, pick_place or push_t (runs the GRAPH_TASK '
+                        'variant when there is one: demo_pick_place, two cameras and the gripper; demo_push_t, '
+                        'end-effector chunks)')
     p.add_argument('--model', default=None, help='policy checkpoint (default: the shipped model)')
     p.add_argument('--sigma', type=float, default=None, help='test-time noise injection sigma')
     p.add_argument('--graph', default='demo', help='node graph to run (default: demo, the policy; expert_demo: the scripted expert)')
