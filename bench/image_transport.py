@@ -21,17 +21,13 @@ from report import write_section  # noqa: E402
 TOPIC = '/camera/camera/color/image_raw'
 
 
-def _client(name):
-    from ros2_imitation.graph.client import ClientNode
-    return ClientNode(name, spin=False)
-
-
 def publish(width: int, height: int, rate: float, seconds: float) -> None:
     """The publisher process: prints how many images it sent."""
     from sensor_msgs.msg import Image
 
+    from ros2_imitation.graph.client import ClientNode
     from ros2_imitation.qos import image_qos
-    client = _client('bench_camera')
+    client = ClientNode('bench_camera', spin=False)
     node, executor = client.node, client.executor
     pub = node.create_publisher(Image, TOPIC, image_qos('reliable'))
     frame = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
@@ -54,9 +50,10 @@ def publish(width: int, height: int, rate: float, seconds: float) -> None:
 def measure(width: int, height: int, rate: float, seconds: float, reliability: str = 'best_effort') -> dict:
     from sensor_msgs.msg import Image
 
+    from ros2_imitation.graph.client import ClientNode
     from ros2_imitation.nodes.common import to_sec
     from ros2_imitation.qos import image_qos
-    client = _client('bench_policy')
+    client = ClientNode('bench_policy', spin=False)
     node, executor = client.node, client.executor
     latencies = []
 

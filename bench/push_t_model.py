@@ -66,16 +66,8 @@ def main(argv=None) -> int:
     jobs = [(str(args.model), seeds, mode, args.model / f'{tag}{suffix}.json') for mode, suffix in modes]
     with ProcessPoolExecutor(len(jobs)) as pool:
         evals = list(pool.map(run_eval, jobs))
-    if noisy:
-        body = paired_body(evals, seeds)
-    else:
-        body = one_body(evals[0], seeds)
-    if args.graph:
-        g = json.loads(args.graph.read_text())
-        wins = sum(e['success'] for e in g['per_episode'])
-        body = body.replace('\n\n', f'\n| **ours** through the full ROS graph (`demo --task push_t`) | | '
-                            f'{wins}/{g["episodes"]}, latency p50 {g["latency_p50_ms"]:.0f} ms | separate processes '
-                            f'over DDS, real time, seeds {g["seeds"][0]}-{g["seeds"][-1]} |\n\n', 1)
+    graph = [graph_row(json.loads(args.graph.read_text()))] if args.graph else []
+    body = paired_body(evals, seeds, graph) if noisy else one_body(evals[0], seeds, graph)
     body += '\n\n' + differences(saved, args.dataset)
     print(body)
     write_section('push_t_model', 'push_t: the shipped policy beside Diffusion Policy\'s Push-T', body)
@@ -95,16 +87,24 @@ def our_row(s: dict, label: str, n: int) -> str:
             f'{s["mean_max_coverage"]:.3f} | 3D Panda, {n} held-out seeds |')
 
 
-def one_body(s: dict, seeds: list) -> str:
+def graph_row(g: dict) -> str:
+    """The row of a `demo --task push_t --json` summary (through the full ROS graph)."""
+    wins = sum(e['success'] for e in g['per_episode'])
+    return (f'| **ours** through the full ROS graph (`demo --task push_t`) | | {wins}/{g["episodes"]}, latency '
+            f'p50 {g["latency_p50_ms"]:.0f} ms | separate processes over DDS, real time, seeds '
+            f'{g["seeds"][0]}-{g["seeds"][-1]} |')
+
+
+def one_body(s: dict, seeds: list, graph: list) -> str:
     """A model trained without observation noise: one evaluation (test-time noise does not apply)."""
-    rows = published_rows() + [our_row(s, 'trained without observation noise', len(seeds))]
+    rows = published_rows() + [our_row(s, 'trained without observation noise', len(seeds))] + graph
     return '\n'.join(rows) + f"""
 
 Mean episode {s['mean_duration_s']:.1f} s (timeout 60 s); {s['chunks_rejected']} chunks were refused by the
 controller's IK (of about 75 chunks an episode sends), each episode going on as on the robot."""
 
 
-def paired_body(evals: list, seeds: list) -> str:
+def paired_body(evals: list, seeds: list, graph: list) -> str:
     shipped, plain = evals
     only_r, only_t, p = paired_exact(shipped['outcomes'], plain['outcomes'])
     import numpy as np
@@ -114,7 +114,7 @@ def paired_body(evals: list, seeds: list) -> str:
     rows = published_rows()
     sigma = shipped.get('noise_sigma', 0.0)
     rows += [our_row(shipped, f'test-time noise (replica, sigma {sigma:g})', len(seeds)),
-             our_row(plain, 'the same model, no test-time noise (train_only)', len(seeds))]
+             our_row(plain, 'the same model, no test-time noise (train_only)', len(seeds))] + graph
     body = '\n'.join(rows) + f"""
 
 Paired on the same {len(seeds)} seeds: replica alone succeeded on {only_r}, no-noise alone on {only_t}
