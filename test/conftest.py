@@ -53,8 +53,11 @@ def pytest_configure(config):
 # and publishing within 120 s, recovery from a fault within 20 s). On a slow 2-core machine one test in
 # ~50 now and then misses one (a different test each run, each passing alone), so a `ros` test that
 # failed on a deadline, and only on one, runs again, at most twice (pytest-rerunfailures; the summary
-# counts the reruns). Any other failure, a command outside the limits above all, fails at once.
-DEADLINE_ERRORS = [r'timed out after [0-9.]+ s waiting', r'no recovery[;:] controller']
+# counts the reruns). So does a tracking test that missed its bound while the machine starved the graph:
+# the controller loop or the physics stalled past STARVED_S, as their own /diagnostics say (starvation()
+# below). Any other failure, a command outside the limits above all, fails at once.
+DEADLINE_ERRORS = [r'timed out after [0-9.]+ s waiting', r'no recovery[;:] controller', r'starved: ']
+STARVED_S = 0.05
 
 
 def pytest_collection_modifyitems(config, items):
@@ -300,6 +303,21 @@ def two_camera_policy(dim: int, recorded: list):
         return predict(obs, **kwargs)
     policy.predict_chunk = recording
     return policy
+
+
+def starvation(diagnostics: list, t_from: float, t_to: float) -> str:
+    """'' when neither the controller loop nor the physics stalled past STARVED_S between the sim times
+    t_from and t_to, as their DiagnosticArray messages say (loop_period_max_ms, behind_max_ms); else
+    'starved: ' and what stalled. A status covers the time before its stamp, so those up to 1 s later count."""
+    worst = {}
+    for d in diagnostics:
+        if t_from <= d.header.stamp.sec + d.header.stamp.nanosec * 1e-9 <= t_to + 1.0:
+            for s in d.status:
+                for kv in s.values:
+                    if kv.key in ('loop_period_max_ms', 'behind_max_ms'):
+                        worst[s.name] = max(worst.get(s.name, 0.0), float(kv.value))
+    stalls = [f'{name} stalled {ms:.0f} ms' for name, ms in worst.items() if ms > STARVED_S * 1e3]
+    return f'starved: {", ".join(stalls)}' if stalls else ''
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = 'condition'):

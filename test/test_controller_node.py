@@ -3,11 +3,13 @@
 Acceptance of the control issue: sine-sweep chunks tracked in impedance and position modes, no jump
 beyond the max step at chunk switches, the watchdogs, stop/resume and dry run.
 """
+import os
+import signal
 import time
 
 import numpy as np
 import pytest
-from conftest import GraphRun, call_service, wait_for
+from conftest import GraphRun, call_service, starvation, started_pids, wait_for
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -100,10 +102,12 @@ def test_sine_sweep_tracked(tmp_path, mode, command_topic):
         print(f'{mode}: max tracking error {errors.max():.4f} rad, mean {errors.mean():.4f} rad, '
               f'{len(errors)} joint states')
         assert len(errors) > 500
-        # the chunks come from this test process, 0.05 s ahead: when a loaded machine delays one, the
-        # controller holds the old chunk's end for a moment, a spike in an otherwise tight track
+        # a stall of the controller loop or the physics lags the arm behind the sweep: a machine that
+        # starved them reruns the test (conftest DEADLINE_ERRORS)
         p99 = np.percentile(errors.max(axis=1), 99)
-        assert p99 <= 0.05 and errors.max() <= 0.1, f'{mode}: joint error p99 {p99:.4f}, max {errors.max():.4f} rad'
+        starved = starvation(run.diagnostics.messages, t0, t0 + 8.0)
+        assert p99 <= 0.05 and errors.max() <= 0.1, \
+            f'{mode}: joint error p99 {p99:.4f}, max {errors.max():.4f} rad {starved}'
         values = np.array([m.data for m in commands.messages])
         assert values.shape[1] == 7 and np.all(np.isfinite(values))
         if mode == 'position':
@@ -115,6 +119,29 @@ def test_sine_sweep_tracked(tmp_path, mode, command_topic):
             assert sent[-1] <= ROBOT.limits.max_step + 1e-9
         else:
             assert np.all(np.abs(values) <= ROBOT.limits.effort)
+
+
+def test_a_stalled_sim_does_not_shake_the_impedance_loop(tmp_path):
+    """The sim process stopped three times for 0.45 s mid-sweep (SIGSTOP), with the shipped max_catch_up:
+    sim time slips and the arm goes on tracking. A sim that sprints through the missed time (as with
+    max_catch_up 0.5, before) applies the torque of one instant for tens of ms: 0.16-0.88 rad errors."""
+    with start(tmp_path, '--arg', 'mode=impedance') as run:
+        sim = [pid for pid in started_pids(run.output()) if f'sim (sim_node, pid {pid})' in run.output()]
+        t0 = stamp(run.joints.messages[-1]) + 0.1
+        sweep = Sweep(arm(run.joints.messages[-1]), t0)
+        for t_stall in (1.5, 2.5, 3.5):
+            stream(run, sweep, t0 + t_stall)
+            os.kill(sim[0], signal.SIGSTOP)
+            time.sleep(0.45)
+            os.kill(sim[0], signal.SIGCONT)
+        stream(run, sweep, t0 + 5.0)
+        errors = np.array([np.abs(arm(m) - sweep(stamp(m))).max() for m in run.joints.messages
+                           if t0 + 0.5 <= stamp(m) <= t0 + 5.0])
+        print(f'sim stopped 3 x 0.45 s mid-sweep: max joint error {errors.max():.4f} rad')
+        # the sim's stalls are this test's own; a starved controller reruns it (conftest DEADLINE_ERRORS)
+        controller = [d for d in run.diagnostics.messages if 'chunk controller' in d.status[0].name]
+        starved = starvation(controller, t0, t0 + 5.0)
+        assert len(errors) > 300 and errors.max() <= 0.05, f'max joint error {errors.max():.4f} rad {starved}'
 
 
 def test_watchdogs_stop_and_dry_run(tmp_path):

@@ -3,7 +3,7 @@ tip paths are tracked through the IK in the sim, and bad ones are rejected with 
 import time
 
 import numpy as np
-from conftest import GraphRun, wait_for
+from conftest import GraphRun, starvation, wait_for
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import MultiDOFJointTrajectory
@@ -67,7 +67,9 @@ def test_tip_paths_are_tracked_through_the_ik_and_bad_ones_rejected(tmp_path):
                   if t0 + 1.0 <= stamp(m) <= t0 + 6.0]
         print(f'end-effector circle through the IK: max tip error {max(errors) * 1000:.1f} mm, '
               f'mean {np.mean(errors) * 1000:.1f} mm over {len(errors)} joint states')
-        assert len(errors) > 300 and max(errors) < 0.01
+        # a machine that starved the controller or the physics reruns the test (conftest DEADLINE_ERRORS)
+        starved = starvation(run.diagnostics.messages, t0, t0 + 6.0)
+        assert len(errors) > 300 and max(errors) < 0.01, f'max tip error {max(errors) * 1000:.1f} mm {starved}'
         rejected = int(diagnostics(run)['chunks_rejected'])
         now = stamp(joints.messages[-1])
         bad = ee_trajectory_to_msg(Trajectory.from_absolute(EE_COLUMNS, now + 0.1 + 0.1 * np.arange(4),

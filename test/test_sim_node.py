@@ -6,7 +6,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import GraphRun, alive, call_service, wait_for
+from conftest import GraphRun, Recorder, alive, call_service, started_pids, wait_for
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import Image, JointState
@@ -198,6 +199,25 @@ def test_unknown_graph_fails_clearly(spawn):
     proc = spawn('bringup', 'no_such_graph')
     assert proc.proc.wait(30) == 2
     assert "unknown graph 'no_such_graph'" in proc.output()
+
+
+def test_physics_says_on_diagnostics_when_it_falls_behind_real_time(graph):
+    """The sim process stopped for 0.4 s (SIGSTOP): its next physics status says how far behind real
+    time it fell, as a warning; what graph tests read to tell a starved sim from a slow controller."""
+    diagnostics = Recorder(graph['node'], DiagnosticArray, '/diagnostics', COMMAND_QOS)
+
+    def physics():
+        return [dict({kv.key: kv.value for kv in s.values}, level=s.level, message=s.message)
+                for d in diagnostics.messages for s in d.status if s.name == 'sim: physics']
+    first = wait_for(physics, 10, what='the physics status on /diagnostics')[-1]
+    assert 0.2 < float(first['real_time_factor_achieved']) < 2.0 and first['real_time_factor_target'] == '1.0'
+    [pid] = started_pids(graph['proc'].output())
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(0.4)
+    os.kill(pid, signal.SIGCONT)
+    late = wait_for(lambda: [v for v in physics() if float(v['behind_max_ms']) >= 300], 10,
+                    what='a physics status 300 ms or more behind real time')[0]
+    assert late['level'] == DiagnosticStatus.WARN and 'behind real time' in late['message'], late
 
 
 def test_push_cube_publishes_no_wrist_camera(graph):

@@ -381,6 +381,7 @@ class ControllerNode(Node):
         if periods.size:
             values['loop_period_p50_ms'] = f'{np.percentile(periods, 50) * 1e3:.3f}'
             values['loop_period_p99_ms'] = f'{np.percentile(periods, 99) * 1e3:.3f}'
+            values['loop_period_max_ms'] = f'{periods.max() * 1e3:.3f}'   # the longest stall since the last
             values['loop_rate_hz'] = f'{1.0 / periods.mean():.1f}'
         values['overruns'] = str(self._overruns)
         values['chunks_superseded'] = str(self._superseded)   # a newer one came before it was decoded

@@ -3,7 +3,9 @@
 Topics: /clock, /joint_states, camera Image + CameraInfo (realsense2_camera names; with the wrist
 camera a second realsense2_camera namespace, /wrist_camera/camera/color/...), command inputs
 of an effort and a position forward_command_controller and of a joint_trajectory_controller, and a
-task-state topic. Services: ~/reset (with the `seed` parameter) and ~/success.
+task-state topic. Services: ~/reset (with the `seed` parameter) and ~/success. On /diagnostics, once
+a second (`diagnostics_rate`), whether the physics keeps real time: the sim time it ran per wall
+second, how far it fell behind schedule (a stall of the physics thread), and the re-anchors.
 
 Sim time is monotonic over the node's life; a reset starts a new episode but never moves /clock
 back, so subscribers never see a time jump.
@@ -15,6 +17,7 @@ import time
 import numpy as np
 import rclpy
 from rclpy.node import Node
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -22,7 +25,15 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ros2_imitation.control.trajectory import TrajectoryFollower, validate
-from ros2_imitation.nodes.common import NodeReasonLog, StartupError, check_positive, declare, run_node, to_stamp
+from ros2_imitation.nodes.common import (
+    NodeReasonLog,
+    StartupError,
+    check_positive,
+    declare,
+    publish_status,
+    run_node,
+    to_stamp,
+)
 from ros2_imitation.nodes.conversions import trajectory_from_msg
 from ros2_imitation.qos import CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, STATE_QOS
 
@@ -36,15 +47,21 @@ class SimNode(Node):
             camera_frame='camera_color_optical_frame', task_state_rate=10.0,
             image_topic='/camera/camera/color/image_raw',
             camera_info_topic='/camera/camera/color/camera_info',
-            initial_mode='position', robot='panda', effort_timeout=0.05,
+            initial_mode='position', robot='panda', effort_timeout=0.05, diagnostics_rate=1.0,
+            # how far (wall s) the physics may fall behind its schedule and still catch up; further
+            # behind (a stall of this process), sim time slips instead, as Gazebo's real-time factor
+            # drops under load. Catching up runs the physics faster than real time: each command of a
+            # controller closing its loop over ROS then acts for longer than it was computed for, and
+            # an impedance loop tuned for 5-20 ms of delay (config/robots/panda.yaml) shakes
+            max_catch_up=0.004,
             # the hand camera: 'auto' as the task says (pick_place on; push_cube, reach off),
             # 'enabled' or 'disabled'; same size and rate as the fixed camera
             wrist_camera='auto', wrist_camera_frame='wrist_camera_color_optical_frame',
             wrist_image_topic='/wrist_camera/camera/color/image_raw',
             wrist_camera_info_topic='/wrist_camera/camera/color/camera_info').items()}
         check_positive(p, 'physics_rate', 'joint_state_rate', 'camera_rate', 'camera_width',
-                       'camera_height', 'task_state_rate', 'effort_timeout', 'real_time_factor',
-                       allow_zero=('effort_timeout', 'real_time_factor'))
+                       'camera_height', 'task_state_rate', 'effort_timeout', 'real_time_factor', 'diagnostics_rate',
+                       'max_catch_up', allow_zero=('effort_timeout', 'real_time_factor', 'max_catch_up'))
         if p['physics_rate'] < 100.0:
             raise StartupError(f'physics_rate must be >= 100 Hz, got {p["physics_rate"]}')
         if p['initial_mode'] not in ('position', 'effort'):
@@ -64,12 +81,16 @@ class SimNode(Node):
         self.episode = 0              # counts resets; in task_state, so listeners see episode changes
         self.seed = int(p['seed'])
         self._last_effort = None      # sim time of the last effort command
+        # real-time keeping, since the last diagnostics: the furthest behind schedule (s), re-anchors
+        self._behind_max, self._re_anchors = 0.0, 0
+        self._diag_mark = (time.perf_counter(), 0.0)    # (wall, sim time) at the last diagnostics
 
         self.clock_pub = self.create_publisher(Clock, '/clock', CLOCK_QOS)
         self.joint_pub = self.create_publisher(JointState, '/joint_states', STATE_QOS)
         self.image_pub = self.create_publisher(Image, p['image_topic'], SENSOR_QOS)
         self.info_pub = self.create_publisher(CameraInfo, p['camera_info_topic'], SENSOR_QOS)
         self.state_pub = self.create_publisher(String, '~/task_state', STATE_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         self.wrist_pubs = None        # (image, info) publishers once the sim says it has the camera
 
         self._thread = threading.Thread(target=self._physics_loop, name='physics', daemon=True)
@@ -90,6 +111,7 @@ class SimNode(Node):
         self.create_subscription(JointTrajectory, '/joint_trajectory_controller/joint_trajectory',
                                  self._trajectory_command, COMMAND_QOS)
         self.create_service(Trigger, '~/reset', self._reset)
+        self.create_timer(1.0 / p['diagnostics_rate'], self._publish_diagnostics)
         self.create_service(Trigger, '~/success', self._success)
         self.get_logger().info(
             f'task {p["task"]}, physics {p["physics_rate"]:.0f} Hz, real-time factor '
@@ -160,6 +182,27 @@ class SimNode(Node):
         response.message = json.dumps(state)
         return response
 
+    def _publish_diagnostics(self):
+        """Real time kept? Since the last status: the furthest the physics fell behind its wall schedule
+        (a stall of its thread on a loaded machine), the stalls that let sim time slip (max_catch_up),
+        and the sim seconds run per wall second. Graph tests read it to tell a starved sim from a slow
+        controller (test/conftest.py, starvation)."""
+        wall = time.perf_counter()
+        with self._lock:
+            behind, anchors, self._behind_max, self._re_anchors = self._behind_max, self._re_anchors, 0.0, 0
+            sim_time = self.sim_time
+        wall0, sim0 = self._diag_mark
+        self._diag_mark = (wall, sim_time)
+        rtf = (sim_time - sim0) / max(wall - wall0, 1e-9)
+        late = behind > 0.1
+        message = (f'{behind * 1e3:.0f} ms behind real time at worst ({anchors} stalls let sim time slip)'
+                   if late else 'keeping real time')
+        publish_status(self, self.diag_pub, DiagnosticStatus.WARN if late else DiagnosticStatus.OK,
+                       'physics', message, self.p['robot'],
+                       {'real_time_factor_target': self.p['real_time_factor'],
+                        'real_time_factor_achieved': f'{rtf:.3f}',
+                        'behind_max_ms': f'{behind * 1e3:.3f}', 're_anchors': anchors})
+
     # ---- physics thread: owns the MuJoCo data and the renderer's GL context ----
     def _physics_loop(self):
         p = self.p
@@ -185,7 +228,7 @@ class SimNode(Node):
             ('state', p['task_state_rate']))}
         info = self._camera_info()
         wrist_info = self._camera_info('wrist', p['wrist_camera_frame']) if self.sim.wrist_camera else None
-        rtf = float(p['real_time_factor'])
+        rtf, catch_up = float(p['real_time_factor']), float(p['max_catch_up'])
         wall0, step = time.perf_counter(), 0
         while self._running:
             with self._lock:
@@ -218,8 +261,11 @@ class SimNode(Node):
                 lag = wall0 + step * dt / rtf - time.perf_counter()
                 if lag > 0:
                     time.sleep(lag)
-                elif lag < -0.5:  # far behind (a stall): re-anchor instead of sprinting to catch up
-                    wall0 = time.perf_counter() - step * dt / rtf
+                else:
+                    self._behind_max = max(self._behind_max, -lag)
+                    if lag < -catch_up:  # a stall: re-anchor, sim time slips (see max_catch_up)
+                        wall0 = time.perf_counter() - step * dt / rtf
+                        self._re_anchors += 1
 
     def _apply_pending(self):
         if self._reset_request is not None:

@@ -648,6 +648,15 @@ class FaultGraph(GraphRun):
 CONTROLLER = 'controller: chunk controller'
 
 
+def wait_sim(run, seconds, timeout=60.0) -> float:
+    """Wait for `seconds` of sim time (the monitor's joint states), and return the sim time then. On a
+    loaded machine sim time runs slower than the wall's (sim_node max_catch_up), and what a fault test
+    waits for (a chunk running out, the tip reaching a wall) happens on the sim's time line."""
+    end = run.monitor.arm()[0] + seconds
+    wait_for(lambda: run.monitor.arm()[0] >= end, timeout, what=f'{seconds} s of sim time')
+    return run.monitor.arm()[0]
+
+
 def state(run, since=None) -> str:
     """The controller's state from its newest /diagnostics (only one that arrived after `since`)."""
     return run.diagnostics.get(CONTROLLER, since)[1].get('state', '')

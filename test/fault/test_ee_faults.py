@@ -24,7 +24,7 @@ from sensor_msgs.msg import Joy
 
 from ros2_imitation.qos import SENSOR_QOS
 
-from .faultlib import ROBOT, EEChunkStream, FaultGraph, assert_stopped_cleanly, state, states_seen
+from .faultlib import ROBOT, EEChunkStream, FaultGraph, assert_stopped_cleanly, state, states_seen, wait_sim
 from .test_control_faults import Fault, first_line, recover
 
 WORKSPACE = ROBOT.kinematics.task_limits.workspace
@@ -73,10 +73,10 @@ class TestEEChunks:
         # 3 s into the table (z -0.5 m: the tip needs ~2 s at its speed limit to reach the floor), then
         # 3 s far out to the side (y +2 m), on the stream's circle
         run.stream.override = lambda t: run.stream.tip_reference(t) + [0.0, 0.0, -0.5 - p0[2]]
-        time.sleep(3.0)
+        wait_sim(run, 3.0)
         _, tips_down = run.stream.tip_error(1.0)
         run.stream.override = lambda t: run.stream.tip_reference(t) + [0.0, 2.0, 0.0]
-        time.sleep(3.0)
+        wait_sim(run, 3.0)
         _, tips_side = run.stream.tip_error(1.0)
         run.stream.override = None
         seen = states_seen(run, fault.t0)

@@ -47,6 +47,7 @@ from .faultlib import (
     stamp_of,
     state,
     states_seen,
+    wait_sim,
 )
 from .test_policy_faults import Fault as PolicyFault
 from .test_policy_faults import chunks_since, lines
@@ -94,13 +95,6 @@ def clamps(vals) -> Counter:
 
 def number(vals, key) -> int:
     return int(vals.get(key, 0))
-
-
-def wait_sim(run, seconds, timeout=60.0) -> float:
-    """Wait for `seconds` of sim time (the sim may run slower than the wall clock here)."""
-    end = run.monitor.arm()[0] + seconds
-    wait_for(lambda: run.monitor.arm()[0] >= end, timeout, what=f'{seconds} s of sim time')
-    return run.monitor.arm()[0]
 
 
 def first(text, marker) -> str:
@@ -579,7 +573,7 @@ class TestWristCamera:
         run = policy_rig
         fault = PolicyFault(run, reliability, 'wrist_camera_stops')
         run.wrist.on = False
-        time.sleep(3.0)
+        wait_sim(run, 3.0)
         quiet = chunks_since(run, fault.t0 + 1.0)
         fixed = sum(1 for t in list(run.fixed) if t >= fault.t0)
         seen = states_seen(run, fault.t0)

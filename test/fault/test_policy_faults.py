@@ -19,7 +19,7 @@ from ros2_imitation.nodes.common import to_stamp
 from ros2_imitation.paths import share_dir
 from ros2_imitation.qos import CLOCK_QOS, COMMAND_QOS, SENSOR_QOS
 
-from .faultlib import FaultGraph, ImageRelay, JointStateRelay, assert_stopped_cleanly, state, states_seen
+from .faultlib import FaultGraph, ImageRelay, JointStateRelay, assert_stopped_cleanly, state, states_seen, wait_sim
 
 POLICY = 'policy: diffusion policy'
 IMAGE_TOPIC = '/fault/image'
@@ -114,7 +114,7 @@ def frame(stamp, encoding='rgb8', width=96, height=96, step=None, size=None) -> 
 def test_camera_stops(rig, reliability):
     fault = Fault(rig, reliability, 'camera_stops')
     rig.camera.on = False
-    time.sleep(3.0)
+    wait_sim(rig, 3.0)
     quiet = chunks_since(rig, fault.t0 + 1.0)
     seen = states_seen(rig, fault.t0)
     rig.camera.on = True
