@@ -305,17 +305,20 @@ def two_camera_policy(dim: int, recorded: list):
     return policy
 
 
-def starvation(diagnostics: list, t_from: float, t_to: float) -> str:
-    """'' when neither the controller loop nor the physics stalled past STARVED_S between the sim times
-    t_from and t_to, as their DiagnosticArray messages say (loop_period_max_ms, behind_max_ms); else
+def starvation(diagnostics: list, t_from: float, t_to: float,
+               sources=('chunk controller', 'sim: physics')) -> str:
+    """'' when none of `sources` (the controller loop, the physics) stalled past STARVED_S between the sim
+    times t_from and t_to, as their DiagnosticArray messages say (loop_period_max_ms, behind_max_ms); else
     'starved: ' and what stalled. A status covers the time before its stamp, so those up to 1 s later count."""
+    from ros2_imitation.nodes.common import to_sec
     worst = {}
     for d in diagnostics:
-        if t_from <= d.header.stamp.sec + d.header.stamp.nanosec * 1e-9 <= t_to + 1.0:
+        if t_from <= to_sec(d.header.stamp) <= t_to + 1.0:
             for s in d.status:
-                for kv in s.values:
-                    if kv.key in ('loop_period_max_ms', 'behind_max_ms'):
-                        worst[s.name] = max(worst.get(s.name, 0.0), float(kv.value))
+                if any(source in s.name for source in sources):
+                    for kv in s.values:
+                        if kv.key in ('loop_period_max_ms', 'behind_max_ms'):
+                            worst[s.name] = max(worst.get(s.name, 0.0), float(kv.value))
     stalls = [f'{name} stalled {ms:.0f} ms' for name, ms in worst.items() if ms > STARVED_S * 1e3]
     return f'starved: {", ".join(stalls)}' if stalls else ''
 

@@ -139,8 +139,7 @@ def test_a_stalled_sim_does_not_shake_the_impedance_loop(tmp_path):
                            if t0 + 0.5 <= stamp(m) <= t0 + 5.0])
         print(f'sim stopped 3 x 0.45 s mid-sweep: max joint error {errors.max():.4f} rad')
         # the sim's stalls are this test's own; a starved controller reruns it (conftest DEADLINE_ERRORS)
-        controller = [d for d in run.diagnostics.messages if 'chunk controller' in d.status[0].name]
-        starved = starvation(controller, t0, t0 + 5.0)
+        starved = starvation(run.diagnostics.messages, t0, t0 + 5.0, sources=('chunk controller',))
         assert len(errors) > 300 and errors.max() <= 0.05, f'max joint error {errors.max():.4f} rad {starved}'
 
 

@@ -8,6 +8,7 @@ from geometry_msgs.msg import Twist
 from sensor_msgs.msg import JointState, Joy
 
 from ros2_imitation.control.kinematics import ArmKinematics
+from ros2_imitation.nodes.common import to_sec
 from ros2_imitation.qos import SENSOR_QOS
 from ros2_imitation.robot import RobotProfile
 
@@ -21,8 +22,7 @@ def tip(msg) -> np.ndarray:
 
 
 def sim_now(joints) -> float:
-    stamp = joints.messages[-1].header.stamp
-    return stamp.sec + stamp.nanosec * 1e-9
+    return to_sec(joints.messages[-1].header.stamp)
 
 
 def drive(twist_pub, joy_pub, joints, seconds, vx=0.0, vz=0.0, deadman=1, gripper=0):

@@ -5,7 +5,7 @@ camera a second realsense2_camera namespace, /wrist_camera/camera/color/...), co
 of an effort and a position forward_command_controller and of a joint_trajectory_controller, and a
 task-state topic. Services: ~/reset (with the `seed` parameter) and ~/success. On /diagnostics, once
 a second (`diagnostics_rate`), whether the physics keeps real time: the sim time it ran per wall
-second, how far it fell behind schedule (a stall of the physics thread), and the re-anchors.
+second, how far it fell behind schedule (a stall), and the stalls that let sim time slip (max_catch_up).
 
 Sim time is monotonic over the node's life; a reset starts a new episode but never moves /clock
 back, so subscribers never see a time jump.
@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.node import Node
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
