@@ -122,9 +122,9 @@ def test_sine_sweep_tracked(tmp_path, mode, command_topic):
 
 
 def test_a_stalled_sim_does_not_shake_the_impedance_loop(tmp_path):
-    """The sim process stopped three times for 0.45 s mid-sweep (SIGSTOP), with the shipped max_catch_up:
+    """The sim process stopped three times for 0.45 s mid-sweep (SIGSTOP), with the shipped max_catch_up_effort:
     sim time slips and the arm goes on tracking. A sim that sprints through the missed time (as with
-    max_catch_up 0.5, before) applies the torque of one instant for tens of ms: 0.16-0.88 rad errors."""
+    max_catch_up_effort 0.5) applies the torque of one instant for tens of ms: 0.16-0.88 rad errors."""
     with start(tmp_path, '--arg', 'mode=impedance') as run:
         sim = [pid for pid in started_pids(run.output()) if f'sim (sim_node, pid {pid})' in run.output()]
         t0 = stamp(run.joints.messages[-1]) + 0.1
