@@ -56,6 +56,9 @@ class SimNode(Node):
             # for, and an impedance loop tuned for 5-20 ms of delay (config/robots/panda.yaml) shakes;
             # a position target held by the sim's servo comes to no harm, and keeps sim time on the wall's
             max_catch_up=0.5, max_catch_up_effort=0.004,
+            # the servo's velocity feedforward is the position stream's slope over this long (s):
+            # commands over DDS arrive bunched, and a one-step slope reads that as a kick (PandaSim)
+            feedforward_window=0.02,
             # the hand camera: 'auto' as the task says (pick_place on; push_cube, reach off),
             # 'enabled' or 'disabled'; same size and rate as the fixed camera
             wrist_camera='auto', wrist_camera_frame='wrist_camera_color_optical_frame',
@@ -63,8 +66,9 @@ class SimNode(Node):
             wrist_camera_info_topic='/wrist_camera/camera/color/camera_info').items()}
         check_positive(p, 'physics_rate', 'joint_state_rate', 'camera_rate', 'camera_width',
                        'camera_height', 'task_state_rate', 'effort_timeout', 'real_time_factor', 'diagnostics_rate',
-                       'max_catch_up', 'max_catch_up_effort',
-                       allow_zero=('effort_timeout', 'real_time_factor', 'max_catch_up', 'max_catch_up_effort'))
+                       'max_catch_up', 'max_catch_up_effort', 'feedforward_window',
+                       allow_zero=('effort_timeout', 'real_time_factor', 'max_catch_up', 'max_catch_up_effort',
+                                   'feedforward_window'))
         if p['physics_rate'] < 100.0:
             raise StartupError(f'physics_rate must be >= 100 Hz, got {p["physics_rate"]}')
         if p['initial_mode'] not in ('position', 'effort'):
@@ -214,7 +218,7 @@ class SimNode(Node):
             wrist = PandaSim.WRIST_CAMERA[p['wrist_camera']]
             self.sim = PandaSim(task=p['task'], physics_rate=p['physics_rate'],
                                 camera_width=p['camera_width'], camera_height=p['camera_height'],
-                                wrist_camera=wrist)
+                                wrist_camera=wrist, feedforward_window=p['feedforward_window'])
             self.sim.reset(int(p['seed']))
             if p['initial_mode'] == 'effort':
                 self.sim.set_effort(np.zeros(len(self.sim.ARM_JOINTS)))

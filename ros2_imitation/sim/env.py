@@ -2,6 +2,7 @@
 offers (effort, position), a fixed RGB camera and, for tasks that want it, a camera on the hand.
 No ROS here; sim_node wraps it.
 """
+import collections
 import os
 
 os.environ.setdefault('MUJOCO_GL', 'egl')   # headless rendering; must precede the mujoco import
@@ -62,9 +63,17 @@ class PandaSim:
 
     def __init__(self, task: str = 'push_cube', physics_rate: float = 500.0,
                  camera_width: int = 96, camera_height: int = 96, render: bool = True,
-                 wrist_camera: bool | None = None):
+                 wrist_camera: bool | None = None, feedforward_window: float = 0.0):
         """wrist_camera: the hand camera (scene.WRIST_CAMERA) in the scene, same image size as the
-        fixed one; None: as the task says (pick_place yes, push_cube and reach no)."""
+        fixed one; None: as the task says (pick_place yes, push_cube and reach no).
+        feedforward_window (s): the servo's velocity feedforward is the position stream's slope over
+        this long. 0: over the last command, exact for a caller that commands on schedule (the
+        in-process rollout). A stream over DDS (sim_node) needs a window: a commander whose clock or
+        executor bunches commands (a held value, then a jump one step later) reads as velocity spikes
+        over one step, and the feedforward turns them into kicks of the arm."""
+        if not 0.0 <= float(feedforward_window) <= 1.0:
+            raise ValueError(f'feedforward_window must be in [0, 1] s, got {feedforward_window}')
+        self.feedforward_window = float(feedforward_window)
         self.task = make_task(task)
         if int(camera_width) < 1 or int(camera_height) < 1:
             raise ValueError(f'camera size must be positive, got {camera_width}x{camera_height}')
@@ -94,6 +103,7 @@ class PandaSim:
         self._ref = self.HOME.copy()       # velocity-limited reference the servo tracks
         self._v_ff = np.zeros(7)           # velocity of the command stream, fed forward
         self._target_time = None
+        self._stream = collections.deque()  # (time, target) of the commands of the last feedforward_window
         self.reset(0)
 
     # ---- time ----
@@ -214,8 +224,13 @@ class PandaSim:
         gap = None if self._target_time is None else self.time - self._target_time
         if gap is None or gap > self.FEEDFORWARD_HOLD:
             self._v_ff = np.zeros(7)
+            self._stream.clear()
         elif gap > 0.0:  # two commands within one step keep the last estimate
-            self._v_ff = np.clip((q - self._target) / gap, -self.VELOCITY_LIMIT, self.VELOCITY_LIMIT)
+            self._stream.append((self._target_time, self._target))
+            while len(self._stream) > 1 and self.time - self._stream[1][0] >= self.feedforward_window:
+                self._stream.popleft()
+            t_old, q_old = self._stream[0]
+            self._v_ff = np.clip((q - q_old) / (self.time - t_old), -self.VELOCITY_LIMIT, self.VELOCITY_LIMIT)
         self._target, self._target_time = q, self.time
 
     def hold(self) -> None:
@@ -224,6 +239,7 @@ class PandaSim:
         self._ref = self.joint_positions()[:7]
         self._target = self._ref.copy()
         self._v_ff, self._target_time = np.zeros(7), None
+        self._stream.clear()
         self.data.ctrl[self._arm_act] = self._ref
 
     def set_gripper(self, width: float) -> None:
