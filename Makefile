@@ -31,7 +31,7 @@ demo: install
 	$(VENV)/bin/ros2-imitation demo
 
 test: install
-	$(VENV)/bin/python -m pytest -q --durations=15 test
+	$(VENV)/bin/python -m pytest -q -rfER --durations=15 test
 
 # Optional: LeRobot's own loader and writer against our datasets (test/test_lerobot_compat.py), in a
 # venv of its own on CPU wheels (lerobot pulls a CUDA torch by default); ~4 min, 1.7 GB.
@@ -82,10 +82,10 @@ $(JAZZY_VENV)/.installed: setup.py docker/requirements.txt
 	touch $@
 
 test-jazzy: install-jazzy
-	$(JAZZY_PY) -m pytest -q --durations=15 $(JAZZY_TESTS)
+	$(JAZZY_PY) -m pytest -q -rfER --durations=15 $(JAZZY_TESTS)
 
 test-jazzy-ci: install-jazzy
-	$(JAZZY_PY) -m pytest -q --durations=15 $(JAZZY_CI_TESTS)
+	$(JAZZY_PY) -m pytest -q -rfER --durations=15 $(JAZZY_CI_TESTS)
 
 bench: install
 	$(PY) bench/run_all.py --quick
