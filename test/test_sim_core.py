@@ -124,9 +124,9 @@ def test_a_stream_from_a_jumpy_clock_is_tracked_without_kicks(window):
     then jumps) must not read as velocity spikes when the servo's feedforward takes the stream's slope
     over a window (sim_node's 20 ms): 0.005-0.007 rad off the path here. Over the last command alone
     (window 0, the in-process rollout's exact schedule) the same stream kicks the arm 0.029-0.035 rad."""
-    sim = PandaSim(render=False, feedforward_window=window)
     amp = np.array([0.2, 0.15, 0.2, 0.2, 0.3, 0.3, 0.3])
     worst_of_all = 0.0
+    sim = PandaSim(render=False, feedforward_window=window)
     for seed in range(3):
         sim.reset(0)
         q0, rng = arm_q(sim).copy(), np.random.default_rng(seed)
@@ -143,12 +143,12 @@ def test_a_stream_from_a_jumpy_clock_is_tracked_without_kicks(window):
             if sim.time > 0.5:
                 worst = max(worst, np.abs(arm_q(sim) - path(sim.time)).max())
         worst_of_all = max(worst_of_all, worst)
+    sim.close()                                    # render=False: nothing else to release
     # the commands themselves lag the path by up to 10 ms at 0.94 rad/s (0.0094 rad)
     if window:
         assert worst_of_all < 0.0094 + 0.003, f'{worst_of_all:.4f} rad off the path'
     else:
         assert worst_of_all > 0.02, f'the one-step slope tracked within {worst_of_all:.4f} rad: the test no longer kicks'
-    sim.close()
 
 
 def test_hold_keeps_the_pose(sim):
